@@ -1,0 +1,83 @@
+//! Process-wide counters, shown through `INFO` (section `proxy`). Relaxed atomics:
+//! each is written by many tasks and only read for reporting.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+pub struct Metrics {
+    /// Client connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Client connections open now (incremented on accept, decremented when the session ends).
+    pub connections_open: AtomicU64,
+    /// Connections refused because `max_clients` was reached.
+    pub connections_rejected: AtomicU64,
+    /// Requests read from clients.
+    pub requests: AtomicU64,
+    /// Requests answered by the proxy itself.
+    pub requests_local: AtomicU64,
+    /// Error replies the proxy made itself (not errors relayed from nodes).
+    pub proxy_errors: AtomicU64,
+    pub redirects_moved: AtomicU64,
+    pub redirects_ask: AtomicU64,
+    pub retries_tryagain: AtomicU64,
+    pub retries_clusterdown: AtomicU64,
+    /// Requests retried because their node could not be reached (never sent).
+    pub retries_unreachable: AtomicU64,
+    pub topology_refreshes: AtomicU64,
+    pub topology_refresh_failures: AtomicU64,
+    pub backend_connects: AtomicU64,
+    pub backend_connect_failures: AtomicU64,
+    /// Backend connections that died with requests in flight.
+    pub backend_connections_lost: AtomicU64,
+}
+
+pub static METRICS: Metrics = Metrics {
+    connections_total: AtomicU64::new(0),
+    connections_open: AtomicU64::new(0),
+    connections_rejected: AtomicU64::new(0),
+    requests: AtomicU64::new(0),
+    requests_local: AtomicU64::new(0),
+    proxy_errors: AtomicU64::new(0),
+    redirects_moved: AtomicU64::new(0),
+    redirects_ask: AtomicU64::new(0),
+    retries_tryagain: AtomicU64::new(0),
+    retries_clusterdown: AtomicU64::new(0),
+    retries_unreachable: AtomicU64::new(0),
+    topology_refreshes: AtomicU64::new(0),
+    topology_refresh_failures: AtomicU64::new(0),
+    backend_connects: AtomicU64::new(0),
+    backend_connect_failures: AtomicU64::new(0),
+    backend_connections_lost: AtomicU64::new(0),
+};
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
+    pub fn info_section(&self, out: &mut String) {
+        let rows: [(&str, &AtomicU64); 16] = [
+            ("connections_total", &self.connections_total),
+            ("connections_open", &self.connections_open),
+            ("connections_rejected", &self.connections_rejected),
+            ("requests", &self.requests),
+            ("requests_local", &self.requests_local),
+            ("proxy_errors", &self.proxy_errors),
+            ("redirects_moved", &self.redirects_moved),
+            ("redirects_ask", &self.redirects_ask),
+            ("retries_tryagain", &self.retries_tryagain),
+            ("retries_clusterdown", &self.retries_clusterdown),
+            ("retries_unreachable", &self.retries_unreachable),
+            ("topology_refreshes", &self.topology_refreshes),
+            ("topology_refresh_failures", &self.topology_refresh_failures),
+            ("backend_connects", &self.backend_connects),
+            ("backend_connect_failures", &self.backend_connect_failures),
+            ("backend_connections_lost", &self.backend_connections_lost),
+        ];
+        out.push_str("# Proxy\r\n");
+        for (name, value) in rows {
+            let _ = write!(out, "{name}:{}\r\n", value.load(Relaxed));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Keeps the slot table fresh: at start-up, periodically, and whenever a redirect or a
+//! failure asks for it. Refreshes are merged and rate-limited; the new table is built
+//! off to the side and swapped in, no lock held across network calls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::OwnedFrame;
+use tokio::sync::mpsc;
+
+use crate::admin::{Metrics, METRICS};
+use crate::backend::{BackendError, BackendRequest, ReplyHandle, Target};
+use crate::cluster::table::SlotTable;
+use crate::cluster::topology::{parse_cluster_shards, parse_cluster_slots, Topology};
+use crate::cluster::NodeAddr;
+use crate::dispatch::Router;
+use crate::protocol::reply::{encode_command, Proto};
+
+/// At most one refresh per this interval, however many are asked for.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("no cluster node answered ({0})")]
+    NoAnswer(String),
+    #[error("slots {0} are not served by any node")]
+    Uncovered(String),
+}
+
+/// Learn the topology from the seeds and publish the first table; fails when no seed
+/// answers or slots are uncovered.
+pub async fn initial(router: &Arc<Router>) -> Result<(), RefreshError> {
+    let seeds = router.config.seeds.clone();
+    let topology = fetch_any(router, &seeds).await?;
+    if !topology.covers_all() {
+        return Err(RefreshError::Uncovered(format_ranges(&topology.uncovered())));
+    }
+    publish(router, &topology);
+    learn_version(router).await;
+    Ok(())
+}
+
+/// The refresher task: runs for the life of the process.
+pub async fn run(router: Arc<Router>) {
+    let mut last = Instant::now();
+    loop {
+        let interval = router.config.refresh_interval;
+        tokio::select! {
+            _ = router.refresh_wanted.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let next_allowed = last + MIN_REFRESH_INTERVAL;
+        if Instant::now() < next_allowed {
+            tokio::time::sleep_until(next_allowed.into()).await;
+        }
+        last = Instant::now();
+        refresh(&router).await;
+        router.refreshed.send_modify(|n| *n += 1);
+    }
+}
+
+/// One refresh: ask the known nodes in turn, publish the first complete answer (or the
+/// best partial one, keeping the old owners of slots it does not cover).
+pub async fn refresh(router: &Arc<Router>) {
+    let mut candidates: Vec<NodeAddr> = Vec::new();
+    {
+        let table = router.table.load();
+        for addr in table
+            .masters()
+            .map(|n| &n.addr)
+            .chain(table.replicas())
+            .chain(router.config.seeds.iter())
+        {
+            if !candidates.contains(addr) {
+                candidates.push(addr.clone());
+            }
+        }
+    }
+    match fetch_any(router, &candidates).await {
+        Ok(topology) => {
+            Metrics::inc(&METRICS.topology_refreshes);
+            publish(router, &topology);
+        }
+        Err(e) => {
+            Metrics::inc(&METRICS.topology_refresh_failures);
+            tracing::warn!(error = %e, "topology refresh failed");
+        }
+    }
+}
+
+fn publish(router: &Arc<Router>, topology: &Topology) {
+    let previous = router.table.load_full();
+    let table = SlotTable::build(topology, &previous, |addr| router.node(addr));
+    let changed = table.ranges() != previous.ranges();
+    if changed {
+        let ranges = table.ranges();
+        tracing::info!(
+            shards = topology.shards.len(),
+            ranges = ranges.len(),
+            masters = ?table.masters().map(|n| n.addr.to_string()).collect::<Vec<_>>(),
+            "slot table updated"
+        );
+    }
+    router.table.store(Arc::new(table));
+}
+
+/// Ask each address in turn; return the first topology that covers every slot, else the
+/// one covering most.
+async fn fetch_any(router: &Arc<Router>, addrs: &[NodeAddr]) -> Result<Topology, RefreshError> {
+    let mut best: Option<Topology> = None;
+    let mut errors = Vec::new();
+    for addr in addrs {
+        match fetch_one(router, addr).await {
+            Ok(topology) if topology.covers_all() => return Ok(topology),
+            Ok(topology) => {
+                let covered = |t: &Topology| {
+                    16384 - t.uncovered().iter().map(|(a, b)| (b - a) as usize + 1).sum::<usize>()
+                };
+                if best.as_ref().is_none_or(|b| covered(&topology) > covered(b)) {
+                    best = Some(topology);
+                }
+            }
+            Err(e) => errors.push(format!("{addr}: {e}")),
+        }
+    }
+    best.ok_or_else(|| RefreshError::NoAnswer(errors.join("; ")))
+}
+
+/// `CLUSTER SHARDS`, falling back to `CLUSTER SLOTS` on servers that lack it.
+async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, String> {
+    let reply = query(router, addr, &[b"CLUSTER", b"SHARDS"]).await?;
+    match reply {
+        OwnedFrame::Error(text) => {
+            tracing::debug!(node = %addr, %text, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
+            match query(router, addr, &[b"CLUSTER", b"SLOTS"]).await? {
+                OwnedFrame::Error(text) => Err(text),
+                frame => parse_cluster_slots(&frame, addr).map_err(|e| e.to_string()),
+            }
+        }
+        frame => parse_cluster_shards(&frame, addr).map_err(|e| e.to_string()),
+    }
+}
+
+/// Send one command to `addr` over its shared RESP2 connection; no retries.
+pub async fn query(router: &Arc<Router>, addr: &NodeAddr, args: &[&[u8]]) -> Result<OwnedFrame, String> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    router.node(addr).send(BackendRequest {
+        bytes: Bytes::from(encode_command(args)),
+        target: Target::Any,
+        proto: Proto::Resp2,
+        conn_hint: 0,
+        asking: false,
+        redirects: 0,
+        retry_deadline: None,
+        no_retry: true,
+        reply: ReplyHandle::new(tx, 0),
+    });
+    let wait = router.config.backend.timeout + router.config.backend.connect_timeout;
+    let bytes = match tokio::time::timeout(wait, rx.recv()).await {
+        Err(_) => return Err("no reply in time".into()),
+        Ok(None) => return Err(BackendError::Dropped.to_string()),
+        Ok(Some((_, Err(e)))) => return Err(e.to_string()),
+        Ok(Some((_, Ok(bytes)))) => bytes,
+    };
+    match redis_protocol::resp2::decode::decode(&bytes) {
+        Ok(Some((frame, _))) => Ok(frame),
+        Ok(None) => Err("incomplete reply".into()),
+        Err(e) => Err(format!("undecodable reply: {e:?}")),
+    }
+}
+
+/// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).
+async fn learn_version(router: &Arc<Router>) {
+    let masters: Vec<NodeAddr> = router.table.load().masters().map(|n| n.addr.clone()).collect();
+    for addr in masters {
+        if let Ok(OwnedFrame::BulkString(info)) = query(router, &addr, &[b"INFO", b"server"]).await {
+            let text = String::from_utf8_lossy(&info);
+            if let Some(v) = text.lines().find_map(|l| l.strip_prefix("redis_version:")) {
+                router.server_version.store(Some(Arc::new(v.trim().to_string())));
+                return;
+            }
+        }
+    }
+}
+
+fn format_ranges(ranges: &[(u16, u16)]) -> String {
+    ranges
+        .iter()
+        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,351 @@
+//! Configuration: the TOML file (`config/slotgate.toml` documents every key) with
+//! command-line flags on top. Every bad value is an error naming its key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::cluster::NodeAddr;
+use crate::protocol::scan::Limits;
+
+/// Command-line flags. Each overrides the same key of the config file.
+#[derive(Parser, Debug, Default)]
+#[command(name = "slotgate", version, about = "A Redis Cluster proxy: one port, any plain Redis client")]
+pub struct Cli {
+    /// Address to accept clients on [default: 127.0.0.1:6380]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Cluster nodes to learn the topology from, comma-separated host:port; any may be down
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// TOML configuration file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    seeds: Option<Vec<String>>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    max_clients: Option<u64>,
+    #[serde(default)]
+    backend: BackendFile,
+    #[serde(default)]
+    cluster: ClusterFile,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    address_map: HashMap<String, String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct BackendFile {
+    connections_per_node: Option<u64>,
+    timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    refresh_interval_ms: Option<u64>,
+    redirect_budget: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_bulk_len: Option<u64>,
+    max_pipeline: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub seeds: Vec<NodeAddr>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub max_clients: usize,
+    pub backend: BackendConfig,
+    /// Periodic topology refresh, on top of the refreshes redirects trigger.
+    pub refresh_interval: Duration,
+    /// How many redirects one request may follow before the client gets an error.
+    pub redirect_budget: u32,
+    /// Replies a client may have outstanding before the proxy stops reading from it.
+    pub max_pipeline: usize,
+    pub limits: Limits,
+    /// Announced address → address to dial (Docker, Kubernetes, NAT).
+    pub address_map: HashMap<NodeAddr, NodeAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    pub connections_per_node: usize,
+    /// A request with no reply for this long fails, and so does its connection.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            connections_per_node: 1,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl Config {
+    /// Read the file named by `--config` (if any) and apply the flags on top.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::build(cli, file)
+    }
+
+    /// Parse a config file's text (flags none); for tests and `--check`-style use.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file = parse_file(Path::new("<inline>"), text)?;
+        Config::build(&Cli::default(), file)
+    }
+
+    fn build(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let listen_text = cli
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:6380".to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("`{listen_text}` is not an ip:port address")))?;
+
+        let seed_texts = cli.seeds.clone().or(file.seeds).unwrap_or_default();
+        let mut seeds = Vec::new();
+        for text in seed_texts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            seeds.push(
+                NodeAddr::parse(text)
+                    .ok_or_else(|| invalid("seeds", format!("`{text}` is not host:port")))?,
+            );
+        }
+        if seeds.is_empty() {
+            return Err(invalid(
+                "seeds",
+                "at least one cluster node is needed (e.g. --seeds 127.0.0.1:7001)",
+            ));
+        }
+
+        let log_level = cli
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".to_string());
+        let log_format = match cli
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .as_deref()
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("log_format", format!("`{other}`: use text or json"))),
+        };
+
+        let max_clients = positive("max_clients", file.max_clients, 10_000)?;
+        let backend = BackendConfig {
+            connections_per_node: positive(
+                "backend.connections_per_node",
+                file.backend.connections_per_node,
+                1,
+            )?,
+            timeout: millis("backend.timeout_ms", file.backend.timeout_ms, 5_000)?,
+            connect_timeout: millis(
+                "backend.connect_timeout_ms",
+                file.backend.connect_timeout_ms,
+                1_000,
+            )?,
+            username: file.backend.username.filter(|u| !u.is_empty()),
+            password: file.backend.password.filter(|p| !p.is_empty()),
+        };
+        if backend.connections_per_node > 64 {
+            return Err(invalid("backend.connections_per_node", "at most 64"));
+        }
+        if backend.username.is_some() && backend.password.is_none() {
+            return Err(invalid("backend.password", "a username needs a password"));
+        }
+
+        let refresh_interval = millis(
+            "cluster.refresh_interval_ms",
+            file.cluster.refresh_interval_ms,
+            10_000,
+        )?;
+        let redirect_budget = positive("cluster.redirect_budget", file.cluster.redirect_budget, 5)?;
+        if redirect_budget > 100 {
+            return Err(invalid("cluster.redirect_budget", "at most 100"));
+        }
+
+        let mut limits = Limits::default();
+        if let Some(n) = file.limits.max_bulk_len {
+            if n == 0 || n > 512 * 1024 * 1024 {
+                return Err(invalid(
+                    "limits.max_bulk_len",
+                    "between 1 and 536870912 (512 MiB, Redis's own maximum)",
+                ));
+            }
+            limits.max_bulk_len = n as usize;
+        }
+        let max_pipeline = positive("limits.max_pipeline", file.limits.max_pipeline, 16_384)?;
+
+        let mut address_map = HashMap::new();
+        for (from, to) in &file.address_map {
+            let f = NodeAddr::parse(from).ok_or_else(|| {
+                invalid("address_map", format!("`{from}` is not host:port"))
+            })?;
+            let t = NodeAddr::parse(to)
+                .ok_or_else(|| invalid("address_map", format!("`{to}` is not host:port")))?;
+            address_map.insert(f, t);
+        }
+
+        Ok(Config {
+            listen,
+            seeds,
+            log_level,
+            log_format,
+            max_clients,
+            backend,
+            refresh_interval,
+            redirect_budget: redirect_budget as u32,
+            max_pipeline,
+            limits,
+            address_map,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn positive(key: &'static str, value: Option<u64>, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(invalid(key, "must be greater than 0")),
+        Some(n) => usize::try_from(n).map_err(|_| invalid(key, "too large")),
+    }
+}
+
+fn millis(key: &'static str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_millis(default)),
+        Some(0) => Err(invalid(key, "must be greater than 0")),
+        Some(n) if n > 3_600_000 => Err(invalid(key, "at most 3600000 (one hour)")),
+        Some(n) => Ok(Duration::from_millis(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_toml("seeds = [\"127.0.0.1:7001\"]").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:6380");
+        assert_eq!(c.backend.timeout, Duration::from_secs(5));
+        let cli = Cli {
+            listen: Some("127.0.0.1:0".into()),
+            ..Cli::default()
+        };
+        let file = parse_file(Path::new("x"), "seeds = [\"a:1\"]\nlisten = \"127.0.0.1:9\"").unwrap();
+        assert_eq!(Config::build(&cli, file).unwrap().listen.port(), 0);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("seeds = [\"x\"]").unwrap_err().to_string();
+        assert!(e.contains("`seeds`"), "{e}");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[backend]\ntimeout_ms = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backend.timeout_ms"), "{e}");
+        let e = Config::from_toml("seeds = [\"a:1\"]\nbogus = 1").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = Config::from_toml("").unwrap_err().to_string();
+        assert!(e.contains("`seeds`"), "{e}");
+        let e = Config::from_toml("seeds = [\"a:1\"]\nlisten = \"nope\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`listen`"), "{e}");
+    }
+
+    #[test]
+    fn address_map_parses() {
+        let c = Config::from_toml(
+            "seeds = [\"a:1\"]\n[address_map]\n\"172.18.0.3:6379\" = \"127.0.0.1:7003\"",
+        )
+        .unwrap();
+        let to = c.address_map.get(&NodeAddr::parse("172.18.0.3:6379").unwrap()).unwrap();
+        assert_eq!(to.as_str(), "127.0.0.1:7003");
+    }
+}

@@ -1,0 +1,47 @@
+//! The `slotgate` binary: parse flags, set up logging, run the proxy.
+
+use anyhow::Context;
+use clap::Parser;
+use slotgate::config::{Cli, Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("slotgate: {e}");
+            std::process::exit(2);
+        }
+    };
+
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directive) if cli.log_level.is_none() => EnvFilter::try_new(directive),
+        _ => EnvFilter::try_new(&config.log_level),
+    };
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("slotgate: config key `log_level`: {e}");
+            std::process::exit(2);
+        }
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    if let Err(e) = runtime.block_on(slotgate::server::run(config)) {
+        tracing::error!(error = %e, "slotgate stopped");
+        eprintln!("slotgate: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

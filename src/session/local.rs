@@ -1,0 +1,256 @@
+//! Commands the proxy answers itself: the handshake (`HELLO`, `AUTH`, `CLIENT ...`),
+//! `PING`, `ECHO`, `SELECT`, `INFO`, `QUIT`, `RESET`.
+
+use std::fmt::Write;
+
+use bytes::Bytes;
+
+use super::Session;
+use crate::admin::METRICS;
+use crate::command::Local;
+use crate::protocol::reply::Proto;
+use crate::protocol::scan::Request;
+
+const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+impl Session {
+    pub(super) fn local(&mut self, which: Local, req: &Request) {
+        match which {
+            Local::Ping => match req.argc() {
+                1 => self.push_local(|w| w.simple("PONG")),
+                _ => {
+                    let msg = req.arg(1).to_vec();
+                    self.push_local(|w| w.bulk(&msg))
+                }
+            },
+            Local::Echo => {
+                let msg = req.arg(1).to_vec();
+                self.push_local(|w| w.bulk(&msg))
+            }
+            Local::Quit => {
+                self.push_local(|w| w.ok());
+                self.closing = true;
+            }
+            Local::Select => {
+                if req.arg(1) == b"0" {
+                    self.push_local(|w| w.ok())
+                } else {
+                    self.push_error("ERR SELECT is not allowed in cluster mode")
+                }
+            }
+            Local::Auth => {
+                let result = if req.argc() == 2 {
+                    Err(NO_PASSWORD)
+                } else {
+                    check_user(req.arg(1))
+                };
+                match result {
+                    Ok(()) => self.push_local(|w| w.ok()),
+                    Err(e) => self.push_error(e),
+                }
+            }
+            Local::Hello => self.hello(req),
+            Local::ClientSetName => match valid_name(req.arg(2)) {
+                Ok(name) => {
+                    self.name = name;
+                    self.push_local(|w| w.ok())
+                }
+                Err(e) => self.push_error(e),
+            },
+            Local::ClientGetName => {
+                let name = self.name.clone();
+                self.push_local(|w| match name {
+                    Some(n) => w.bulk(&n),
+                    None => w.null(),
+                })
+            }
+            Local::ClientId => {
+                let id = self.id.0 as i64;
+                self.push_local(|w| w.int(id))
+            }
+            Local::ClientSetInfo => {
+                let attr = req.arg(2).to_ascii_lowercase();
+                let value = Bytes::copy_from_slice(req.arg(3));
+                if value.iter().any(|&b| b == b' ' || b == b'\n' || b < b'!' || b > b'~') {
+                    return self.push_error(
+                        "ERR lib-name/lib-ver cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                match attr.as_slice() {
+                    b"lib-name" => self.lib_name = Some(value),
+                    b"lib-ver" => self.lib_ver = Some(value),
+                    _ => {
+                        let text = format!(
+                            "ERR Unrecognized option '{}'",
+                            String::from_utf8_lossy(req.arg(2))
+                        );
+                        return self.push_error(&text);
+                    }
+                }
+                self.push_local(|w| w.ok())
+            }
+            Local::ClientInfo | Local::ClientList => {
+                let line = self.client_line();
+                self.push_local(|w| w.verbatim(&line))
+            }
+            Local::ClientNoEvict | Local::ClientNoTouch | Local::ReadOnly | Local::ReadWrite => {
+                self.push_local(|w| w.ok())
+            }
+            Local::Info => {
+                let text = self.info(req);
+                self.push_local(|w| w.verbatim(&text))
+            }
+            Local::Reset => {
+                self.proto = Proto::Resp2;
+                self.name = None;
+                self.push_local(|w| w.simple("RESET"))
+            }
+            #[allow(unreachable_patterns)]
+            _ => self.push_error("ERR this command is not supported by slotgate yet"),
+        }
+    }
+
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switch protocol and describe the
+    /// server as one standalone Redis, so clients do not go into cluster mode.
+    fn hello(&mut self, req: &Request) {
+        let mut proto = self.proto;
+        if req.argc() >= 2 {
+            proto = match req.arg(1) {
+                b"2" => Proto::Resp2,
+                b"3" => Proto::Resp3,
+                other => {
+                    return if std::str::from_utf8(other)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .is_some()
+                    {
+                        self.push_error("NOPROTO unsupported protocol version")
+                    } else {
+                        self.push_error("ERR Protocol version is not an integer or out of range")
+                    };
+                }
+            };
+        }
+        let mut name = None;
+        let mut i = 2;
+        while i < req.argc() {
+            let option = req.arg(i).to_ascii_uppercase();
+            let more = req.argc() - i - 1;
+            if option == b"AUTH" && more >= 2 {
+                if let Err(e) = check_user(req.arg(i + 1)) {
+                    return self.push_error(e);
+                }
+                i += 3;
+            } else if option == b"SETNAME" && more >= 1 {
+                match valid_name(req.arg(i + 1)) {
+                    Ok(n) => name = Some(n),
+                    Err(e) => return self.push_error(e),
+                }
+                i += 2;
+            } else {
+                let text = format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(req.arg(i))
+                );
+                return self.push_error(&text);
+            }
+        }
+        if let Some(n) = name {
+            self.name = n;
+        }
+        self.proto = proto;
+        let version = self.server_version();
+        let id = self.id.0 as i64;
+        let proto_num = if proto == Proto::Resp3 { 3 } else { 2 };
+        self.push_local(|w| {
+            w.map(7);
+            w.bulk(b"server");
+            w.bulk(b"redis");
+            w.bulk(b"version");
+            w.bulk(version.as_bytes());
+            w.bulk(b"proto");
+            w.int(proto_num);
+            w.bulk(b"id");
+            w.int(id);
+            w.bulk(b"mode");
+            w.bulk(b"standalone");
+            w.bulk(b"role");
+            w.bulk(b"master");
+            w.bulk(b"modules");
+            w.array(0);
+        });
+    }
+
+    fn server_version(&self) -> String {
+        self.router
+            .server_version
+            .load_full()
+            .map_or_else(|| "7.0.0".to_string(), |v| v.as_ref().clone())
+    }
+
+    /// One `CLIENT LIST`-style line describing this client.
+    fn client_line(&self) -> String {
+        let text = |b: &Option<Bytes>| {
+            b.as_ref()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} db=0 resp={} lib-name={} lib-ver={}\n",
+            self.id.0,
+            self.peer,
+            self.local_addr,
+            text(&self.name),
+            if self.proto == Proto::Resp3 { 3 } else { 2 },
+            text(&self.lib_name),
+            text(&self.lib_ver),
+        )
+    }
+
+    /// `INFO`: the proxy's own sections, shaped like Redis's.
+    fn info(&self, _req: &Request) -> String {
+        let mut out = String::new();
+        let table = self.router.table.load();
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nslotgate_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\r\n",
+            self.server_version(),
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            self.local_addr.port(),
+        );
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\n\r\n",
+            METRICS.connections_open.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        METRICS.info_section(&mut out);
+        let _ = write!(
+            out,
+            "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\n",
+            table.masters().count(),
+            table.unserved(),
+        );
+        out.push_str("\r\n# Keyspace\r\n");
+        out
+    }
+}
+
+/// With no client password configured, every client is the `default` user, which
+/// takes any password (as a Redis with `nopass`).
+fn check_user(user: &[u8]) -> Result<(), &'static str> {
+    if user == b"default" {
+        Ok(())
+    } else {
+        Err(WRONGPASS)
+    }
+}
+
+/// A client name as `CLIENT SETNAME` accepts it; empty clears the name.
+fn valid_name(name: &[u8]) -> Result<Option<Bytes>, &'static str> {
+    if name.iter().any(|&b| b < b'!' || b > b'~') {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    Ok((!name.is_empty()).then(|| Bytes::copy_from_slice(name)))
+}

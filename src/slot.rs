@@ -1,0 +1,121 @@
+//! Key → slot: CRC16/XMODEM of the key (or of its `{hash tag}`) mod 16384. Pure.
+
+use std::fmt;
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOT_COUNT: usize = 16384;
+
+/// One of the 16384 hash slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot(u16);
+
+impl Slot {
+    /// A slot from its number; `None` when it is 16384 or more.
+    pub fn new(n: u16) -> Option<Slot> {
+        ((n as usize) < SLOT_COUNT).then_some(Slot(n))
+    }
+
+    /// The slot a key hashes to.
+    pub fn of_key(key: &[u8]) -> Slot {
+        Slot(crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1))
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The part of the key that is hashed: the text between the first `{` and the
+/// next `}` when that is non-empty, otherwise the whole key.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// CRC16/XMODEM (polynomial 0x1021, init 0), as Redis Cluster specifies.
+pub fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc = (crc << 8) ^ CRC16_TABLE[((crc >> 8) as u8 ^ byte) as usize];
+    }
+    crc
+}
+
+const CRC16_TABLE: [u16; 256] = build_table();
+
+const fn build_table() -> [u16; 256] {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_spec_vector() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn known_slots() {
+        // Values as `CLUSTER KEYSLOT` reports them.
+        assert_eq!(Slot::of_key(b"foo").get(), 12182);
+        assert_eq!(Slot::of_key(b"bar").get(), 5061);
+        assert_eq!(Slot::of_key(b"").get(), 0);
+        assert_eq!(Slot::of_key(b"somekey").get(), 11058);
+    }
+
+    #[test]
+    fn hash_tags() {
+        assert_eq!(
+            Slot::of_key(b"{user1000}.following"),
+            Slot::of_key(b"{user1000}.followers")
+        );
+        assert_eq!(Slot::of_key(b"{user1000}.following"), Slot::of_key(b"user1000"));
+        // An empty tag hashes the whole key.
+        assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
+        // Only the first tag counts.
+        assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
+        assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
+        // No closing brace: the whole key.
+        assert_eq!(hash_tag(b"foo{bar"), b"foo{bar");
+    }
+
+    #[test]
+    fn slot_bounds() {
+        assert!(Slot::new(16383).is_some());
+        assert!(Slot::new(16384).is_none());
+    }
+}
