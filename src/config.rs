@@ -349,3 +349,22 @@ mod tests {
         assert_eq!(to.as_str(), "127.0.0.1:7003");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay loadable.
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/slotgate.toml");
+        let cli = Cli {
+            config: Some(path),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.seeds.len(), 3);
+        assert_eq!(c.redirect_budget, 5);
+        assert_eq!(c.max_pipeline, 16384);
+    }
+}

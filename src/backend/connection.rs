@@ -165,7 +165,7 @@ impl Connection<'_> {
         rx: &mut mpsc::UnboundedReceiver<BackendRequest>,
     ) -> Result<(), String> {
         let (mut rd, mut wr) = stream.into_split();
-        let limits = self.router.config.limits.clone();
+        let limits = self.router.config.limits;
         let timeout = self.router.config.backend.timeout;
         let mut scanner = ReplyScanner::new(limits);
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendError, BackendRequest, ReplyHandle, Target};
 use crate::cluster::table::SlotTable;
-use crate::cluster::topology::{parse_cluster_shards, parse_cluster_slots, Topology};
+use crate::cluster::topology::{format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology};
 use crate::cluster::NodeAddr;
 use crate::dispatch::Router;
 use crate::protocol::reply::{encode_command, Proto};
@@ -34,7 +34,7 @@ pub async fn initial(router: &Arc<Router>) -> Result<(), RefreshError> {
     let seeds = router.config.seeds.clone();
     let topology = fetch_any(router, &seeds).await?;
     if !topology.covers_all() {
-        return Err(RefreshError::Uncovered(format_ranges(&topology.uncovered())));
+        return Err(RefreshError::Uncovered(format_slot_ranges(&topology.uncovered())));
     }
     publish(router, &topology);
     learn_version(router).await;
@@ -182,12 +182,4 @@ async fn learn_version(router: &Arc<Router>) {
             }
         }
     }
-}
-
-fn format_ranges(ranges: &[(u16, u16)]) -> String {
-    ranges
-        .iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

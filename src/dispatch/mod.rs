@@ -100,7 +100,7 @@ impl Router {
                 req.asking = true;
                 self.node(&addr).send(req);
             }
-            Redirect::TryAgain => {
+            Redirect::TryAgain | Redirect::Loading => {
                 let mut req = req;
                 Metrics::inc(&METRICS.retries_tryagain);
                 if !self.within_deadline(&mut req) || req.no_retry {
@@ -116,7 +116,7 @@ impl Router {
                     router.dispatch(req);
                 });
             }
-            Redirect::ClusterDown => {
+            Redirect::ClusterDown | Redirect::MasterDown => {
                 Metrics::inc(&METRICS.retries_clusterdown);
                 let err = BackendError::Lost {
                     addr: from.clone(),

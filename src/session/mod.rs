@@ -55,7 +55,7 @@ pub async fn run(router: Arc<Router>, stream: TcpStream, id: ClientId) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let max_pipeline = router.config.max_pipeline;
-    let mut scanner = RequestScanner::new(router.config.limits.clone());
+    let mut scanner = RequestScanner::new(router.config.limits);
     let mut session = Session {
         router,
         id,
