@@ -14,7 +14,11 @@ use crate::protocol::scan::Limits;
 
 /// Command-line flags. Each overrides the same key of the config file.
 #[derive(Parser, Debug, Default)]
-#[command(name = "slotgate", version, about = "A Redis Cluster proxy: one port, any plain Redis client")]
+#[command(
+    name = "slotgate",
+    version,
+    about = "A Redis Cluster proxy: one port, any plain Redis client"
+)]
 pub struct Cli {
     /// Address to accept clients on [default: 127.0.0.1:6380]
     #[arg(long, value_name = "ADDR")]
@@ -165,13 +169,20 @@ impl Config {
             .clone()
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:6380".to_string());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid("listen", format!("`{listen_text}` is not an ip:port address")))?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{listen_text}` is not an ip:port address"),
+            )
+        })?;
 
         let seed_texts = cli.seeds.clone().or(file.seeds).unwrap_or_default();
         let mut seeds = Vec::new();
-        for text in seed_texts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        for text in seed_texts
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             seeds.push(
                 NodeAddr::parse(text)
                     .ok_or_else(|| invalid("seeds", format!("`{text}` is not host:port")))?,
@@ -198,7 +209,12 @@ impl Config {
         {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("log_format", format!("`{other}`: use text or json"))),
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("`{other}`: use text or json"),
+                ))
+            }
         };
 
         let max_clients = positive("max_clients", file.max_clients, 10_000)?;
@@ -248,9 +264,8 @@ impl Config {
 
         let mut address_map = HashMap::new();
         for (from, to) in &file.address_map {
-            let f = NodeAddr::parse(from).ok_or_else(|| {
-                invalid("address_map", format!("`{from}` is not host:port"))
-            })?;
+            let f = NodeAddr::parse(from)
+                .ok_or_else(|| invalid("address_map", format!("`{from}` is not host:port")))?;
             let t = NodeAddr::parse(to)
                 .ok_or_else(|| invalid("address_map", format!("`{to}` is not host:port")))?;
             address_map.insert(f, t);
@@ -317,19 +332,27 @@ mod tests {
             listen: Some("127.0.0.1:0".into()),
             ..Cli::default()
         };
-        let file = parse_file(Path::new("x"), "seeds = [\"a:1\"]\nlisten = \"127.0.0.1:9\"").unwrap();
+        let file = parse_file(
+            Path::new("x"),
+            "seeds = [\"a:1\"]\nlisten = \"127.0.0.1:9\"",
+        )
+        .unwrap();
         assert_eq!(Config::build(&cli, file).unwrap().listen.port(), 0);
     }
 
     #[test]
     fn errors_name_the_key() {
-        let e = Config::from_toml("seeds = [\"x\"]").unwrap_err().to_string();
+        let e = Config::from_toml("seeds = [\"x\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`seeds`"), "{e}");
         let e = Config::from_toml("seeds = [\"a:1\"]\n[backend]\ntimeout_ms = 0")
             .unwrap_err()
             .to_string();
         assert!(e.contains("backend.timeout_ms"), "{e}");
-        let e = Config::from_toml("seeds = [\"a:1\"]\nbogus = 1").unwrap_err().to_string();
+        let e = Config::from_toml("seeds = [\"a:1\"]\nbogus = 1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
         let e = Config::from_toml("").unwrap_err().to_string();
         assert!(e.contains("`seeds`"), "{e}");
@@ -345,7 +368,10 @@ mod tests {
             "seeds = [\"a:1\"]\n[address_map]\n\"172.18.0.3:6379\" = \"127.0.0.1:7003\"",
         )
         .unwrap();
-        let to = c.address_map.get(&NodeAddr::parse("172.18.0.3:6379").unwrap()).unwrap();
+        let to = c
+            .address_map
+            .get(&NodeAddr::parse("172.18.0.3:6379").unwrap())
+            .unwrap();
         assert_eq!(to.as_str(), "127.0.0.1:7003");
     }
 }

@@ -30,8 +30,14 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     let listen = config.listen;
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|source| ServerError::Bind { addr: listen, source })?;
-    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: listen, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: listen,
+        source,
+    })?;
 
     let router = Router::new(config);
     refresh::initial(&router).await?;

@@ -103,7 +103,10 @@ mod tests {
             Slot::of_key(b"{user1000}.following"),
             Slot::of_key(b"{user1000}.followers")
         );
-        assert_eq!(Slot::of_key(b"{user1000}.following"), Slot::of_key(b"user1000"));
+        assert_eq!(
+            Slot::of_key(b"{user1000}.following"),
+            Slot::of_key(b"user1000")
+        );
         // An empty tag hashes the whole key.
         assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
         // Only the first tag counts.

@@ -99,11 +99,16 @@ fn fail_queued(
 }
 
 /// Dial, then authenticate and pick the protocol. Errors are the reason as text.
-async fn connect(dial: &NodeAddr, proto: Proto, config: &BackendConfig) -> Result<TcpStream, String> {
-    let mut stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(dial.as_str()))
-        .await
-        .map_err(|_| format!("connect timed out after {:?}", config.connect_timeout))?
-        .map_err(|e| e.to_string())?;
+async fn connect(
+    dial: &NodeAddr,
+    proto: Proto,
+    config: &BackendConfig,
+) -> Result<TcpStream, String> {
+    let mut stream =
+        tokio::time::timeout(config.connect_timeout, TcpStream::connect(dial.as_str()))
+            .await
+            .map_err(|_| format!("connect timed out after {:?}", config.connect_timeout))?
+            .map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
 
     let user = config.username.as_deref().unwrap_or("default");
@@ -116,7 +121,9 @@ async fn connect(dial: &NodeAddr, proto: Proto, config: &BackendConfig) -> Resul
             pass.as_bytes(),
         ])),
         (Proto::Resp3, None) => Some(encode_command(&[b"HELLO", b"3"])),
-        (Proto::Resp2, Some(pass)) => Some(encode_command(&[b"AUTH", user.as_bytes(), pass.as_bytes()])),
+        (Proto::Resp2, Some(pass)) => {
+            Some(encode_command(&[b"AUTH", user.as_bytes(), pass.as_bytes()]))
+        }
         (Proto::Resp2, None) => None,
     };
     if let Some(hello) = hello {
@@ -193,7 +200,9 @@ impl Connection<'_> {
                     wbuf.extend_from_slice(&req.bytes);
                     self.in_flight.push_back(InFlight::Request(req));
                 }
-                wr.write_all(&wbuf).await.map_err(|e| format!("write: {e}"))?;
+                wr.write_all(&wbuf)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
                 wbuf.clear();
             }
             if !open && self.in_flight.is_empty() {
@@ -236,7 +245,11 @@ impl Connection<'_> {
     }
 
     /// Hand every complete reply in `rbuf` to the router, in order.
-    fn take_replies(&mut self, scanner: &mut ReplyScanner, rbuf: &mut BytesMut) -> Result<(), String> {
+    fn take_replies(
+        &mut self,
+        scanner: &mut ReplyScanner,
+        rbuf: &mut BytesMut,
+    ) -> Result<(), String> {
         loop {
             let len = match scanner.scan(rbuf) {
                 Ok(Some(len)) => len,

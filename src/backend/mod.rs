@@ -43,7 +43,9 @@ impl BackendError {
     pub fn never_sent(&self) -> bool {
         matches!(
             self,
-            BackendError::Unreachable { .. } | BackendError::SlotNotServed(_) | BackendError::NoNodes
+            BackendError::Unreachable { .. }
+                | BackendError::SlotNotServed(_)
+                | BackendError::NoNodes
         )
     }
 }

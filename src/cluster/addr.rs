@@ -44,8 +44,14 @@ mod tests {
 
     #[test]
     fn parse_and_print() {
-        assert_eq!(NodeAddr::parse("127.0.0.1:7001").unwrap().as_str(), "127.0.0.1:7001");
-        assert_eq!(NodeAddr::parse("[::1]:7001").unwrap().as_str(), "[::1]:7001");
+        assert_eq!(
+            NodeAddr::parse("127.0.0.1:7001").unwrap().as_str(),
+            "127.0.0.1:7001"
+        );
+        assert_eq!(
+            NodeAddr::parse("[::1]:7001").unwrap().as_str(),
+            "[::1]:7001"
+        );
         assert_eq!(NodeAddr::new("::1", 7001).as_str(), "[::1]:7001");
         assert!(NodeAddr::parse("127.0.0.1").is_none());
         assert!(NodeAddr::parse(":7001").is_none());

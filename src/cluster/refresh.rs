@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendError, BackendRequest, ReplyHandle, Target};
 use crate::cluster::table::SlotTable;
-use crate::cluster::topology::{format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology};
+use crate::cluster::topology::{
+    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology,
+};
 use crate::cluster::NodeAddr;
 use crate::dispatch::Router;
 use crate::protocol::reply::{encode_command, Proto};
@@ -34,7 +36,9 @@ pub async fn initial(router: &Arc<Router>) -> Result<(), RefreshError> {
     let seeds = router.config.seeds.clone();
     let topology = fetch_any(router, &seeds).await?;
     if !topology.covers_all() {
-        return Err(RefreshError::Uncovered(format_slot_ranges(&topology.uncovered())));
+        return Err(RefreshError::Uncovered(format_slot_ranges(
+            &topology.uncovered(),
+        )));
     }
     publish(router, &topology);
     learn_version(router).await;
@@ -115,9 +119,16 @@ async fn fetch_any(router: &Arc<Router>, addrs: &[NodeAddr]) -> Result<Topology,
             Ok(topology) if topology.covers_all() => return Ok(topology),
             Ok(topology) => {
                 let covered = |t: &Topology| {
-                    16384 - t.uncovered().iter().map(|(a, b)| (b - a) as usize + 1).sum::<usize>()
+                    16384
+                        - t.uncovered()
+                            .iter()
+                            .map(|(a, b)| (b - a) as usize + 1)
+                            .sum::<usize>()
                 };
-                if best.as_ref().is_none_or(|b| covered(&topology) > covered(b)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| covered(&topology) > covered(b))
+                {
                     best = Some(topology);
                 }
             }
@@ -143,7 +154,11 @@ async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, St
 }
 
 /// Send one command to `addr` over its shared RESP2 connection; no retries.
-pub async fn query(router: &Arc<Router>, addr: &NodeAddr, args: &[&[u8]]) -> Result<OwnedFrame, String> {
+pub async fn query(
+    router: &Arc<Router>,
+    addr: &NodeAddr,
+    args: &[&[u8]],
+) -> Result<OwnedFrame, String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     router.node(addr).send(BackendRequest {
         bytes: Bytes::from(encode_command(args)),
@@ -172,12 +187,20 @@ pub async fn query(router: &Arc<Router>, addr: &NodeAddr, args: &[&[u8]]) -> Res
 
 /// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).
 async fn learn_version(router: &Arc<Router>) {
-    let masters: Vec<NodeAddr> = router.table.load().masters().map(|n| n.addr.clone()).collect();
+    let masters: Vec<NodeAddr> = router
+        .table
+        .load()
+        .masters()
+        .map(|n| n.addr.clone())
+        .collect();
     for addr in masters {
-        if let Ok(OwnedFrame::BulkString(info)) = query(router, &addr, &[b"INFO", b"server"]).await {
+        if let Ok(OwnedFrame::BulkString(info)) = query(router, &addr, &[b"INFO", b"server"]).await
+        {
             let text = String::from_utf8_lossy(&info);
             if let Some(v) = text.lines().find_map(|l| l.strip_prefix("redis_version:")) {
-                router.server_version.store(Some(Arc::new(v.trim().to_string())));
+                router
+                    .server_version
+                    .store(Some(Arc::new(v.trim().to_string())));
                 return;
             }
         }

@@ -62,7 +62,11 @@ impl SlotTable {
 
     /// Index of the shard whose master is `master`, adding it when new.
     fn shard_index(&mut self, master: Arc<Node>, replicas: &[NodeAddr]) -> u16 {
-        if let Some(i) = self.shards.iter().position(|s| s.master.addr == master.addr) {
+        if let Some(i) = self
+            .shards
+            .iter()
+            .position(|s| s.master.addr == master.addr)
+        {
             return i as u16;
         }
         self.shards.push(Shard {

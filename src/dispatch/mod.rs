@@ -157,7 +157,12 @@ impl Router {
 
     /// Ask for a refresh, wait for it, and send `req` again — until its deadline, when
     /// the client gets `final_reply` (the node's own error) or `err`.
-    fn retry_after_refresh(self: &Arc<Self>, mut req: BackendRequest, err: BackendError, final_reply: Option<Bytes>) {
+    fn retry_after_refresh(
+        self: &Arc<Self>,
+        mut req: BackendRequest,
+        err: BackendError,
+        final_reply: Option<Bytes>,
+    ) {
         if req.no_retry || !self.within_deadline(&mut req) {
             match final_reply {
                 Some(frame) => req.reply.send(Ok(frame)),
@@ -187,6 +192,7 @@ impl Router {
             return;
         }
         let node = self.node(addr);
-        self.table.rcu(|table| table.with_slot_moved(slot, node.clone()));
+        self.table
+            .rcu(|table| table.with_slot_moved(slot, node.clone()));
     }
 }

@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(with(Proto::Resp3, |w| w.map(2)), b"%2\r\n");
         assert_eq!(with(Proto::Resp3, |w| w.verbatim("a")), b"=5\r\ntxt:a\r\n");
         assert_eq!(with(Proto::Resp2, |w| w.int(-7)), b":-7\r\n");
-        assert_eq!(with(Proto::Resp2, |w| w.error("ERR a\r\nb")), b"-ERR a  b\r\n");
+        assert_eq!(
+            with(Proto::Resp2, |w| w.error("ERR a\r\nb")),
+            b"-ERR a  b\r\n"
+        );
         assert_eq!(
             encode_command(&[b"GET", b"k"]).to_vec(),
             b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"

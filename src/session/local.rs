@@ -72,7 +72,7 @@ impl Session {
             Local::ClientSetInfo => {
                 let attr = req.arg(2).to_ascii_lowercase();
                 let value = Bytes::copy_from_slice(req.arg(3));
-                if value.iter().any(|&b| b == b' ' || b == b'\n' || b < b'!' || b > b'~') {
+                if value.iter().any(|b| !(b'!'..=b'~').contains(b)) {
                     return self.push_error(
                         "ERR lib-name/lib-ver cannot contain spaces, newlines or special characters.",
                     );
@@ -223,7 +223,9 @@ impl Session {
         let _ = write!(
             out,
             "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            METRICS.connections_open.load(std::sync::atomic::Ordering::Relaxed)
+            METRICS
+                .connections_open
+                .load(std::sync::atomic::Ordering::Relaxed)
         );
         METRICS.info_section(&mut out);
         let _ = write!(
@@ -249,7 +251,7 @@ fn check_user(user: &[u8]) -> Result<(), &'static str> {
 
 /// A client name as `CLIENT SETNAME` accepts it; empty clears the name.
 fn valid_name(name: &[u8]) -> Result<Option<Bytes>, &'static str> {
-    if name.iter().any(|&b| b < b'!' || b > b'~') {
+    if name.iter().any(|b| !(b'!'..=b'~').contains(b)) {
         return Err("ERR Client names cannot contain spaces, newlines or special characters.");
     }
     Ok((!name.is_empty()).then(|| Bytes::copy_from_slice(name)))

@@ -50,8 +50,12 @@ struct Session {
 
 /// Serve one client until it disconnects or the proxy closes it.
 pub async fn run(router: Arc<Router>, stream: TcpStream, id: ClientId) {
-    let peer = stream.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let local_addr = stream.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let local_addr = stream
+        .local_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let max_pipeline = router.config.max_pipeline;
@@ -153,7 +157,9 @@ impl Session {
                     match slot {
                         None => slot = Some(s),
                         Some(first) if first != s => {
-                            return self.push_error("CROSSSLOT Keys in request don't hash to the same slot");
+                            return self.push_error(
+                                "CROSSSLOT Keys in request don't hash to the same slot",
+                            );
                         }
                         Some(_) => {}
                     }
