@@ -8,15 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{require_redis, Cluster, Proxy};
-
-fn info_counter(proxy: &Proxy, name: &str) -> u64 {
-    let info = proxy.cli(&["INFO"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from INFO:\n{info}"))
-}
+use support::{info_counter, require_redis, Cluster, Proxy};
 
 #[test]
 fn live_resharding_is_invisible_to_clients() {

@@ -105,8 +105,10 @@ pub struct BackendRequest {
     pub conn_hint: u32,
     /// Send `ASKING` first (after an `ASK` redirect).
     pub asking: bool,
-    /// Redirects followed so far.
+    /// Redirects (`MOVED`, `ASK`) followed so far, against the redirect budget.
     pub redirects: u32,
+    /// Retries after `TRYAGAIN`/`LOADING` so far (sets the backoff).
+    pub retries: u32,
     /// Retries (refresh, `TRYAGAIN`, unreachable node) stop at this instant; set at the
     /// first failure.
     pub retry_deadline: Option<Instant>,

@@ -167,6 +167,7 @@ pub async fn query(
         conn_hint: 0,
         asking: false,
         redirects: 0,
+        retries: 0,
         retry_deadline: None,
         no_retry: true,
         reply: ReplyHandle::new(tx, 0),

@@ -86,10 +86,14 @@ impl Router {
                     return;
                 };
                 tracing::debug!(%slot, from = %from, to = %addr, "MOVED");
-                self.patch_slot(slot, &addr);
-                self.refresh_wanted.notify_one();
                 req.asking = false;
-                self.node(&addr).send(req);
+                let node = self.node(&addr);
+                // Resend before patching the table: a later request from the same
+                // client, routed by the patched table, then queues behind this one on
+                // the same connection and cannot overtake it.
+                node.send(req);
+                self.patch_slot(slot, node);
+                self.refresh_wanted.notify_one();
             }
             Redirect::Ask { slot, addr } => {
                 Metrics::inc(&METRICS.redirects_ask);
@@ -107,8 +111,8 @@ impl Router {
                     req.reply.send(Ok(frame));
                     return;
                 }
-                req.redirects += 1;
-                let delay = Duration::from_millis(5 * u64::from(req.redirects.min(20)));
+                req.retries += 1;
+                let delay = Duration::from_millis(5 * u64::from(req.retries.min(20)));
                 let router = self.clone();
                 req.asking = false;
                 tokio::spawn(async move {
@@ -185,13 +189,16 @@ impl Router {
         });
     }
 
-    /// Point one slot at `addr` at once (after `MOVED`); the full refresh follows.
-    fn patch_slot(self: &Arc<Self>, slot: Slot, addr: &NodeAddr) {
-        let current = self.table.load();
-        if current.master(slot).is_some_and(|n| &n.addr == addr) {
+    /// Point one slot at `node` at once (after `MOVED`); the full refresh follows.
+    fn patch_slot(&self, slot: Slot, node: Arc<Node>) {
+        if self
+            .table
+            .load()
+            .master(slot)
+            .is_some_and(|n| n.addr == node.addr)
+        {
             return;
         }
-        let node = self.node(addr);
         self.table
             .rcu(|table| table.with_slot_moved(slot, node.clone()));
     }

@@ -204,6 +204,7 @@ impl Session {
             conn_hint: self.id.0 as u32,
             asking: false,
             redirects: 0,
+            retries: 0,
             retry_deadline: None,
             no_retry: false,
             reply: ReplyHandle::new(self.replies.clone(), seq),

@@ -76,25 +76,7 @@ pub fn tail_file(path: &Path, lines: usize) -> String {
 /// The CRC16/XMODEM hash slot of `key` (with `{hash tag}` rules), computed locally so a test
 /// can pick keys for a slot without asking a node.
 pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    let mut crc: u16 = 0;
-    for &byte in hashed {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
+    slotgate::slot::Slot::of_key(key).get()
 }
 
 /// `count` distinct keys `"{prefix}:N"` whose slot is `slot` (searched by brute force;

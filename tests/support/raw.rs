@@ -165,3 +165,12 @@ pub fn write_config(text: &str) -> String {
     std::fs::write(&path, text).expect("write config");
     path.to_string_lossy().into_owned()
 }
+
+/// A counter from the proxy's `INFO` (section `# Proxy`).
+pub fn info_counter(proxy: &super::Proxy, name: &str) -> u64 {
+    let info = proxy.cli(&["INFO"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from INFO:\n{info}"))
+}
