@@ -4,8 +4,11 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use std::time::Duration;
+
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::refresh;
@@ -24,8 +27,12 @@ pub enum ServerError {
     Topology(#[from] refresh::RefreshError),
 }
 
+/// How long a shutdown waits for sessions to write the replies they still owe.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Run the proxy until a shutdown signal. Prints `slotgate listening on ADDR` on stdout
-/// once clients can connect (scripts and tests wait for that line).
+/// once clients can connect (scripts and tests wait for that line). On SIGTERM/SIGINT:
+/// stop accepting, let every session finish the requests it has read, then return.
 pub async fn run(config: Config) -> Result<(), ServerError> {
     let listen = config.listen;
     let listener = TcpListener::bind(listen)
@@ -49,12 +56,22 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 
     let next_id = AtomicU64::new(1);
     let max_clients = router.config.max_clients as u64;
+    // The accept loop sends `true` once on shutdown; every session holds a receiver.
+    let (stop_sessions, stop_rx) = watch::channel(false);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => {
-                tracing::info!("shutdown signal received; no longer accepting clients");
+                drop(listener);
+                let open = METRICS.connections_open.load(Relaxed);
+                tracing::info!(open, "shutdown signal received; draining clients");
+                let _ = stop_sessions.send(true);
+                let started = std::time::Instant::now();
+                while METRICS.connections_open.load(Relaxed) > 0 && started.elapsed() < DRAIN_TIMEOUT {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                tracing::info!(left = METRICS.connections_open.load(Relaxed), "slotgate stopped");
                 return Ok(());
             }
             accepted = listener.accept() => {
@@ -80,8 +97,9 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
                 Metrics::inc(&METRICS.connections_total);
                 Metrics::inc(&METRICS.connections_open);
                 let router = router.clone();
+                let stop = stop_rx.clone();
                 tokio::spawn(async move {
-                    session::run(router, stream, id).await;
+                    session::run(router, stream, id, stop).await;
                     METRICS.connections_open.fetch_sub(1, Relaxed);
                 });
             }

@@ -115,3 +115,34 @@ fn a_node_killed_mid_pipeline_fails_only_its_requests() {
     let err = con.get::<_, String>(key).unwrap_err();
     assert!(err.to_string().contains("slotgate"), "{err}");
 }
+
+#[test]
+fn sigterm_drains_replies_then_exits() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let mut proxy = Proxy::start(&cluster.seeds(), &[]);
+    let keys = keys_on_every_master(&cluster, "drain", 5);
+    // Replies from every node are held back for a moment, so they are in flight when
+    // the signal arrives.
+    for port in cluster.master_ports() {
+        cluster.cli(port, &["CLIENT", "PAUSE", "1000", "WRITE"]);
+    }
+    let mut raw = RawClient::connect(proxy.port());
+    let pipeline: String = keys
+        .iter()
+        .map(|k| format!("SET {k} drained\r\n"))
+        .collect();
+    raw.write(pipeline.as_bytes());
+    std::thread::sleep(Duration::from_millis(200));
+    let status = proxy
+        .terminate(Duration::from_secs(10))
+        .expect("slotgate exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let replies = raw.read_replies(keys.len(), Duration::from_secs(5));
+    assert_eq!(replies, vec!["+OK\r\n".to_string(); keys.len()]);
+    assert!(raw.is_closed());
+    for key in &keys {
+        let owner = cluster.node_for_key(key);
+        assert_eq!(cluster.cli(owner, &["GET", key]), "drained");
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendRequest, ReplyHandle, ReplyResult, ReplySender, Target};
@@ -48,8 +48,15 @@ struct Session {
     closing: bool,
 }
 
-/// Serve one client until it disconnects or the proxy closes it.
-pub async fn run(router: Arc<Router>, stream: TcpStream, id: ClientId) {
+/// Serve one client until it disconnects or the proxy closes it. When `shutdown`
+/// turns true the session reads no more requests, writes the replies still owed, and
+/// ends.
+pub async fn run(
+    router: Arc<Router>,
+    stream: TcpStream,
+    id: ClientId,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
@@ -94,6 +101,9 @@ pub async fn run(router: Arc<Router>, stream: TcpStream, id: ClientId) {
         }
         tokio::select! {
             biased;
+            _ = shutdown.wait_for(|&stop| stop), if !session.closing => {
+                session.closing = true;
+            }
             Some((seq, result)) = rx.recv() => {
                 session.fill(seq, result);
                 while let Ok((seq, result)) = rx.try_recv() {
