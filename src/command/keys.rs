@@ -378,39 +378,8 @@ fn streams<A: Args + ?Sized>(args: &A, group: bool) -> Result<(KeyIndices, bool)
     Ok((KeyIndices::range(streams_at, streams_at + count, 1), block))
 }
 
-/// An integer exactly as Redis's `string2ll` accepts it: optional `-`, no `+`, no leading
-/// zeros, no spaces, within `i64`.
-pub(super) fn parse_i64(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    if s == b"0" {
-        return Some(0);
-    }
-    let (negative, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut value: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    if negative {
-        if value > i64::MAX as u64 + 1 {
-            return None;
-        }
-        Some((value as i64).wrapping_neg())
-    } else {
-        i64::try_from(value).ok()
-    }
-}
+/// An integer exactly as Redis's `string2ll` accepts it (shared with the scanner).
+pub(super) use crate::protocol::scan::parse_int as parse_i64;
 
 #[cfg(test)]
 mod tests {

@@ -351,7 +351,7 @@ where
 
 /// Parses a decimal integer exactly as Redis's `string2ll` does: optional `-`, no `+`,
 /// no leading zeros, no spaces, at most 20 bytes, no overflow.
-fn parse_int(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
