@@ -11,8 +11,6 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Connections refused because `max_clients` was reached.
     pub connections_rejected: AtomicU64,
-    /// Requests read from clients.
-    pub requests: AtomicU64,
     /// Requests answered by the proxy itself.
     pub requests_local: AtomicU64,
     /// Error replies the proxy made itself (not errors relayed from nodes).
@@ -35,7 +33,6 @@ pub static METRICS: Metrics = Metrics {
     connections_total: AtomicU64::new(0),
     connections_open: AtomicU64::new(0),
     connections_rejected: AtomicU64::new(0),
-    requests: AtomicU64::new(0),
     requests_local: AtomicU64::new(0),
     proxy_errors: AtomicU64::new(0),
     redirects_moved: AtomicU64::new(0),
@@ -56,12 +53,12 @@ impl Metrics {
     }
 
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
-    pub fn info_section(&self, out: &mut String) {
-        let rows: [(&str, &AtomicU64); 16] = [
+    /// `requests` is counted per worker thread and summed by the caller.
+    pub fn info_section(&self, out: &mut String, requests: u64) {
+        let rows: [(&str, &AtomicU64); 15] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
-            ("requests", &self.requests),
             ("requests_local", &self.requests_local),
             ("proxy_errors", &self.proxy_errors),
             ("redirects_moved", &self.redirects_moved),
@@ -76,6 +73,7 @@ impl Metrics {
             ("backend_connections_lost", &self.backend_connections_lost),
         ];
         out.push_str("# Proxy\r\n");
+        let _ = write!(out, "requests:{requests}\r\n");
         for (name, value) in rows {
             let _ = write!(out, "{name}:{}\r\n", value.load(Relaxed));
         }

@@ -35,6 +35,9 @@ pub struct Cli {
     /// Log format: text or json [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Worker threads; 0 means one per CPU core [default: 0]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,7 @@ struct FileConfig {
     log_level: Option<String>,
     log_format: Option<String>,
     max_clients: Option<u64>,
+    workers: Option<u64>,
     #[serde(default)]
     backend: BackendFile,
     #[serde(default)]
@@ -113,6 +117,8 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_clients: usize,
+    /// Worker threads, each with its own runtime, listener socket and connections.
+    pub workers: usize,
     pub backend: BackendConfig,
     /// Periodic topology refresh, on top of the refreshes redirects trigger.
     pub refresh_interval: Duration,
@@ -218,6 +224,11 @@ impl Config {
         };
 
         let max_clients = positive("max_clients", file.max_clients, 10_000)?;
+        let workers = match cli.workers.or(file.workers).unwrap_or(0) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n > 256 => return Err(invalid("workers", "at most 256")),
+            n => n as usize,
+        };
         let backend = BackendConfig {
             connections_per_node: positive(
                 "backend.connections_per_node",
@@ -277,6 +288,7 @@ impl Config {
             log_level,
             log_format,
             max_clients,
+            workers,
             backend,
             refresh_interval,
             redirect_budget: redirect_budget as u32,

@@ -1,6 +1,5 @@
 //! The `slotgate` binary: parse flags, set up logging, run the proxy.
 
-use anyhow::Context;
 use clap::Parser;
 use slotgate::config::{Cli, Config, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -35,11 +34,7 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    if let Err(e) = runtime.block_on(slotgate::server::run(config)) {
+    if let Err(e) = slotgate::server::run(config) {
         tracing::error!(error = %e, "slotgate stopped");
         eprintln!("slotgate: {e}");
         std::process::exit(1);

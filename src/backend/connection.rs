@@ -1,30 +1,59 @@
 //! One backend connection: a task that owns the socket. It connects on first use,
-//! writes every queued request in one syscall, keeps the in-flight requests in FIFO
-//! order and hands each reply to the router. When the socket dies every in-flight
-//! request is answered with an error; requests that were never written go back to the
-//! router, which may retry them elsewhere.
+//! writes everything queued in one syscall, keeps the in-flight requests in FIFO order
+//! and hands each reply to the worker's decision point. When the socket dies every
+//! in-flight request is answered with an error; requests that were never written go
+//! back to the worker, which may retry them elsewhere.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
-use super::{BackendError, BackendRequest};
+use super::signal::LocalSignal;
+use super::{BackendError, BackendRequest, Worker};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::NodeAddr;
 use crate::config::BackendConfig;
-use crate::dispatch::Router;
 use crate::protocol::reply::{encode_command, Proto};
-use crate::protocol::scan::ReplyScanner;
+use crate::protocol::scan::{Limits, ReplyScanner};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The sending side of a connection, shared (on one thread) by the sessions that use it.
+pub struct Conn {
+    pub addr: NodeAddr,
+    /// Requests not yet written. Sessions push; the connection task drains.
+    queue: RefCell<VecDeque<BackendRequest>>,
+    /// Fired when a request is queued; the connection task waits on it.
+    queued: LocalSignal,
+}
+
+impl Conn {
+    pub fn new(addr: NodeAddr) -> Conn {
+        Conn {
+            addr,
+            queue: RefCell::new(VecDeque::new()),
+            queued: LocalSignal::default(),
+        }
+    }
+
+    pub fn push(&self, req: BackendRequest) {
+        self.queue.borrow_mut().push_back(req);
+        self.queued.fire();
+    }
+
+    fn take_queued(&self) -> VecDeque<BackendRequest> {
+        std::mem::take(&mut *self.queue.borrow_mut())
+    }
+}
 
 /// An entry waiting for its reply, in the order the requests were written.
 enum InFlight {
@@ -33,73 +62,69 @@ enum InFlight {
     Request(BackendRequest),
 }
 
-/// The connection task. `rx` receives from the node's senders; the task ends when
-/// every sender is dropped.
-pub async fn run(
-    router: Arc<Router>,
-    addr: NodeAddr,
-    dial: NodeAddr,
-    proto: Proto,
-    mut rx: mpsc::UnboundedReceiver<BackendRequest>,
-) {
+/// The connection task: runs for the life of the worker.
+pub async fn run(worker: Rc<Worker>, conn: Rc<Conn>, dial: NodeAddr, proto: Proto) {
     let mut backoff = MIN_BACKOFF;
     // After a failed connect, requests fail at once until this instant.
     let mut down_until: Option<Instant> = None;
-    while let Some(first) = rx.recv().await {
-        if down_until.is_some_and(|t| Instant::now() < t) {
-            let reason = "recently failed; waiting before reconnecting".to_string();
-            fail_queued(&router, &addr, &reason, first, &mut rx);
+    loop {
+        conn.queued.wait().await;
+        if conn.queue.borrow().is_empty() {
             continue;
         }
-        let config = &router.config.backend;
+        if down_until.is_some_and(|t| Instant::now() < t) {
+            fail_queued(
+                &worker,
+                &conn,
+                "recently failed; waiting before reconnecting",
+            );
+            continue;
+        }
+        let config = &worker.router.config.backend;
         match connect(&dial, proto, config).await {
             Err(reason) => {
                 Metrics::inc(&METRICS.backend_connect_failures);
-                tracing::warn!(node = %addr, dial = %dial, %reason, "backend connect failed");
+                tracing::warn!(node = %conn.addr, dial = %dial, %reason, "backend connect failed");
                 down_until = Some(Instant::now() + backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                fail_queued(&router, &addr, &reason, first, &mut rx);
+                fail_queued(&worker, &conn, &reason);
             }
             Ok(stream) => {
                 Metrics::inc(&METRICS.backend_connects);
-                tracing::debug!(node = %addr, ?proto, "backend connected");
+                tracing::debug!(node = %conn.addr, ?proto, "backend connected");
                 backoff = MIN_BACKOFF;
                 down_until = None;
-                let mut conn = Connection {
-                    router: &router,
-                    addr: &addr,
+                let mut io = Connection {
+                    worker: &worker,
+                    conn: &conn,
                     proto,
                     in_flight: VecDeque::new(),
                 };
-                if let Err(reason) = conn.serve(stream, first, &mut rx).await {
-                    tracing::warn!(node = %addr, %reason, "backend connection closed");
-                    conn.fail_in_flight(&reason);
+                let reason = io.serve(stream).await;
+                tracing::warn!(node = %conn.addr, %reason, "backend connection closed");
+                io.fail_in_flight(&reason);
+                // Anything queued meanwhile goes out on the next connection.
+                if !conn.queue.borrow().is_empty() {
+                    conn.queued.fire();
                 }
             }
         }
     }
 }
 
-/// Hand back `first` and everything queued behind it as never sent.
-fn fail_queued(
-    router: &Arc<Router>,
-    addr: &NodeAddr,
-    reason: &str,
-    first: BackendRequest,
-    rx: &mut mpsc::UnboundedReceiver<BackendRequest>,
-) {
+/// Hand back everything queued as never sent.
+fn fail_queued(worker: &Rc<Worker>, conn: &Conn, reason: &str) {
     let err = BackendError::Unreachable {
-        addr: addr.clone(),
+        addr: conn.addr.clone(),
         reason: reason.to_string(),
     };
-    router.unsent(first, err.clone());
-    while let Ok(req) = rx.try_recv() {
-        router.unsent(req, err.clone());
+    for req in conn.take_queued() {
+        worker.unsent(req, err.clone());
     }
 }
 
 /// Dial, then authenticate and pick the protocol. Errors are the reason as text.
-async fn connect(
+pub async fn connect(
     dial: &NodeAddr,
     proto: Proto,
     config: &BackendConfig,
@@ -127,72 +152,66 @@ async fn connect(
         (Proto::Resp2, None) => None,
     };
     if let Some(hello) = hello {
-        let exchange = async {
-            stream.write_all(&hello).await.map_err(|e| e.to_string())?;
-            let mut buf = BytesMut::with_capacity(1024);
-            let mut scanner = ReplyScanner::new(Default::default());
-            loop {
-                if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                    return Err("closed during handshake".to_string());
-                }
-                match scanner.scan(&buf) {
-                    Ok(Some(len)) => {
-                        if buf[0] == b'-' {
-                            let text = String::from_utf8_lossy(&buf[1..len]);
-                            return Err(format!("handshake refused: {}", text.trim_end()));
-                        }
-                        return Ok(());
-                    }
-                    Ok(None) => continue,
-                    Err(e) => return Err(format!("handshake: {e}")),
-                }
-            }
-        };
-        tokio::time::timeout(config.connect_timeout.max(Duration::from_secs(1)), exchange)
-            .await
-            .map_err(|_| "handshake timed out".to_string())??;
+        let reply = tokio::time::timeout(
+            config.connect_timeout.max(Duration::from_secs(1)),
+            exchange(&mut stream, &hello),
+        )
+        .await
+        .map_err(|_| "handshake timed out".to_string())??;
+        if reply.first() == Some(&b'-') {
+            let text = String::from_utf8_lossy(&reply[1..]);
+            return Err(format!("handshake refused: {}", text.trim_end()));
+        }
     }
     Ok(stream)
 }
 
+/// Write one request and read one complete reply (its raw bytes).
+pub async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<BytesMut, String> {
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanner = ReplyScanner::new(Limits::default());
+    loop {
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed before replying".to_string());
+        }
+        match scanner.scan(&buf) {
+            Ok(Some(len)) => return Ok(buf.split_to(len)),
+            Ok(None) => buf.reserve(scanner.bytes_needed(buf.len()).max(READ_CHUNK)),
+            Err(e) => return Err(format!("bad reply: {e}")),
+        }
+    }
+}
+
 struct Connection<'a> {
-    router: &'a Arc<Router>,
-    addr: &'a NodeAddr,
+    worker: &'a Rc<Worker>,
+    conn: &'a Conn,
     proto: Proto,
     in_flight: VecDeque<InFlight>,
 }
 
 impl Connection<'_> {
-    /// Serve until the socket fails (Err with the reason) or every sender is gone and
-    /// nothing is in flight (Ok).
-    async fn serve(
-        &mut self,
-        stream: TcpStream,
-        first: BackendRequest,
-        rx: &mut mpsc::UnboundedReceiver<BackendRequest>,
-    ) -> Result<(), String> {
-        let (mut rd, mut wr) = stream.into_split();
-        let limits = self.router.config.limits;
-        let timeout = self.router.config.backend.timeout;
+    /// Serve until the socket fails; returns the reason.
+    async fn serve(&mut self, stream: TcpStream) -> String {
+        let limits = self.worker.router.config.limits;
+        let timeout = self.worker.router.config.backend.timeout;
         let mut scanner = ReplyScanner::new(limits);
-        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-        let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-        let mut batch: Vec<BackendRequest> = Vec::with_capacity(64);
+        let mut rbuf = BytesMut::new();
+        let mut wbuf = BytesMut::new();
         let mut ticker = tokio::time::interval((timeout / 4).max(Duration::from_millis(10)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When a reply (or the first request of an idle connection) was last seen; the
         // connection has timed out when requests are in flight and nothing came back
         // for `timeout` since.
         let mut last_progress = Instant::now();
-        let mut open = true;
 
-        batch.push(first);
         loop {
-            if !batch.is_empty() {
+            let queued = self.conn.take_queued();
+            if !queued.is_empty() {
                 if self.in_flight.is_empty() {
                     last_progress = Instant::now();
                 }
-                for req in batch.drain(..) {
+                for req in queued {
                     if req.asking {
                         wbuf.extend_from_slice(ASKING);
                         self.in_flight.push_back(InFlight::AskingAck);
@@ -200,51 +219,62 @@ impl Connection<'_> {
                     wbuf.extend_from_slice(&req.bytes);
                     self.in_flight.push_back(InFlight::Request(req));
                 }
-                wr.write_all(&wbuf)
-                    .await
-                    .map_err(|e| format!("write: {e}"))?;
-                wbuf.clear();
             }
-            if !open && self.in_flight.is_empty() {
-                return Ok(());
+            while !wbuf.is_empty() {
+                match stream.try_write(&wbuf) {
+                    Ok(n) => wbuf.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Err(e) = stream.writable().await {
+                            return format!("write: {e}");
+                        }
+                    }
+                    Err(e) => return format!("write: {e}"),
+                }
             }
-            let want = scanner.bytes_needed(rbuf.len()).max(READ_CHUNK);
-            rbuf.reserve(want);
+            if wbuf.capacity() > 4 * READ_CHUNK {
+                wbuf = BytesMut::new();
+            }
             tokio::select! {
                 biased;
-                read = rd.read_buf(&mut rbuf) => {
-                    match read {
-                        Ok(0) => return Err("closed by the node".into()),
-                        Ok(_) => {}
-                        Err(e) => return Err(format!("read: {e}")),
+                ready = stream.readable() => {
+                    if let Err(e) = ready {
+                        return format!("read: {e}");
                     }
-                    last_progress = Instant::now();
-                    self.take_replies(&mut scanner, &mut rbuf)?;
-                }
-                n = rx.recv_many(&mut batch, 256), if open => {
-                    if n == 0 {
-                        open = false;
-                    }
-                }
-                _ = ticker.tick(), if !self.in_flight.is_empty() => {
-                    if last_progress.elapsed() >= timeout {
-                        let err = |addr: &NodeAddr| BackendError::Timeout {
-                            addr: addr.clone(),
-                            millis: timeout.as_millis(),
-                        };
-                        for entry in self.in_flight.drain(..) {
-                            if let InFlight::Request(req) = entry {
-                                req.reply.send(Err(err(self.addr)));
+                    rbuf.reserve(scanner.bytes_needed(rbuf.len()).max(READ_CHUNK));
+                    match stream.try_read_buf(&mut rbuf) {
+                        Ok(0) => return "closed by the node".into(),
+                        Ok(_) => {
+                            last_progress = Instant::now();
+                            if let Err(reason) = self.take_replies(&mut scanner, &mut rbuf) {
+                                return reason;
+                            }
+                            if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {
+                                rbuf = BytesMut::new();
                             }
                         }
-                        return Err(format!("no reply within {timeout:?}"));
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return format!("read: {e}"),
+                    }
+                }
+                _ = self.conn.queued.wait() => {}
+                _ = ticker.tick(), if !self.in_flight.is_empty() => {
+                    if last_progress.elapsed() >= timeout {
+                        for entry in self.in_flight.drain(..) {
+                            if let InFlight::Request(req) = entry {
+                                req.reply.send(Err(BackendError::Timeout {
+                                    addr: self.conn.addr.clone(),
+                                    millis: timeout.as_millis(),
+                                }));
+                            }
+                        }
+                        return format!("no reply within {timeout:?}");
                     }
                 }
             }
         }
     }
 
-    /// Hand every complete reply in `rbuf` to the router, in order.
+    /// Hand every complete reply in `rbuf` to the worker, in order.
     fn take_replies(
         &mut self,
         scanner: &mut ReplyScanner,
@@ -259,12 +289,12 @@ impl Connection<'_> {
             let frame = rbuf.split_to(len).freeze();
             if self.proto == Proto::Resp3 && frame[0] == b'>' {
                 // An out-of-band push on a shared connection answers no request.
-                tracing::debug!(node = %self.addr, "dropped a push message on a shared connection");
+                tracing::debug!(node = %self.conn.addr, "dropped a push message on a shared connection");
                 continue;
             }
             match self.in_flight.pop_front() {
                 Some(InFlight::AskingAck) => {}
-                Some(InFlight::Request(req)) => self.router.complete(req, frame, self.addr),
+                Some(InFlight::Request(req)) => self.worker.complete(req, frame, &self.conn.addr),
                 None => return Err("reply with no request waiting".into()),
             }
         }
@@ -277,7 +307,7 @@ impl Connection<'_> {
         for entry in self.in_flight.drain(..) {
             if let InFlight::Request(req) = entry {
                 req.reply.send(Err(BackendError::Lost {
-                    addr: self.addr.clone(),
+                    addr: self.conn.addr.clone(),
                     reason: reason.to_string(),
                 }));
             }

@@ -1,21 +1,23 @@
-//! Backend side: one task owns each node socket ([`connection`]); nodes and their
-//! connections are found through the [`registry`]. Requests travel to a connection task
-//! as [`BackendRequest`]s carrying a [`ReplyHandle`]; every handle is answered exactly
-//! once, with the node's reply or an error, even when the request is dropped.
+//! Backend side. Each worker thread has its own connections to each node
+//! ([`worker::Worker`]); one task owns each socket ([`connection`]). Requests reach a
+//! connection as [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered
+//! exactly once, with the node's reply or an error, even when it is dropped.
 
 pub mod connection;
-pub mod registry;
+pub mod reply;
+pub mod signal;
+pub mod worker;
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::cluster::NodeAddr;
 use crate::protocol::reply::Proto;
 use crate::slot::Slot;
 
-pub use registry::{Node, NodeRegistry};
+pub use reply::{ReplyQueue, ReplyTo};
+pub use worker::{Node, Worker};
 
 /// Why a request got no reply from a node. Each says which backend failed and how.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,59 +40,15 @@ pub enum BackendError {
     Dropped,
 }
 
-impl BackendError {
-    /// True when the request certainly did not reach the node, so retrying it is safe.
-    pub fn never_sent(&self) -> bool {
-        matches!(
-            self,
-            BackendError::Unreachable { .. }
-                | BackendError::SlotNotServed(_)
-                | BackendError::NoNodes
-        )
-    }
-}
-
 pub type ReplyResult = Result<Bytes, BackendError>;
-
-/// The sending half a session (or an internal query) hands out; replies come back
-/// tagged with the request's sequence number.
-pub type ReplySender = mpsc::UnboundedSender<(u64, ReplyResult)>;
-
-/// Answers one request exactly once. Dropping an unanswered handle answers it with
-/// [`BackendError::Dropped`], so no client ever waits for a reply that cannot come.
-pub struct ReplyHandle {
-    tx: Option<ReplySender>,
-    seq: u64,
-}
-
-impl ReplyHandle {
-    pub fn new(tx: ReplySender, seq: u64) -> ReplyHandle {
-        ReplyHandle { tx: Some(tx), seq }
-    }
-
-    pub fn send(mut self, result: ReplyResult) {
-        if let Some(tx) = self.tx.take() {
-            // The receiver is gone when the client disconnected: nothing left to do.
-            let _ = tx.send((self.seq, result));
-        }
-    }
-}
-
-impl Drop for ReplyHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send((self.seq, Err(BackendError::Dropped)));
-        }
-    }
-}
 
 /// Where a request should go when it is (re)routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     /// The master of this slot.
     Slot(Slot),
-    /// Any master (keyless commands).
-    Any,
+    /// Any master (keyless commands); the number spreads clients over the shards.
+    Any(u32),
 }
 
 /// One request on its way to a node, with everything needed to re-route it after a
@@ -100,8 +58,8 @@ pub struct BackendRequest {
     pub bytes: Bytes,
     pub target: Target,
     pub proto: Proto,
-    /// Which of the node's connections to use (a client sticks to one, so its requests
-    /// to one node stay in order).
+    /// Which of the node's connections to use: a client sticks to one, so its requests
+    /// to one node stay in order.
     pub conn_hint: u32,
     /// Send `ASKING` first (after an `ASK` redirect).
     pub asking: bool,
@@ -112,7 +70,27 @@ pub struct BackendRequest {
     /// Retries (refresh, `TRYAGAIN`, unreachable node) stop at this instant; set at the
     /// first failure.
     pub retry_deadline: Option<Instant>,
-    /// Internal queries (topology) fail at once rather than being retried.
-    pub no_retry: bool,
-    pub reply: ReplyHandle,
+    pub reply: ReplyTo,
+}
+
+impl BackendRequest {
+    pub fn new(
+        bytes: Bytes,
+        target: Target,
+        proto: Proto,
+        conn_hint: u32,
+        reply: ReplyTo,
+    ) -> BackendRequest {
+        BackendRequest {
+            bytes,
+            target,
+            proto,
+            conn_hint,
+            asking: false,
+            redirects: 0,
+            retries: 0,
+            retry_deadline: None,
+            reply,
+        }
+    }
 }

@@ -5,12 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use redis_protocol::resp2::types::OwnedFrame;
-use tokio::sync::mpsc;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendError, BackendRequest, ReplyHandle, Target};
+use crate::backend::connection::{connect, exchange};
 use crate::cluster::table::SlotTable;
 use crate::cluster::topology::{
     format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology,
@@ -72,7 +70,6 @@ pub async fn refresh(router: &Arc<Router>) {
         let table = router.table.load();
         for addr in table
             .masters()
-            .map(|n| &n.addr)
             .chain(table.replicas())
             .chain(router.config.seeds.iter())
         {
@@ -95,17 +92,17 @@ pub async fn refresh(router: &Arc<Router>) {
 
 fn publish(router: &Arc<Router>, topology: &Topology) {
     let previous = router.table.load_full();
-    let table = SlotTable::build(topology, &previous, |addr| router.node(addr));
-    let changed = table.ranges() != previous.ranges();
-    if changed {
-        let ranges = table.ranges();
-        tracing::info!(
-            shards = topology.shards.len(),
-            ranges = ranges.len(),
-            masters = ?table.masters().map(|n| n.addr.to_string()).collect::<Vec<_>>(),
-            "slot table updated"
-        );
+    let table = SlotTable::build(topology, &previous);
+    let ranges = table.ranges();
+    if ranges == previous.ranges() && table.shards() == previous.shards() {
+        return;
     }
+    tracing::info!(
+        shards = topology.shards.len(),
+        ranges = ranges.len(),
+        masters = ?table.masters().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "slot table updated"
+    );
     router.table.store(Arc::new(table));
 }
 
@@ -153,32 +150,19 @@ async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, St
     }
 }
 
-/// Send one command to `addr` over its shared RESP2 connection; no retries.
-pub async fn query(
-    router: &Arc<Router>,
-    addr: &NodeAddr,
-    args: &[&[u8]],
-) -> Result<OwnedFrame, String> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    router.node(addr).send(BackendRequest {
-        bytes: Bytes::from(encode_command(args)),
-        target: Target::Any,
-        proto: Proto::Resp2,
-        conn_hint: 0,
-        asking: false,
-        redirects: 0,
-        retries: 0,
-        retry_deadline: None,
-        no_retry: true,
-        reply: ReplyHandle::new(tx, 0),
-    });
-    let wait = router.config.backend.timeout + router.config.backend.connect_timeout;
-    let bytes = match tokio::time::timeout(wait, rx.recv()).await {
-        Err(_) => return Err("no reply in time".into()),
-        Ok(None) => return Err(BackendError::Dropped.to_string()),
-        Ok(Some((_, Err(e)))) => return Err(e.to_string()),
-        Ok(Some((_, Ok(bytes)))) => bytes,
+/// Send one command to `addr` on a connection of its own and decode the reply. The
+/// refresher does not share the workers' connections, so a slow or dead node cannot
+/// hold up client traffic and vice versa.
+pub async fn query(router: &Router, addr: &NodeAddr, args: &[&[u8]]) -> Result<OwnedFrame, String> {
+    let config = &router.config.backend;
+    let dial = router.config.address_map.get(addr).unwrap_or(addr);
+    let exchange = async {
+        let mut stream = connect(dial, Proto::Resp2, config).await?;
+        exchange(&mut stream, &encode_command(args)).await
     };
+    let bytes = tokio::time::timeout(config.timeout + config.connect_timeout, exchange)
+        .await
+        .map_err(|_| "no reply in time".to_string())??;
     match redis_protocol::resp2::decode::decode(&bytes) {
         Ok(Some((frame, _))) => Ok(frame),
         Ok(None) => Err("incomplete reply".into()),
@@ -188,12 +172,7 @@ pub async fn query(
 
 /// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).
 async fn learn_version(router: &Arc<Router>) {
-    let masters: Vec<NodeAddr> = router
-        .table
-        .load()
-        .masters()
-        .map(|n| n.addr.clone())
-        .collect();
+    let masters: Vec<NodeAddr> = router.table.load().masters().cloned().collect();
     for addr in masters {
         if let Ok(OwnedFrame::BulkString(info)) = query(router, &addr, &[b"INFO", b"server"]).await
         {

@@ -1,28 +1,36 @@
-//! The router: where a request goes, and the one place that decides what happens after
-//! a node's reply — deliver it, follow a redirect, or retry after a refresh.
+//! Routing. [`Router`] is what all worker threads share: configuration, the published
+//! slot table and the refresh signals. The methods on [`Worker`] here pick the node for
+//! a request and are the one place that decides what happens after a node's reply —
+//! deliver it, follow a redirect, or retry after a refresh.
 
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendError, BackendRequest, Node, NodeRegistry, Target};
+use crate::backend::{BackendError, BackendRequest, Target, Worker};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::config::Config;
 use crate::protocol::redirect::{parse_redirect, Redirect};
 use crate::slot::Slot;
 
-/// Shared by every session and connection task.
+/// A counter written by one worker thread only, on its own cache line.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct WorkerCounter(pub AtomicU64);
+
+/// Shared by every worker thread.
 pub struct Router {
     pub config: Config,
     /// The published slot table: readers `load()` without locking; the refresher and
     /// `MOVED` handling swap in a new table.
     pub table: ArcSwap<SlotTable>,
-    pub registry: NodeRegistry,
     /// Wakes the refresher. Anyone may notify; notifications while a refresh runs merge
     /// into one more refresh.
     pub refresh_wanted: Notify,
@@ -30,46 +38,63 @@ pub struct Router {
     /// waiting to be retried after a refresh receive.
     pub refreshed: watch::Sender<u64>,
     /// `redis_version` of the cluster's nodes, learned at start-up (for `HELLO`/`INFO`).
-    pub server_version: arc_swap::ArcSwapOption<String>,
+    pub server_version: ArcSwapOption<String>,
+    /// Requests read from clients, one counter per worker (summed for `INFO`).
+    pub requests: Box<[WorkerCounter]>,
 }
 
 impl Router {
-    pub fn new(config: Config) -> Arc<Router> {
+    pub fn new(config: Config, workers: usize) -> Arc<Router> {
         Arc::new(Router {
             config,
             table: ArcSwap::from_pointee(SlotTable::empty()),
-            registry: NodeRegistry::default(),
             refresh_wanted: Notify::new(),
             refreshed: watch::Sender::new(0),
-            server_version: arc_swap::ArcSwapOption::empty(),
+            server_version: ArcSwapOption::empty(),
+            requests: (0..workers.max(1))
+                .map(|_| WorkerCounter::default())
+                .collect(),
         })
     }
 
-    pub fn node(self: &Arc<Self>, addr: &NodeAddr) -> Arc<Node> {
-        self.registry.get_or_create(addr, self)
+    pub fn requests_total(&self) -> u64 {
+        self.requests.iter().map(|c| c.0.load(Relaxed)).sum()
+    }
+}
+
+impl Worker {
+    /// Count one client request (a plain load and store: only this worker writes it).
+    #[inline]
+    pub fn count_request(&self) {
+        let counter = &self.router.requests[self.index % self.router.requests.len()].0;
+        counter.store(counter.load(Relaxed) + 1, Relaxed);
     }
 
     /// Send a request to the node its target names in the current table.
-    pub fn dispatch(self: &Arc<Self>, req: BackendRequest) {
-        let table = self.table.load();
-        let node = match req.target {
-            Target::Slot(slot) => table.master(slot),
-            Target::Any => table.any_master(req.conn_hint as usize),
+    pub fn dispatch(self: &Rc<Self>, req: BackendRequest) {
+        let table = self.router.table.load();
+        let shard = match req.target {
+            Target::Slot(slot) => table.shard_for(slot),
+            Target::Any(n) => match table.shards().len() {
+                0 => None,
+                len => Some(n as usize % len),
+            },
         };
-        match node {
+        match shard.and_then(|index| self.shard_node(&table, index)) {
             Some(node) => node.send(req),
             None => {
                 let err = match req.target {
                     Target::Slot(slot) => BackendError::SlotNotServed(slot),
-                    Target::Any => BackendError::NoNodes,
+                    Target::Any(_) => BackendError::NoNodes,
                 };
+                drop(table);
                 self.retry_after_refresh(req, err, None);
             }
         }
     }
 
     /// The one decision point for a node's reply to `req`.
-    pub fn complete(self: &Arc<Self>, req: BackendRequest, frame: Bytes, from: &NodeAddr) {
+    pub fn complete(self: &Rc<Self>, req: BackendRequest, frame: Bytes, from: &NodeAddr) {
         let redirect = if frame.first() == Some(&b'-') {
             parse_redirect(&frame, from)
         } else {
@@ -87,13 +112,12 @@ impl Router {
                 };
                 tracing::debug!(%slot, from = %from, to = %addr, "MOVED");
                 req.asking = false;
-                let node = self.node(&addr);
                 // Resend before patching the table: a later request from the same
                 // client, routed by the patched table, then queues behind this one on
                 // the same connection and cannot overtake it.
-                node.send(req);
-                self.patch_slot(slot, node);
-                self.refresh_wanted.notify_one();
+                self.node(&addr).send(req);
+                self.patch_slot(slot, &addr);
+                self.router.refresh_wanted.notify_one();
             }
             Redirect::Ask { slot, addr } => {
                 Metrics::inc(&METRICS.redirects_ask);
@@ -107,17 +131,17 @@ impl Router {
             Redirect::TryAgain | Redirect::Loading => {
                 let mut req = req;
                 Metrics::inc(&METRICS.retries_tryagain);
-                if !self.within_deadline(&mut req) || req.no_retry {
+                if !self.within_deadline(&mut req) {
                     req.reply.send(Ok(frame));
                     return;
                 }
                 req.retries += 1;
-                let delay = Duration::from_millis(5 * u64::from(req.retries.min(20)));
-                let router = self.clone();
                 req.asking = false;
-                tokio::spawn(async move {
+                let delay = Duration::from_millis(5 * u64::from(req.retries.min(20)));
+                let worker = self.clone();
+                tokio::task::spawn_local(async move {
                     tokio::time::sleep(delay).await;
-                    router.dispatch(req);
+                    worker.dispatch(req);
                 });
             }
             Redirect::ClusterDown | Redirect::MasterDown => {
@@ -132,7 +156,7 @@ impl Router {
     }
 
     /// A request that never reached its node (it could not be connected).
-    pub fn unsent(self: &Arc<Self>, req: BackendRequest, err: BackendError) {
+    pub fn unsent(self: &Rc<Self>, req: BackendRequest, err: BackendError) {
         Metrics::inc(&METRICS.retries_unreachable);
         self.retry_after_refresh(req, err, None);
     }
@@ -141,7 +165,7 @@ impl Router {
     /// error and return `None`.
     fn take_redirect(&self, mut req: BackendRequest, frame: &Bytes) -> Option<BackendRequest> {
         req.redirects += 1;
-        if req.redirects > self.config.redirect_budget || req.no_retry {
+        if req.redirects > self.router.config.redirect_budget {
             let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
             tracing::warn!(%last, "redirect budget spent");
             req.reply.send(Err(BackendError::TooManyRedirects { last }));
@@ -155,19 +179,19 @@ impl Router {
         let now = Instant::now();
         let deadline = *req
             .retry_deadline
-            .get_or_insert(now + self.config.backend.timeout);
+            .get_or_insert(now + self.router.config.backend.timeout);
         now < deadline
     }
 
     /// Ask for a refresh, wait for it, and send `req` again — until its deadline, when
     /// the client gets `final_reply` (the node's own error) or `err`.
     fn retry_after_refresh(
-        self: &Arc<Self>,
+        self: &Rc<Self>,
         mut req: BackendRequest,
         err: BackendError,
         final_reply: Option<Bytes>,
     ) {
-        if req.no_retry || !self.within_deadline(&mut req) {
+        if !self.within_deadline(&mut req) {
             match final_reply {
                 Some(frame) => req.reply.send(Ok(frame)),
                 None => req.reply.send(Err(err)),
@@ -175,31 +199,26 @@ impl Router {
             return;
         }
         let deadline = req.retry_deadline.unwrap_or_else(Instant::now);
-        let router = self.clone();
-        let mut refreshed = self.refreshed.subscribe();
-        self.refresh_wanted.notify_one();
-        tokio::spawn(async move {
-            // Wait for the next refresh, but not past the deadline, and not less than a
-            // moment so a node that is down is not hammered.
-            let wait = tokio::time::timeout_at(deadline.into(), refreshed.changed());
-            let _ = wait.await;
+        let worker = self.clone();
+        let mut refreshed = self.router.refreshed.subscribe();
+        self.router.refresh_wanted.notify_one();
+        tokio::task::spawn_local(async move {
+            // Wait for the next refresh, but not past the deadline, and a moment more so
+            // a node that is down is not hammered.
+            let _ = tokio::time::timeout_at(deadline.into(), refreshed.changed()).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
             req.asking = false;
-            router.dispatch(req);
+            worker.dispatch(req);
         });
     }
 
-    /// Point one slot at `node` at once (after `MOVED`); the full refresh follows.
-    fn patch_slot(&self, slot: Slot, node: Arc<Node>) {
-        if self
-            .table
-            .load()
-            .master(slot)
-            .is_some_and(|n| n.addr == node.addr)
-        {
+    /// Point one slot at `addr` at once (after `MOVED`); the full refresh follows.
+    fn patch_slot(&self, slot: Slot, addr: &NodeAddr) {
+        if self.router.table.load().master(slot) == Some(addr) {
             return;
         }
-        self.table
-            .rcu(|table| table.with_slot_moved(slot, node.clone()));
+        self.router
+            .table
+            .rcu(|table| table.with_slot_moved(slot, addr));
     }
 }

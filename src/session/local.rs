@@ -183,7 +183,8 @@ impl Session {
     }
 
     fn server_version(&self) -> String {
-        self.router
+        self.worker
+            .router
             .server_version
             .load_full()
             .map_or_else(|| "7.0.0".to_string(), |v| v.as_ref().clone())
@@ -211,7 +212,7 @@ impl Session {
     /// `INFO`: the proxy's own sections, shaped like Redis's.
     fn info(&self, _req: &Request) -> String {
         let mut out = String::new();
-        let table = self.router.table.load();
+        let table = self.worker.router.table.load();
         let _ = write!(
             out,
             "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nslotgate_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\r\n",
@@ -227,7 +228,7 @@ impl Session {
                 .connections_open
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
-        METRICS.info_section(&mut out);
+        METRICS.info_section(&mut out, self.worker.router.requests_total());
         let _ = write!(
             out,
             "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\n",

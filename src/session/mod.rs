@@ -3,19 +3,17 @@
 
 mod local;
 
-use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendRequest, ReplyHandle, ReplyResult, ReplySender, Target};
+use crate::backend::{BackendRequest, ReplyQueue, Target, Worker};
 use crate::command::{classify, Route};
-use crate::dispatch::Router;
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::slot::Slot;
@@ -28,7 +26,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Per-client state.
 struct Session {
-    router: Arc<Router>,
+    worker: Rc<Worker>,
     id: ClientId,
     peer: SocketAddr,
     local_addr: SocketAddr,
@@ -36,13 +34,8 @@ struct Session {
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
-    /// Replies in request order: `None` while the node's reply is still on its way.
-    pending: VecDeque<Option<Bytes>>,
-    /// Sequence number of the front of `pending`.
-    front_seq: u64,
-    /// Handed to every request this client sends to a node; the session's receiver gets
-    /// `(seq, reply)` back. Closes when the session ends.
-    replies: ReplySender,
+    /// Replies in request order; connections fill their places.
+    replies: Rc<ReplyQueue>,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -50,9 +43,10 @@ struct Session {
 
 /// Serve one client until it disconnects or the proxy closes it. When `shutdown`
 /// turns true the session reads no more requests, writes the replies still owed, and
-/// ends.
+/// ends. Buffers exist only while there is something in them, so an idle client costs
+/// little memory.
 pub async fn run(
-    router: Arc<Router>,
+    worker: Rc<Worker>,
     stream: TcpStream,
     id: ClientId,
     mut shutdown: watch::Receiver<bool>,
@@ -63,12 +57,10 @@ pub async fn run(
     let local_addr = stream
         .local_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let max_pipeline = router.config.max_pipeline;
-    let mut scanner = RequestScanner::new(router.config.limits);
+    let max_pipeline = worker.router.config.max_pipeline;
+    let mut scanner = RequestScanner::new(worker.router.config.limits);
     let mut session = Session {
-        router,
+        worker,
         id,
         peer,
         local_addr,
@@ -76,81 +68,90 @@ pub async fn run(
         name: None,
         lib_name: None,
         lib_ver: None,
-        pending: VecDeque::new(),
-        front_seq: 0,
-        replies: tx,
+        replies: Rc::new(ReplyQueue::default()),
         closing: false,
     };
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
 
     loop {
-        if !wbuf.is_empty() {
-            if let Err(e) = wr.write_all(&wbuf).await {
-                tracing::debug!(client = id.0, error = %e, "client write failed");
-                break;
+        session.drain_ready(&mut wbuf);
+        while !wbuf.is_empty() {
+            match stream.try_write(&wbuf) {
+                Ok(n) => wbuf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if stream.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(client = id.0, error = %e, "client write failed");
+                    return;
+                }
             }
-            wbuf.clear();
         }
-        if session.closing && session.pending.is_empty() {
-            break;
+        if wbuf.capacity() > 0 {
+            wbuf = BytesMut::new();
         }
-        let reading = !session.closing && session.pending.len() < max_pipeline;
-        if reading && rbuf.capacity() - rbuf.len() < 512 {
-            rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
+        if session.closing && session.replies.is_empty() {
+            return;
         }
+        let reading = !session.closing && session.replies.len() < max_pipeline;
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|&stop| stop), if !session.closing => {
-                session.closing = true;
-            }
-            Some((seq, result)) = rx.recv() => {
-                session.fill(seq, result);
-                while let Ok((seq, result)) = rx.try_recv() {
-                    session.fill(seq, result);
+            _ = session.replies.front_ready.wait() => {}
+            ready = stream.readable(), if reading => {
+                if ready.is_err() {
+                    return;
                 }
-                session.drain_ready(&mut wbuf);
-            }
-            read = rd.read_buf(&mut rbuf), if reading => {
-                match read {
-                    Ok(0) => break,
+                rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
+                match stream.try_read_buf(&mut rbuf) {
+                    Ok(0) => return,
                     Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => {
                         tracing::debug!(client = id.0, error = %e, "client read failed");
-                        break;
+                        return;
                     }
                 }
-                loop {
-                    match scanner.next_request(&mut rbuf) {
-                        Ok(Some(request)) => {
-                            session.handle(request);
-                            if session.closing {
-                                break;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::info!(client = id.0, peer = %session.peer, error = %e, "closing client after a protocol error");
-                            session.push_error(&format!("ERR {e}"));
-                            session.closing = true;
-                            break;
-                        }
-                    }
-                }
-                session.drain_ready(&mut wbuf);
-                if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {
-                    // A big request is done; do not keep its buffer for an idle client.
+                session.take_requests(&mut scanner, &mut rbuf);
+                if rbuf.is_empty() {
+                    // Nothing partial is waiting: an idle client keeps no buffer.
                     rbuf = BytesMut::new();
                 }
+            }
+            _ = shutdown.wait_for(|&stop| stop), if !session.closing => {
+                session.closing = true;
             }
         }
     }
 }
 
 impl Session {
+    /// Frame and handle every complete request in `rbuf`.
+    fn take_requests(&mut self, scanner: &mut RequestScanner, rbuf: &mut BytesMut) {
+        loop {
+            match scanner.next_request(rbuf) {
+                Ok(Some(request)) => {
+                    self.handle(request);
+                    if self.closing {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::info!(client = self.id.0, peer = %self.peer, error = %e, "closing client after a protocol error");
+                    self.push_error(&format!("ERR {e}"));
+                    self.closing = true;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Route one request: answer it here, or send it to a node.
     fn handle(&mut self, request: Request) {
-        Metrics::inc(&METRICS.requests);
+        self.worker.count_request();
         let classified = match classify(&request) {
             Ok(c) => c,
             Err(e) => return self.push_error(&e.message()),
@@ -174,10 +175,10 @@ impl Session {
                         Some(_) => {}
                     }
                 }
-                let target = slot.map_or(Target::Any, Target::Slot);
+                let target = slot.map_or(Target::Any(self.id.0 as u32), Target::Slot);
                 self.forward(request, target);
             }
-            Route::AnyNode => self.forward(request, Target::Any),
+            Route::AnyNode => self.forward(request, Target::Any(self.id.0 as u32)),
             Route::FanOut(_) => self.refuse(
                 classified.spec.name,
                 "cluster-wide commands are not supported by slotgate yet",
@@ -205,53 +206,26 @@ impl Session {
 
     /// Send to a node; the reply fills this request's place in the queue.
     fn forward(&mut self, request: Request, target: Target) {
-        let seq = self.front_seq + self.pending.len() as u64;
-        self.pending.push_back(None);
-        self.router.dispatch(BackendRequest {
-            bytes: request.into_raw(),
+        let reply = self.replies.reserve();
+        self.worker.dispatch(BackendRequest::new(
+            request.into_raw(),
             target,
-            proto: self.proto,
-            conn_hint: self.id.0 as u32,
-            asking: false,
-            redirects: 0,
-            retries: 0,
-            retry_deadline: None,
-            no_retry: false,
-            reply: ReplyHandle::new(self.replies.clone(), seq),
-        });
-    }
-
-    /// Put a node's reply (or the error that replaced it) in its place.
-    fn fill(&mut self, seq: u64, result: ReplyResult) {
-        let Some(index) = seq.checked_sub(self.front_seq) else {
-            return;
-        };
-        let bytes = match result {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                Metrics::inc(&METRICS.proxy_errors);
-                let mut out = BytesMut::new();
-                ReplyWriter {
-                    out: &mut out,
-                    proto: self.proto,
-                }
-                .error(&format!("ERR slotgate: {e}"));
-                out.freeze()
-            }
-        };
-        if let Some(place) = self.pending.get_mut(index as usize) {
-            *place = Some(bytes);
-        }
+            self.proto,
+            self.id.0 as u32,
+            reply,
+        ));
     }
 
     /// Move every reply that is ready at the front of the queue into `out`.
     fn drain_ready(&mut self, out: &mut BytesMut) {
-        while let Some(Some(_)) = self.pending.front() {
-            if let Some(Some(bytes)) = self.pending.pop_front() {
-                out.extend_from_slice(&bytes);
+        let proto = self.proto;
+        self.replies.drain_ready(|reply| match reply {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            Err(e) => {
+                Metrics::inc(&METRICS.proxy_errors);
+                ReplyWriter { out, proto }.error(&format!("ERR slotgate: {e}"));
             }
-            self.front_seq += 1;
-        }
+        });
     }
 
     /// Queue a reply made here, with `f` writing it.
@@ -261,7 +235,7 @@ impl Session {
             out: &mut out,
             proto: self.proto,
         });
-        self.pending.push_back(Some(out.freeze()));
+        self.replies.push_ready(out.freeze());
     }
 
     fn push_error(&mut self, text: &str) {
