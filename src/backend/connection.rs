@@ -166,6 +166,19 @@ pub async fn connect(
     Ok(stream)
 }
 
+/// Read what the socket has now, if anything: `None` when it has nothing (the readiness
+/// was spurious). Unlike `try_read_buf`, a short read clears the socket's readiness, so
+/// the next wait goes to epoll instead of costing a read that returns `EAGAIN`.
+pub async fn read_now(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+    std::future::poll_fn(|cx| {
+        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *stream), cx, buf) {
+            std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        }
+    })
+    .await
+}
+
 /// Write one request and read one complete reply (its raw bytes).
 pub async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Result<BytesMut, String> {
     stream.write_all(request).await.map_err(|e| e.to_string())?;
@@ -192,7 +205,7 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     /// Serve until the socket fails; returns the reason.
-    async fn serve(&mut self, stream: TcpStream) -> String {
+    async fn serve(&mut self, mut stream: TcpStream) -> String {
         let limits = self.worker.router.config.limits;
         let timeout = self.worker.router.config.backend.timeout;
         let mut scanner = ReplyScanner::new(limits);
@@ -241,9 +254,10 @@ impl Connection<'_> {
                         return format!("read: {e}");
                     }
                     rbuf.reserve(scanner.bytes_needed(rbuf.len()).max(READ_CHUNK));
-                    match stream.try_read_buf(&mut rbuf) {
-                        Ok(0) => return "closed by the node".into(),
-                        Ok(_) => {
+                    match read_now(&mut stream, &mut rbuf).await {
+                        None => {}
+                        Some(Ok(0)) => return "closed by the node".into(),
+                        Some(Ok(_)) => {
                             last_progress = Instant::now();
                             if let Err(reason) = self.take_replies(&mut scanner, &mut rbuf) {
                                 return reason;
@@ -252,8 +266,8 @@ impl Connection<'_> {
                                 rbuf = BytesMut::new();
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return format!("read: {e}"),
+                        Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Some(Err(e)) => return format!("read: {e}"),
                     }
                 }
                 _ = self.conn.queued.wait() => {}

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::admin::{Metrics, METRICS};
+use crate::backend::connection::read_now;
 use crate::backend::{BackendRequest, ReplyQueue, Target, Worker};
 use crate::command::{classify, Route};
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -47,7 +48,7 @@ struct Session {
 /// little memory.
 pub async fn run(
     worker: Rc<Worker>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     id: ClientId,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -105,11 +106,12 @@ pub async fn run(
                     return;
                 }
                 rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
-                match stream.try_read_buf(&mut rbuf) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => {
+                match read_now(&mut stream, &mut rbuf).await {
+                    None => continue,
+                    Some(Ok(0)) => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Some(Err(e)) => {
                         tracing::debug!(client = id.0, error = %e, "client read failed");
                         return;
                     }
