@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# End-to-end load comparison: a standalone redis-server, a 3-master Redis Cluster
+# (redis-benchmark --cluster), and slotgate in front of that cluster.
+#
+#   benches/e2e.sh
+#
+# Runs `redis-benchmark -c 50 -d 64 -r 100000 -t <set|get> -P <1|16> -n N --csv` against
+# each target, interleaved (for each repeat, pipeline and test: standalone, cluster,
+# slotgate), and reads the CPU time (utime+stime from /proc/PID/stat) of slotgate and of
+# the redis-servers around every run. Prints one table and writes it as CSV, the raw
+# runs as CSV beside it, and a PNG bar chart.
+#
+# Environment:
+#   REPEATS            runs per target/test/pipeline                      3
+#   E2E_N_P1           requests per run at -P 1                           300000
+#   E2E_N_P16          requests per run at -P 16                          2000000
+#   E2E_PIPELINES      pipelines to run                                   "1 16"
+#   E2E_TESTS          redis-benchmark tests, one per run                 "set get"
+#   E2E_OUT            table CSV   benches/results/e2e-<timestamp>.csv (raw: -raw.csv, chart: .png)
+#   E2E_RUN_TIMEOUT    seconds one redis-benchmark run may take           120
+#   E2E_MAX_SECONDS    the whole measurement loop stops after this        1500
+#   E2E_BASE_PORT      first port tried (cluster P..P+2, standalone P+3, slotgate P+4)  7401
+#   SLOTGATE_BIN       binary ($CARGO_TARGET_DIR or <repo>/target)/release/slotgate; built if missing
+#   SLOTGATE_ARGS      extra slotgate flags, e.g. "--log-level warn"
+#   BENCH_KEEP=1       keep the temp dir (logs, per-run redis-benchmark output)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+repeats="${REPEATS:-3}"
+n_p1="${E2E_N_P1:-300000}"
+n_p16="${E2E_N_P16:-2000000}"
+pipelines="${E2E_PIPELINES:-1 16}"
+tests="${E2E_TESTS:-set get}"
+run_timeout="${E2E_RUN_TIMEOUT:-120}"
+max_seconds="${E2E_MAX_SECONDS:-1500}"
+stamp="$(date +%Y%m%d-%H%M%S)"
+out_csv="${E2E_OUT:-$bench_dir/results/e2e-$stamp.csv}"
+raw_csv="${out_csv%.csv}-raw.csv"
+out_png="${out_csv%.csv}.png"
+
+need redis-server redis-cli redis-benchmark python3 timeout
+ensure_binary
+mkdir -p "$(dirname "$out_csv")"
+
+install_cleanup
+make_work_dir e2e
+
+base="$(free_port_block "${E2E_BASE_PORT:-7401}" 5)"
+std_port=$((base + 3))
+sg_port=$((base + 4))
+start_cluster "$base"
+start_standalone "$std_port"
+start_slotgate "$sg_port" 30
+
+info_field() { # PORT FIELD
+  timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+# Fill the key space (-r 100000 keys, 64-byte values) so GETs find values; also warms
+# up every server and slotgate's backend connections.
+note "prefilling standalone and cluster (through slotgate) with 64-byte values"
+for port in "$std_port" "$sg_port"; do
+  timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -d 64 -r 100000 \
+    -t set -P 16 -n 400000 -q >/dev/null || die "prefill against port $port failed"
+done
+
+echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms,slotgate_cpu_s,servers_cpu_s,bench_errors,proxy_errors,ok,other_cores" >"$raw_csv"
+
+# run_one REP TARGET TEST PIPELINE N
+run_one() {
+  local rep="$1" target="$2" test="$3" pipe="$4" n="$5"
+  local args=(-h 127.0.0.1 -c 50 -d 64 -r 100000 -t "$test" -P "$pipe" -n "$n" --csv)
+  local servers=()
+  case "$target" in
+    standalone) args+=(-p "$std_port"); servers=("$standalone_pid") ;;
+    cluster) args+=(--cluster -p "$base"); servers=("${cluster_pids[@]}") ;;
+    slotgate) args+=(-p "$sg_port"); servers=("${cluster_pids[@]}") ;;
+  esac
+  local out="$work_dir/run-$rep-$target-$test-$pipe.out"
+  local perr_before=0 perr_after=0
+  if [ "$target" = slotgate ]; then perr_before="$(info_field "$sg_port" proxy_errors)"; fi
+  local sg0 srv0 t0 sg1 srv1 t1 rc=0 all0 all1 mach0 mach1 kids0 kids1
+  # Besides the processes measured: the machine's busy time, and ours (every server,
+  # slotgate, redis-benchmark as a waited-for child), to show CPU used by strangers.
+  children_ticks kids0
+  all0="$(cpu_ticks "$slotgate_pid" "$standalone_pid" "${cluster_pids[@]}")"
+  sg0="$(cpu_ticks "$slotgate_pid")"
+  srv0="$(cpu_ticks "${servers[@]}")"
+  mach0="$(machine_busy_ticks)"
+  t0="$(date +%s.%N)"
+  timeout "$run_timeout" redis-benchmark "${args[@]}" >"$out" 2>&1 || rc=$?
+  t1="$(date +%s.%N)"
+  mach1="$(machine_busy_ticks)"
+  sg1="$(cpu_ticks "$slotgate_pid")"
+  srv1="$(cpu_ticks "${servers[@]}")"
+  all1="$(cpu_ticks "$slotgate_pid" "$standalone_pid" "${cluster_pids[@]}")"
+  children_ticks kids1
+  if [ "$target" = slotgate ]; then perr_after="$(info_field "$sg_port" proxy_errors)"; fi
+  perr_before="${perr_before:-0}" perr_after="${perr_after:-0}" # INFO unanswered: count nothing
+
+  local name row errors ok=1
+  name="$(tr '[:lower:]' '[:upper:]' <<<"$test")"
+  # 7.0's --csv row: "TEST","rps","avg","min","p50","p95","p99","max"
+  row="$(tr -d '\r"' <"$out" | grep "^$name," | tail -n 1 | cut -d, -f2-8 || true)"
+  errors="$(grep -c 'Error from server' "$out" || true)"
+  if [ "$rc" -ne 0 ] || [ -z "$row" ]; then
+    ok=0
+    row=",,,,,,"
+    note "run failed (exit $rc): $target $test -P $pipe; last lines of its output:"
+    tail -n 5 "$out" >&2
+  fi
+  local wall other
+  wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+  other=$(((mach1 - mach0) - (all1 - all0) - (kids1 - kids0)))
+  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$rep" "$target" "$name" "$pipe" "$n" \
+    "$wall" "$row" \
+    "$(awk -v a="$sg0" -v b="$sg1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
+    "$(awk -v a="$srv0" -v b="$srv1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
+    "$errors" "$((perr_after - perr_before))" "$ok" \
+    "$(awk -v o="$other" -v w="$wall" -v t="$clk_tck" 'BEGIN { printf "%.2f", (o < 0 ? 0 : o) / t / w }')" \
+    >>"$raw_csv"
+  note "$(tail -n 1 "$raw_csv")"
+}
+
+deadline=$((SECONDS + max_seconds))
+note "runs: $repeats x pipelines [$pipelines] x tests [$tests] x 3 targets (-P 1: $n_p1, -P 16: $n_p16 requests)"
+stopped_early=0
+for ((rep = 1; rep <= repeats; rep++)); do
+  for pipe in $pipelines; do
+    n="$n_p1"
+    [ "$pipe" = 1 ] || n="$n_p16"
+    for test in $tests; do
+      for target in standalone cluster slotgate; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+          stopped_early=1
+          break 4
+        fi
+        run_one "$rep" "$target" "$test" "$pipe" "$n"
+      done
+    done
+  done
+done
+if [ "$stopped_early" = 1 ]; then
+  note "E2E_MAX_SECONDS=$max_seconds reached: stopped early, the table covers the runs done"
+fi
+
+echo
+echo "slotgate e2e: $(nproc) cores, $(redis-server --version | awk '{print $3}'), repeats=$repeats, -P 1 n=$n_p1, -P 16 n=$n_p16"
+python3 "$bench_dir/e2e_report.py" table "$raw_csv" "$out_csv"
+echo
+echo "table: $out_csv"
+echo "raw runs: $raw_csv"
+
+# The chart: matplotlib from python3, else from a venv under target/.
+chart_python=""
+if python3 -c 'import matplotlib' 2>/dev/null; then
+  chart_python=python3
+else
+  venv="$repo/target/bench-venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    note "matplotlib is not importable; installing it into $venv"
+    if timeout 300 python3 -m venv "$venv" >"$work_dir/venv.log" 2>&1 &&
+      timeout 300 "$venv/bin/pip" install --quiet matplotlib >>"$work_dir/venv.log" 2>&1; then
+      :
+    else
+      note "could not set up matplotlib in $venv; last lines:"
+      tail -n 5 "$work_dir/venv.log" >&2
+    fi
+  fi
+  if "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then chart_python="$venv/bin/python"; fi
+fi
+if [ -n "$chart_python" ]; then
+  "$chart_python" "$bench_dir/e2e_report.py" chart "$out_csv" "$out_png"
+  echo "chart: $out_png"
+else
+  echo "chart: skipped (no matplotlib; see the message above)"
+fi
