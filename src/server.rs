@@ -160,7 +160,7 @@ async fn serve(
         }
     };
     let worker = Worker::new(router.clone(), index);
-    let sessions_stop = stop.clone();
+    let watchdog = tokio::task::spawn_local(worker.clone().watchdog());
     let max_clients = router.config.max_clients as u64;
     loop {
         tokio::select! {
@@ -187,22 +187,17 @@ async fn serve(
                 let id = ClientId(NEXT_CLIENT_ID.fetch_add(1, Relaxed));
                 Metrics::inc(&METRICS.connections_total);
                 Metrics::inc(&METRICS.connections_open);
-                let worker = worker.clone();
-                let stop = sessions_stop.clone();
-                tokio::task::spawn_local(async move {
-                    worker.sessions_open.set(worker.sessions_open.get() + 1);
-                    session::run(worker.clone(), stream, id, stop).await;
-                    worker.sessions_open.set(worker.sessions_open.get() - 1);
-                    METRICS.connections_open.fetch_sub(1, Relaxed);
-                });
+                tokio::task::spawn_local(session::run(worker.clone(), stream, id));
             }
         }
     }
     drop(listener);
+    worker.stop_sessions();
     let started = std::time::Instant::now();
-    while worker.sessions_open.get() > 0 && started.elapsed() < DRAIN_TIMEOUT {
+    while worker.sessions_open() > 0 && started.elapsed() < DRAIN_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    watchdog.abort();
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -146,3 +146,31 @@ fn sigterm_drains_replies_then_exits() {
         assert_eq!(cluster.cli(owner, &["GET", key]), "drained");
     }
 }
+
+#[test]
+fn a_node_that_stops_answering_times_out_its_requests() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let config = support::write_config("seeds = []\n[backend]\ntimeout_ms = 1000\n");
+    let proxy = Proxy::start(&cluster.seeds(), &["--config", &config]);
+    let keys = keys_on_every_master(&cluster, "slow", 1);
+    let mut con = proxy.client();
+    for key in &keys {
+        let _: () = con.set(key, "v").unwrap();
+    }
+    let stuck = cluster.node_for_key(&keys[0]);
+    cluster.cli(stuck, &["CLIENT", "PAUSE", "4000", "ALL"]);
+    let started = Instant::now();
+    let err = con.get::<_, String>(&keys[0]).unwrap_err();
+    let waited = started.elapsed();
+    assert!(err.to_string().contains("no reply within"), "{err}");
+    assert!(
+        waited < Duration::from_secs(4),
+        "the timeout did not fire: waited {waited:?}"
+    );
+    // Keys on the other masters are served meanwhile.
+    for key in keys.iter().filter(|k| cluster.node_for_key(k) != stuck) {
+        let v: String = con.get(key).unwrap();
+        assert_eq!(v, "v");
+    }
+}

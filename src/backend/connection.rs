@@ -4,7 +4,7 @@
 //! in-flight request is answered with an error; requests that were never written go
 //! back to the worker, which may retry them elsewhere.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
@@ -32,8 +32,16 @@ pub struct Conn {
     pub addr: NodeAddr,
     /// Requests not yet written. Sessions push; the connection task drains.
     queue: RefCell<VecDeque<BackendRequest>>,
-    /// Fired when a request is queued; the connection task waits on it.
+    /// Fired when a request is queued (or the watchdog times the connection out); the
+    /// connection task waits on it.
     queued: LocalSignal,
+    /// Requests are in flight. Written by the connection task, read by the watchdog.
+    busy: Cell<bool>,
+    /// The worker's watchdog tick at which a reply last arrived (or the connection last
+    /// went from idle to busy).
+    progress: Cell<u64>,
+    /// Set by the watchdog when `busy` and no progress for the backend timeout.
+    timed_out: Cell<bool>,
 }
 
 impl Conn {
@@ -42,6 +50,18 @@ impl Conn {
             addr,
             queue: RefCell::new(VecDeque::new()),
             queued: LocalSignal::default(),
+            busy: Cell::new(false),
+            progress: Cell::new(0),
+            timed_out: Cell::new(false),
+        }
+    }
+
+    /// The watchdog's check, once per tick: time the connection out when requests have
+    /// waited `limit_ticks` with no reply.
+    pub fn check_timeout(&self, now_tick: u64, limit_ticks: u64) {
+        if self.busy.get() && now_tick.saturating_sub(self.progress.get()) > limit_ticks {
+            self.timed_out.set(true);
+            self.queued.fire();
         }
     }
 
@@ -211,18 +231,13 @@ impl Connection<'_> {
         let mut scanner = ReplyScanner::new(limits);
         let mut rbuf = BytesMut::new();
         let mut wbuf = BytesMut::new();
-        let mut ticker = tokio::time::interval((timeout / 4).max(Duration::from_millis(10)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // When a reply (or the first request of an idle connection) was last seen; the
-        // connection has timed out when requests are in flight and nothing came back
-        // for `timeout` since.
-        let mut last_progress = Instant::now();
+        self.conn.timed_out.set(false);
 
         loop {
             let queued = self.conn.take_queued();
             if !queued.is_empty() {
                 if self.in_flight.is_empty() {
-                    last_progress = Instant::now();
+                    self.conn.progress.set(self.worker.tick());
                 }
                 for req in queued {
                     if req.asking {
@@ -233,6 +248,7 @@ impl Connection<'_> {
                     self.in_flight.push_back(InFlight::Request(req));
                 }
             }
+            self.conn.busy.set(!self.in_flight.is_empty());
             while !wbuf.is_empty() {
                 match stream.try_write(&wbuf) {
                     Ok(n) => wbuf.advance(n),
@@ -258,7 +274,7 @@ impl Connection<'_> {
                         None => {}
                         Some(Ok(0)) => return "closed by the node".into(),
                         Some(Ok(_)) => {
-                            last_progress = Instant::now();
+                            self.conn.progress.set(self.worker.tick());
                             if let Err(reason) = self.take_replies(&mut scanner, &mut rbuf) {
                                 return reason;
                             }
@@ -270,9 +286,8 @@ impl Connection<'_> {
                         Some(Err(e)) => return format!("read: {e}"),
                     }
                 }
-                _ = self.conn.queued.wait() => {}
-                _ = ticker.tick(), if !self.in_flight.is_empty() => {
-                    if last_progress.elapsed() >= timeout {
+                _ = self.conn.queued.wait() => {
+                    if self.conn.timed_out.get() {
                         for entry in self.in_flight.drain(..) {
                             if let InFlight::Request(req) = entry {
                                 req.reply.send(Err(BackendError::Timeout {
@@ -281,6 +296,7 @@ impl Connection<'_> {
                                 }));
                             }
                         }
+                        self.conn.busy.set(false);
                         return format!("no reply within {timeout:?}");
                     }
                 }
@@ -315,6 +331,7 @@ impl Connection<'_> {
     }
 
     fn fail_in_flight(&mut self, reason: &str) {
+        self.conn.busy.set(false);
         if !self.in_flight.is_empty() {
             Metrics::inc(&METRICS.backend_connections_lost);
         }

@@ -15,8 +15,11 @@ use super::{BackendError, ReplyResult};
 #[derive(Default)]
 pub struct ReplyQueue {
     inner: RefCell<Places>,
-    /// Fired when the front place is filled; the session waits on it.
+    /// Fired when the front place is filled, or when the worker asks the session to
+    /// stop; the session waits on it.
     pub front_ready: LocalSignal,
+    /// Set by the worker on shutdown: read no more requests.
+    stop: std::cell::Cell<bool>,
 }
 
 #[derive(Default)]
@@ -37,6 +40,16 @@ impl ReplyQueue {
             queue: Some(self.clone()),
             seq,
         }
+    }
+
+    /// Ask the session to stop reading (shutdown) and wake it.
+    pub fn request_stop(&self) {
+        self.stop.set(true);
+        self.front_ready.fire();
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.get()
     }
 
     /// Queue a reply that is ready now (made by the proxy itself).

@@ -6,9 +6,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::connection::{self, Conn};
-use super::BackendRequest;
+use super::{BackendRequest, ReplyQueue};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::dispatch::Router;
@@ -42,9 +43,18 @@ pub struct Worker {
     nodes: RefCell<HashMap<NodeAddr, Rc<Node>>>,
     /// Shard index → node, for the table of `generation`.
     by_shard: RefCell<(u64, Vec<Rc<Node>>)>,
-    /// Client sessions open on this worker.
-    pub sessions_open: Cell<usize>,
+    /// Reply queues of the sessions open on this worker (by client id), so shutdown
+    /// can reach them without every session polling a shared signal.
+    sessions: RefCell<HashMap<u64, Rc<ReplyQueue>>>,
+    stopping: Cell<bool>,
+    /// Every connection of this worker, for the watchdog.
+    conns: RefCell<Vec<Rc<Conn>>>,
+    /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
+    tick: Cell<u64>,
 }
+
+/// How often the watchdog looks for connections whose replies are overdue.
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
 
 impl Worker {
     pub fn new(router: Arc<Router>, index: usize) -> Rc<Worker> {
@@ -53,8 +63,57 @@ impl Worker {
             index,
             nodes: RefCell::new(HashMap::new()),
             by_shard: RefCell::new((0, Vec::new())),
-            sessions_open: Cell::new(0),
+            sessions: RefCell::new(HashMap::new()),
+            stopping: Cell::new(false),
+            conns: RefCell::new(Vec::new()),
+            tick: Cell::new(0),
         })
+    }
+
+    pub fn tick(&self) -> u64 {
+        self.tick.get()
+    }
+
+    /// Times out connections whose in-flight requests got no reply for the backend
+    /// timeout. Runs for the life of the worker (spawn it on the worker's `LocalSet`).
+    pub async fn watchdog(self: Rc<Self>) {
+        let limit = self.router.config.backend.timeout.as_millis() / WATCHDOG_TICK.as_millis();
+        let limit = limit.max(1) as u64;
+        let mut ticker = tokio::time::interval(WATCHDOG_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let now = self.tick.get() + 1;
+            self.tick.set(now);
+            for conn in self.conns.borrow().iter() {
+                conn.check_timeout(now, limit);
+            }
+        }
+    }
+
+    /// Track a session's reply queue until [`Worker::session_closed`].
+    pub fn session_opened(&self, id: u64, queue: Rc<ReplyQueue>) {
+        if self.stopping.get() {
+            queue.request_stop();
+        }
+        self.sessions.borrow_mut().insert(id, queue);
+    }
+
+    pub fn session_closed(&self, id: u64) {
+        self.sessions.borrow_mut().remove(&id);
+    }
+
+    pub fn sessions_open(&self) -> usize {
+        self.sessions.borrow().len()
+    }
+
+    /// Shutdown: every session stops reading and ends once its replies are written.
+    pub fn stop_sessions(&self) {
+        self.stopping.set(true);
+        let queues: Vec<Rc<ReplyQueue>> = self.sessions.borrow().values().cloned().collect();
+        for queue in queues {
+            queue.request_stop();
+        }
     }
 
     /// The node at `addr`, creating it (and its idle connection tasks, which connect on
@@ -73,6 +132,7 @@ impl Worker {
             (0..config.backend.connections_per_node)
                 .map(|_| {
                     let conn = Rc::new(Conn::new(addr.clone()));
+                    self.conns.borrow_mut().push(conn.clone());
                     tokio::task::spawn_local(connection::run(
                         self.clone(),
                         conn.clone(),

@@ -9,7 +9,6 @@ use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use crate::admin::{Metrics, METRICS};
 use crate::backend::connection::read_now;
@@ -42,16 +41,21 @@ struct Session {
     closing: bool,
 }
 
-/// Serve one client until it disconnects or the proxy closes it. When `shutdown`
-/// turns true the session reads no more requests, writes the replies still owed, and
-/// ends. Buffers exist only while there is something in them, so an idle client costs
-/// little memory.
-pub async fn run(
-    worker: Rc<Worker>,
-    mut stream: TcpStream,
-    id: ClientId,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serve one client until it disconnects or the proxy closes it. On shutdown (the
+/// worker's `stop_sessions`) the session reads no more requests, writes the replies
+/// still owed, and ends. Buffers exist only while there is something in them, so an
+/// idle client costs little memory.
+pub async fn run(worker: Rc<Worker>, mut stream: TcpStream, id: ClientId) {
+    let replies = Rc::new(ReplyQueue::default());
+    worker.session_opened(id.0, replies.clone());
+    serve(&worker, &mut stream, id, replies).await;
+    worker.session_closed(id.0);
+    METRICS
+        .connections_open
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn serve(worker: &Rc<Worker>, stream: &mut TcpStream, id: ClientId, replies: Rc<ReplyQueue>) {
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
@@ -61,7 +65,7 @@ pub async fn run(
     let max_pipeline = worker.router.config.max_pipeline;
     let mut scanner = RequestScanner::new(worker.router.config.limits);
     let mut session = Session {
-        worker,
+        worker: worker.clone(),
         id,
         peer,
         local_addr,
@@ -69,7 +73,7 @@ pub async fn run(
         name: None,
         lib_name: None,
         lib_ver: None,
-        replies: Rc::new(ReplyQueue::default()),
+        replies,
         closing: false,
     };
     let mut rbuf = BytesMut::new();
@@ -94,6 +98,9 @@ pub async fn run(
         if wbuf.capacity() > 0 {
             wbuf = BytesMut::new();
         }
+        if session.replies.stop_requested() {
+            session.closing = true;
+        }
         if session.closing && session.replies.is_empty() {
             return;
         }
@@ -106,7 +113,7 @@ pub async fn run(
                     return;
                 }
                 rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
-                match read_now(&mut stream, &mut rbuf).await {
+                match read_now(stream, &mut rbuf).await {
                     None => continue,
                     Some(Ok(0)) => return,
                     Some(Ok(_)) => {}
@@ -121,9 +128,6 @@ pub async fn run(
                     // Nothing partial is waiting: an idle client keeps no buffer.
                     rbuf = BytesMut::new();
                 }
-            }
-            _ = shutdown.wait_for(|&stop| stop), if !session.closing => {
-                session.closing = true;
             }
         }
     }
