@@ -86,8 +86,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .name(format!("slotgate-worker-{}", index + 1))
             .spawn(move || {
                 let rt = runtime()?;
-                let local_set = tokio::task::LocalSet::new();
-                local_set.block_on(&rt, serve(router, index + 1, listener, stop_rx));
+                run_local(&rt, serve(router, index + 1, listener, stop_rx));
                 Ok::<(), ServerError>(())
             })
             .map_err(ServerError::Runtime)?;
@@ -95,8 +94,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
 
     // The main thread is worker 0 and also runs the refresher and the signal handler.
-    let local_set = tokio::task::LocalSet::new();
-    local_set.block_on(&main_rt, async {
+    run_local(&main_rt, async move {
         tokio::spawn(refresh::run(router.clone()));
         if let Some(listener) = first {
             tokio::task::spawn_local(serve(router.clone(), 0, listener, stop_rx));
@@ -120,6 +118,19 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         "slotgate stopped"
     );
     Ok(())
+}
+
+/// Run `main` as a task on a `LocalSet` until it finishes. `LocalSet::block_on` polls
+/// its own future on every wake-up of any task, so the long-lived future runs as a
+/// task and `block_on` only waits on a oneshot, which is cheap to poll.
+fn run_local(rt: &tokio::runtime::Runtime, main: impl std::future::Future<Output = ()> + 'static) {
+    let local_set = tokio::task::LocalSet::new();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    local_set.spawn_local(async move {
+        main.await;
+        let _ = done.send(());
+    });
+    let _ = local_set.block_on(rt, finished);
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {

@@ -234,12 +234,14 @@ impl Connection<'_> {
         self.conn.timed_out.set(false);
 
         loop {
-            let queued = self.conn.take_queued();
-            if !queued.is_empty() {
+            // Drained in place (nothing below queues on this connection), so the queue
+            // keeps its buffer.
+            if !self.conn.queue.borrow().is_empty() {
+                let mut queued = self.conn.queue.borrow_mut();
                 if self.in_flight.is_empty() {
                     self.conn.progress.set(self.worker.tick());
                 }
-                for req in queued {
+                for req in queued.drain(..) {
                     if req.asking {
                         wbuf.extend_from_slice(ASKING);
                         self.in_flight.push_back(InFlight::AskingAck);
@@ -253,7 +255,8 @@ impl Connection<'_> {
                 match stream.try_write(&wbuf) {
                     Ok(n) => wbuf.advance(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if let Err(e) = stream.writable().await {
+                        if let Err(e) = std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await
+                        {
                             return format!("write: {e}");
                         }
                     }
@@ -265,7 +268,8 @@ impl Connection<'_> {
             }
             tokio::select! {
                 biased;
-                ready = stream.readable() => {
+                // poll_read_ready uses the socket's own waker slot: no waiter list, no lock.
+                ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
                     if let Err(e) = ready {
                         return format!("read: {e}");
                     }

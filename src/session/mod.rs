@@ -85,7 +85,10 @@ async fn serve(worker: &Rc<Worker>, stream: &mut TcpStream, id: ClientId, replie
             match stream.try_write(&wbuf) {
                 Ok(n) => wbuf.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if stream.writable().await.is_err() {
+                    if std::future::poll_fn(|cx| stream.poll_write_ready(cx))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -95,7 +98,8 @@ async fn serve(worker: &Rc<Worker>, stream: &mut TcpStream, id: ClientId, replie
                 }
             }
         }
-        if wbuf.capacity() > 0 {
+        if wbuf.capacity() > 4096 {
+            // Keep a small buffer for the next reply; give a big one back.
             wbuf = BytesMut::new();
         }
         if session.replies.stop_requested() {
@@ -108,7 +112,7 @@ async fn serve(worker: &Rc<Worker>, stream: &mut TcpStream, id: ClientId, replie
         tokio::select! {
             biased;
             _ = session.replies.front_ready.wait() => {}
-            ready = stream.readable(), if reading => {
+            ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)), if reading => {
                 if ready.is_err() {
                     return;
                 }
