@@ -104,14 +104,6 @@ impl ReplyTo {
             queue.fill(self.seq, reply);
         }
     }
-
-    /// A handle that fills nothing, for requests whose answer nobody reads.
-    pub fn nowhere() -> ReplyTo {
-        ReplyTo {
-            queue: None,
-            seq: 0,
-        }
-    }
 }
 
 impl Drop for ReplyTo {
