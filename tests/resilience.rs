@@ -21,6 +21,12 @@ fn a_seed_down_at_start_up_does_not_stop_the_proxy() {
         let v: String = con.get(&key).unwrap();
         assert_eq!(v, "ok");
     }
+    // INFO lists every master the proxy talks to, up.
+    let info: String = redis::cmd("INFO").query(&mut con).unwrap();
+    for port in cluster.master_ports() {
+        let line = format!("addr=127.0.0.1:{port},dial=127.0.0.1:{port},down=0");
+        assert!(info.contains(&line), "{line} missing from INFO:\n{info}");
+    }
 }
 
 #[test]

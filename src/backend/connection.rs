@@ -8,14 +8,15 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::signal::LocalSignal;
-use super::{BackendError, BackendRequest, Worker};
+use super::{BackendError, BackendRequest, NodeShared, Worker};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::NodeAddr;
 use crate::config::BackendConfig;
@@ -29,6 +30,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The sending side of a connection, shared (on one thread) by the sessions that use it.
 pub struct Conn {
+    /// What all workers share about this node: its address, dial address, down state.
+    pub node: Arc<NodeShared>,
+    /// The announced address (for errors and logs).
     pub addr: NodeAddr,
     /// Requests not yet written. Sessions push; the connection task drains.
     queue: RefCell<VecDeque<BackendRequest>>,
@@ -45,9 +49,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(addr: NodeAddr) -> Conn {
+    pub fn new(node: Arc<NodeShared>) -> Conn {
         Conn {
-            addr,
+            addr: node.addr.clone(),
+            node,
             queue: RefCell::new(VecDeque::new()),
             queued: LocalSignal::default(),
             busy: Cell::new(false),
@@ -83,16 +88,15 @@ enum InFlight {
 }
 
 /// The connection task: runs for the life of the worker.
-pub async fn run(worker: Rc<Worker>, conn: Rc<Conn>, dial: NodeAddr, proto: Proto) {
+pub async fn run(worker: Rc<Worker>, conn: Rc<Conn>, proto: Proto) {
     let mut backoff = MIN_BACKOFF;
-    // After a failed connect, requests fail at once until this instant.
-    let mut down_until: Option<Instant> = None;
     loop {
         conn.queued.wait().await;
         if conn.queue.borrow().is_empty() {
             continue;
         }
-        if down_until.is_some_and(|t| Instant::now() < t) {
+        // After a failed connect (by any worker), requests fail at once for a while.
+        if conn.node.is_down() {
             fail_queued(
                 &worker,
                 &conn,
@@ -101,19 +105,20 @@ pub async fn run(worker: Rc<Worker>, conn: Rc<Conn>, dial: NodeAddr, proto: Prot
             continue;
         }
         let config = &worker.router.config.backend;
-        match connect(&dial, proto, config).await {
+        let dial = &conn.node.dial;
+        match connect(dial, proto, config).await {
             Err(reason) => {
                 Metrics::inc(&METRICS.backend_connect_failures);
                 tracing::warn!(node = %conn.addr, dial = %dial, %reason, "backend connect failed");
-                down_until = Some(Instant::now() + backoff);
+                conn.node.mark_down(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 fail_queued(&worker, &conn, &reason);
             }
             Ok(stream) => {
                 Metrics::inc(&METRICS.backend_connects);
                 tracing::debug!(node = %conn.addr, ?proto, "backend connected");
+                conn.node.mark_up();
                 backoff = MIN_BACKOFF;
-                down_until = None;
                 let mut io = Connection {
                     worker: &worker,
                     conn: &conn,

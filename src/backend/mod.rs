@@ -1,9 +1,11 @@
 //! Backend side. Each worker thread has its own connections to each node
-//! ([`worker::Worker`]); one task owns each socket ([`connection`]). Requests reach a
+//! ([`worker::Worker`]); one task owns each socket ([`connection`]); what all workers
+//! share about a node lives in the [`registry`]. Requests reach a
 //! connection as [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered
 //! exactly once, with the node's reply or an error, even when it is dropped.
 
 pub mod connection;
+pub mod registry;
 pub mod reply;
 pub mod signal;
 pub mod worker;
@@ -16,6 +18,7 @@ use crate::cluster::NodeAddr;
 use crate::protocol::reply::Proto;
 use crate::slot::Slot;
 
+pub use registry::{NodeRegistry, NodeShared};
 pub use reply::{ReplyQueue, ReplyTo};
 pub use worker::{Node, Worker};
 

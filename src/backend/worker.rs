@@ -123,22 +123,19 @@ impl Worker {
             return node.clone();
         }
         let config = &self.router.config;
-        let dial = config
-            .address_map
-            .get(addr)
-            .cloned()
-            .unwrap_or_else(|| addr.clone());
+        let shared = self.router.registry.get_or_insert(addr, || {
+            config
+                .address_map
+                .get(addr)
+                .cloned()
+                .unwrap_or_else(|| addr.clone())
+        });
         let spawn = |proto| -> Box<[Rc<Conn>]> {
             (0..config.backend.connections_per_node)
                 .map(|_| {
-                    let conn = Rc::new(Conn::new(addr.clone()));
+                    let conn = Rc::new(Conn::new(shared.clone()));
                     self.conns.borrow_mut().push(conn.clone());
-                    tokio::task::spawn_local(connection::run(
-                        self.clone(),
-                        conn.clone(),
-                        dial.clone(),
-                        proto,
-                    ));
+                    tokio::task::spawn_local(connection::run(self.clone(), conn.clone(), proto));
                     conn
                 })
                 .collect()

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendError, BackendRequest, Target, Worker};
+use crate::backend::{BackendError, BackendRequest, NodeRegistry, Target, Worker};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::config::Config;
@@ -41,6 +41,8 @@ pub struct Router {
     pub server_version: ArcSwapOption<String>,
     /// Requests read from clients, one counter per worker (summed for `INFO`).
     pub requests: Box<[WorkerCounter]>,
+    /// What every worker knows about each node (dial address, down or up).
+    pub registry: NodeRegistry,
 }
 
 impl Router {
@@ -54,6 +56,7 @@ impl Router {
             requests: (0..workers.max(1))
                 .map(|_| WorkerCounter::default())
                 .collect(),
+            registry: NodeRegistry::default(),
         })
     }
 

@@ -235,6 +235,8 @@ impl Session {
             table.masters().count(),
             table.unserved(),
         );
+        out.push_str("\r\n");
+        self.worker.router.registry.info_section(&mut out);
         out.push_str("\r\n# Keyspace\r\n");
         out
     }

@@ -1,0 +1,124 @@
+//! The node registry shared by all workers: announced address → what every worker
+//! should know about that node (where to dial it, whether it is down, counters). Each
+//! worker looks a node up once, when it first needs it, and keeps the handle; requests
+//! never touch the map.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::cluster::NodeAddr;
+
+/// What all workers share about one node.
+pub struct NodeShared {
+    /// The address the cluster announces.
+    pub addr: NodeAddr,
+    /// The address to dial: `addr` after the configured address map.
+    pub dial: NodeAddr,
+    /// Milliseconds after `epoch` until which the node counts as down (a connect just
+    /// failed); 0 when up. Any worker's failure makes every worker fail fast.
+    down_until_ms: AtomicU64,
+    epoch: Instant,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+impl NodeShared {
+    pub fn is_down(&self) -> bool {
+        let until = self.down_until_ms.load(Relaxed);
+        until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
+    }
+
+    pub fn mark_down(&self, for_how_long: Duration) {
+        let until = self.epoch.elapsed() + for_how_long;
+        self.down_until_ms
+            .store(until.as_millis().max(1) as u64, Relaxed);
+        self.connect_failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn mark_up(&self) {
+        self.down_until_ms.store(0, Relaxed);
+        self.connects.fetch_add(1, Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct NodeRegistry {
+    nodes: DashMap<NodeAddr, Arc<NodeShared>>,
+}
+
+impl NodeRegistry {
+    /// The shared record of `addr`, made on first use with its dial address.
+    pub fn get_or_insert(
+        &self,
+        addr: &NodeAddr,
+        dial: impl FnOnce() -> NodeAddr,
+    ) -> Arc<NodeShared> {
+        if let Some(node) = self.nodes.get(addr) {
+            return node.clone();
+        }
+        self.nodes
+            .entry(addr.clone())
+            .or_insert_with(|| {
+                Arc::new(NodeShared {
+                    addr: addr.clone(),
+                    dial: dial(),
+                    down_until_ms: AtomicU64::new(0),
+                    epoch: Instant::now(),
+                    connects: AtomicU64::new(0),
+                    connect_failures: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// The `# Nodes` section of `INFO`: one line per node the proxy has talked to.
+    pub fn info_section(&self, out: &mut String) {
+        let mut nodes: Vec<Arc<NodeShared>> =
+            self.nodes.iter().map(|n| n.value().clone()).collect();
+        nodes.sort_by(|a, b| a.addr.cmp(&b.addr));
+        out.push_str("# Nodes\r\n");
+        for (i, n) in nodes.iter().enumerate() {
+            let _ = write!(
+                out,
+                "node{i}:addr={},dial={},down={},connects={},connect_failures={}\r\n",
+                n.addr,
+                n.dial,
+                u8::from(n.is_down()),
+                n.connects.load(Relaxed),
+                n.connect_failures.load(Relaxed),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_record_per_address_and_down_state() {
+        let registry = NodeRegistry::default();
+        let a = NodeAddr::parse("10.0.0.1:6379").unwrap();
+        let first = registry.get_or_insert(&a, || NodeAddr::parse("127.0.0.1:7001").unwrap());
+        let again = registry.get_or_insert(&a, || unreachable!("made twice"));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(first.dial.as_str(), "127.0.0.1:7001");
+        assert!(!first.is_down());
+        first.mark_down(Duration::from_secs(60));
+        assert!(again.is_down());
+        first.mark_up();
+        assert!(!again.is_down());
+        let mut info = String::new();
+        registry.info_section(&mut info);
+        assert!(
+            info.contains(
+                "addr=10.0.0.1:6379,dial=127.0.0.1:7001,down=0,connects=1,connect_failures=1"
+            ),
+            "{info}"
+        );
+    }
+}
