@@ -16,6 +16,13 @@ impl Slot {
     }
 
     /// The slot a key hashes to.
+    ///
+    /// ```
+    /// use slotgate::slot::Slot;
+    /// assert_eq!(Slot::of_key(b"foo").get(), 12182);
+    /// // Keys with the same `{hash tag}` share a slot.
+    /// assert_eq!(Slot::of_key(b"{user1000}.following"), Slot::of_key(b"{user1000}.followers"));
+    /// ```
     pub fn of_key(key: &[u8]) -> Slot {
         Slot(crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1))
     }
