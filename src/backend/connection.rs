@@ -194,14 +194,20 @@ pub async fn connect(
 /// Read what the socket has now, if anything: `None` when it has nothing (the readiness
 /// was spurious). Unlike `try_read_buf`, a short read clears the socket's readiness, so
 /// the next wait goes to epoll instead of costing a read that returns `EAGAIN`.
+pub fn poll_read_once(
+    stream: &mut TcpStream,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+) -> Option<io::Result<usize>> {
+    match tokio_util::io::poll_read_buf(std::pin::Pin::new(stream), cx, buf) {
+        std::task::Poll::Ready(result) => Some(result),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// [`poll_read_once`] as a future that resolves at once.
 pub async fn read_now(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<io::Result<usize>> {
-    std::future::poll_fn(|cx| {
-        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *stream), cx, buf) {
-            std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
-            std::task::Poll::Pending => std::task::Poll::Ready(None),
-        }
-    })
-    .await
+    std::future::poll_fn(|cx| std::task::Poll::Ready(poll_read_once(stream, cx, buf))).await
 }
 
 /// Write one request and read one complete reply (its raw bytes).
@@ -284,7 +290,10 @@ impl Connection<'_> {
                         Some(Ok(0)) => return "closed by the node".into(),
                         Some(Ok(_)) => {
                             self.conn.progress.set(self.worker.tick());
-                            if let Err(reason) = self.take_replies(&mut scanner, &mut rbuf) {
+                            let taken = super::reply::deliver_batch(|| {
+                                self.take_replies(&mut scanner, &mut rbuf)
+                            });
+                            if let Err(reason) = taken {
                                 return reason;
                             }
                             if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {

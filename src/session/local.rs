@@ -30,7 +30,7 @@ impl Session {
             }
             Local::Quit => {
                 self.push_local(|w| w.ok());
-                self.closing = true;
+                self.close();
             }
             Local::Select => {
                 if req.arg(1) == b"0" {
@@ -102,7 +102,7 @@ impl Session {
                 self.push_local(|w| w.verbatim(&text))
             }
             Local::Reset => {
-                self.proto = Proto::Resp2;
+                self.set_proto(Proto::Resp2);
                 self.name = None;
                 self.push_local(|w| w.simple("RESET"))
             }
@@ -159,7 +159,7 @@ impl Session {
         if let Some(n) = name {
             self.name = n;
         }
-        self.proto = proto;
+        self.set_proto(proto);
         let version = self.server_version();
         let id = self.id.0 as i64;
         let proto_num = if proto == Proto::Resp3 { 3 } else { 2 };

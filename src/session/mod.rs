@@ -3,15 +3,18 @@
 
 mod local;
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::connection::read_now;
+use crate::backend::connection::poll_read_once;
+use crate::backend::reply::Flushed;
 use crate::backend::{BackendRequest, ReplyQueue, Target, Worker};
 use crate::command::{classify, Route};
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -45,26 +48,16 @@ struct Session {
 /// worker's `stop_sessions`) the session reads no more requests, writes the replies
 /// still owed, and ends. Buffers exist only while there is something in them, so an
 /// idle client costs little memory.
-pub async fn run(worker: Rc<Worker>, mut stream: TcpStream, id: ClientId) {
-    let replies = Rc::new(ReplyQueue::default());
-    worker.session_opened(id.0, replies.clone());
-    serve(&worker, &mut stream, id, replies).await;
-    worker.session_closed(id.0);
-    METRICS
-        .connections_open
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-async fn serve(worker: &Rc<Worker>, stream: &mut TcpStream, id: ClientId, replies: Rc<ReplyQueue>) {
+pub async fn run(worker: Rc<Worker>, stream: TcpStream, id: ClientId) {
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     let local_addr = stream
         .local_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let max_pipeline = worker.router.config.max_pipeline;
-    let mut scanner = RequestScanner::new(worker.router.config.limits);
-    let mut session = Session {
+    let replies = Rc::new(ReplyQueue::new(stream));
+    worker.session_opened(id.0, replies.clone());
+    let session = Session {
         worker: worker.clone(),
         id,
         peer,
@@ -76,68 +69,82 @@ async fn serve(worker: &Rc<Worker>, stream: &mut TcpStream, id: ClientId, replie
         replies,
         closing: false,
     };
-    let mut rbuf = BytesMut::new();
-    let mut wbuf = BytesMut::new();
+    session.serve().await;
+    worker.session_closed(id.0);
+    METRICS
+        .connections_open
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
 
-    loop {
-        session.drain_ready(&mut wbuf);
-        while !wbuf.is_empty() {
-            match stream.try_write(&wbuf) {
-                Ok(n) => wbuf.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if std::future::poll_fn(|cx| stream.poll_write_ready(cx))
-                        .await
-                        .is_err()
-                    {
+impl Session {
+    /// The session loop: write what is ready, then wait for the client or for a wake-up
+    /// (replies the connections could not write themselves, shutdown).
+    async fn serve(mut self) {
+        let max_pipeline = self.worker.router.config.max_pipeline;
+        let mut scanner = RequestScanner::new(self.worker.router.config.limits);
+        let mut rbuf = BytesMut::new();
+        loop {
+            match self.replies.flush() {
+                Flushed::Done => {}
+                Flushed::Blocked => {
+                    if self.replies.writable().await.is_err() {
                         return;
                     }
+                    continue;
                 }
-                Err(e) => {
-                    tracing::debug!(client = id.0, error = %e, "client write failed");
-                    return;
-                }
+                Flushed::Failed => return,
             }
-        }
-        if wbuf.capacity() > 4096 {
-            // Keep a small buffer for the next reply; give a big one back.
-            wbuf = BytesMut::new();
-        }
-        if session.replies.stop_requested() {
-            session.closing = true;
-        }
-        if session.closing && session.replies.is_empty() {
-            return;
-        }
-        let reading = !session.closing && session.replies.len() < max_pipeline;
-        tokio::select! {
-            biased;
-            _ = session.replies.front_ready.wait() => {}
-            ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx)), if reading => {
-                if ready.is_err() {
-                    return;
-                }
-                rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
-                match read_now(stream, &mut rbuf).await {
-                    None => continue,
-                    Some(Ok(0)) => return,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Some(Err(e)) => {
-                        tracing::debug!(client = id.0, error = %e, "client read failed");
+            if self.replies.stop_requested() {
+                self.close();
+            }
+            if self.closing && self.replies.is_empty() {
+                return;
+            }
+            let reading = !self.closing && self.replies.len() < max_pipeline;
+            let replies = self.replies.clone();
+            tokio::select! {
+                biased;
+                _ = replies.wake.wait() => {}
+                ready = poll_fn(|cx| replies.with_stream(|s| s.poll_read_ready(cx))), if reading => {
+                    if ready.is_err() {
                         return;
                     }
-                }
-                session.take_requests(&mut scanner, &mut rbuf);
-                if rbuf.is_empty() {
-                    // Nothing partial is waiting: an idle client keeps no buffer.
-                    rbuf = BytesMut::new();
+                    rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
+                    let read = poll_fn(|cx| {
+                        Poll::Ready(replies.with_stream(|s| poll_read_once(s, cx, &mut rbuf)))
+                    })
+                    .await;
+                    match read {
+                        None => continue,
+                        Some(Ok(0)) => return,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Some(Err(e)) => {
+                            tracing::debug!(client = self.id.0, error = %e, "client read failed");
+                            return;
+                        }
+                    }
+                    self.take_requests(&mut scanner, &mut rbuf);
+                    if rbuf.is_empty() {
+                        // Nothing partial is waiting: an idle client keeps no buffer.
+                        rbuf = BytesMut::new();
+                    }
                 }
             }
         }
     }
-}
 
-impl Session {
+    /// Read no more requests; end once the replies owed are written.
+    fn close(&mut self) {
+        self.closing = true;
+        self.replies.set_closing();
+    }
+
+    fn set_proto(&mut self, proto: Proto) {
+        self.proto = proto;
+        self.replies.set_proto(proto);
+    }
+
     /// Frame and handle every complete request in `rbuf`.
     fn take_requests(&mut self, scanner: &mut RequestScanner, rbuf: &mut BytesMut) {
         loop {
@@ -152,7 +159,7 @@ impl Session {
                 Err(e) => {
                     tracing::info!(client = self.id.0, peer = %self.peer, error = %e, "closing client after a protocol error");
                     self.push_error(&format!("ERR {e}"));
-                    self.closing = true;
+                    self.close();
                     return;
                 }
             }
@@ -224,18 +231,6 @@ impl Session {
             self.id.0 as u32,
             reply,
         ));
-    }
-
-    /// Move every reply that is ready at the front of the queue into `out`.
-    fn drain_ready(&mut self, out: &mut BytesMut) {
-        let proto = self.proto;
-        self.replies.drain_ready(|reply| match reply {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            Err(e) => {
-                Metrics::inc(&METRICS.proxy_errors);
-                ReplyWriter { out, proto }.error(&format!("ERR slotgate: {e}"));
-            }
-        });
     }
 
     /// Queue a reply made here, with `f` writing it.
