@@ -172,6 +172,7 @@ async fn serve(
     };
     let worker = Worker::new(router.clone(), index);
     let watchdog = tokio::task::spawn_local(worker.clone().watchdog());
+    let retries = tokio::task::spawn_local(worker.clone().run_retries());
     let max_clients = router.config.max_clients as u64;
     loop {
         tokio::select! {
@@ -209,6 +210,7 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     watchdog.abort();
+    retries.abort();
 }
 
 /// Resolves on SIGTERM or SIGINT.

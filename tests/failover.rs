@@ -183,3 +183,79 @@ fn killed_master_is_replaced_under_load() {
         assert_eq!(v, "after");
     }
 }
+
+#[test]
+fn pipelined_writes_keep_their_order_through_a_failover() {
+    require_redis();
+    let mut cluster = Cluster::start(3, 1);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let key = "{order}list";
+    let victim = cluster.node_for_key(key);
+    let replica = cluster.replica_of(victim).expect("a replica");
+
+    let port = proxy.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut con = client.get_connection().unwrap();
+            con.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let started = Instant::now();
+            let mut next = 0u64;
+            let mut acked = 0u64;
+            // Bounded in count and time: batches of 20 RPUSHes in one pipeline.
+            while !stop.load(Ordering::Relaxed)
+                && next < 200_000
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                let mut pipe = redis::pipe();
+                for i in next..next + 20 {
+                    pipe.cmd("RPUSH").arg(key).arg(i);
+                }
+                next += 20;
+                let replies: Vec<redis::RedisResult<i64>> =
+                    match pipe.query::<Vec<redis::Value>>(&mut con) {
+                        Ok(values) => values
+                            .into_iter()
+                            .map(|v| redis::from_redis_value(&v))
+                            .collect(),
+                        Err(_) => vec![],
+                    };
+                acked += replies.iter().filter(|r| r.is_ok()).count() as u64;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            acked
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    cluster.kill(victim);
+    wait_until(
+        Duration::from_secs(60),
+        "the replica to be promoted",
+        || cluster.cli(replica, &["ROLE"]).starts_with("master"),
+    );
+    cluster.wait_for_ok(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+
+    // Whatever survived the failover is in the order it was sent: no retry overtook an
+    // earlier request.
+    let mut con = proxy.client();
+    let list: Vec<u64> = con.lrange(key, 0, -1).unwrap();
+    assert!(
+        list.len() > 100,
+        "only {} items ({acked} acknowledged)",
+        list.len()
+    );
+    for pair in list.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "out of order: {} before {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    println!("{} items in order, {acked} acknowledged", list.len());
+}

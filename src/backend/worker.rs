@@ -12,6 +12,7 @@ use super::connection::{self, Conn};
 use super::{BackendRequest, ReplyQueue};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
+use crate::dispatch::retry::RetryQueue;
 use crate::dispatch::Router;
 use crate::protocol::reply::Proto;
 
@@ -51,6 +52,8 @@ pub struct Worker {
     conns: RefCell<Vec<Rc<Conn>>>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
     tick: Cell<u64>,
+    /// Requests waiting to be sent again, in order.
+    pub retry: RetryQueue,
 }
 
 /// How often the watchdog looks for connections whose replies are overdue.
@@ -67,6 +70,7 @@ impl Worker {
             stopping: Cell::new(false),
             conns: RefCell::new(Vec::new()),
             tick: Cell::new(0),
+            retry: RetryQueue::default(),
         })
     }
 

@@ -20,6 +20,10 @@ use crate::config::Config;
 use crate::protocol::redirect::{parse_redirect, Redirect};
 use crate::slot::Slot;
 
+pub mod retry;
+
+use retry::When;
+
 /// A counter written by one worker thread only, on its own cache line.
 #[repr(align(64))]
 #[derive(Default)]
@@ -73,8 +77,20 @@ impl Worker {
         counter.store(counter.load(Relaxed) + 1, Relaxed);
     }
 
-    /// Send a request to the node its target names in the current table.
+    /// Send a request to the node its target names in the current table, or queue it
+    /// behind a request for the same slot that waits to be retried.
+    #[inline]
     pub fn dispatch(self: &Rc<Self>, req: BackendRequest) {
+        if self.retry.holds(req.target) {
+            self.retry
+                .push(req, When::Now, (BackendError::Dropped, None));
+            return;
+        }
+        self.dispatch_now(req);
+    }
+
+    /// Send a request to the node its target names in the current table.
+    pub fn dispatch_now(self: &Rc<Self>, req: BackendRequest) {
         let table = self.router.table.load();
         let shard = match req.target {
             Target::Slot(slot) => table.shard_for(slot),
@@ -139,13 +155,13 @@ impl Worker {
                     return;
                 }
                 req.retries += 1;
-                req.asking = false;
                 let delay = Duration::from_millis(5 * u64::from(req.retries.min(20)));
-                let worker = self.clone();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep(delay).await;
-                    worker.dispatch(req);
-                });
+                let err = BackendError::Lost {
+                    addr: from.clone(),
+                    reason: "retried until the deadline".into(),
+                };
+                self.retry
+                    .push(req, When::After(Instant::now() + delay), (err, Some(frame)));
             }
             Redirect::ClusterDown | Redirect::MasterDown => {
                 Metrics::inc(&METRICS.retries_clusterdown);
@@ -201,18 +217,12 @@ impl Worker {
             }
             return;
         }
-        let deadline = req.retry_deadline.unwrap_or_else(Instant::now);
-        let worker = self.clone();
-        let mut refreshed = self.router.refreshed.subscribe();
+        let seen = *self.router.refreshed.borrow();
         self.router.refresh_wanted.notify_one();
-        tokio::task::spawn_local(async move {
-            // Wait for the next refresh, but not past the deadline, and a moment more so
-            // a node that is down is not hammered.
-            let _ = tokio::time::timeout_at(deadline.into(), refreshed.changed()).await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            req.asking = false;
-            worker.dispatch(req);
-        });
+        // A moment after the refresh at least, so a node that is down is not hammered.
+        let not_before = Instant::now() + Duration::from_millis(10);
+        self.retry
+            .push(req, When::Refresh { seen, not_before }, (err, final_reply));
     }
 
     /// Point one slot at `addr` at once (after `MOVED`); the full refresh follows.
