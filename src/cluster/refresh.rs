@@ -14,6 +14,7 @@ use crate::cluster::topology::{
     format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology,
 };
 use crate::cluster::NodeAddr;
+use crate::command::learned::LearnedCommands;
 use crate::dispatch::Router;
 use crate::protocol::reply::{encode_command, Proto};
 
@@ -40,6 +41,7 @@ pub async fn initial(router: &Arc<Router>) -> Result<(), RefreshError> {
     }
     publish(router, &topology);
     learn_version(router).await;
+    learn_commands(router).await;
     Ok(())
 }
 
@@ -168,6 +170,53 @@ pub async fn query(router: &Router, addr: &NodeAddr, args: &[&[u8]]) -> Result<O
         Ok(None) => Err("incomplete reply".into()),
         Err(e) => Err(format!("undecodable reply: {e:?}")),
     }
+}
+
+/// Learn the commands the built-in table lacks from any master's `COMMAND` reply, so
+/// newer commands route by the key positions the server reports. Failing to learn them
+/// is not fatal: those commands then get "unknown command".
+async fn learn_commands(router: &Arc<Router>) {
+    let masters: Vec<NodeAddr> = router.table.load().masters().cloned().collect();
+    for addr in masters {
+        match query(router, &addr, &[b"COMMAND"]).await {
+            Ok(frame @ OwnedFrame::Array(_)) => {
+                let learned = LearnedCommands::from_command_reply(&frame);
+                if !learned.is_empty() {
+                    let mut names: Vec<&str> = Vec::new();
+                    for name in learned_names(&frame) {
+                        if learned.get(name.as_bytes()).is_some() {
+                            names.push(name);
+                        }
+                    }
+                    tracing::info!(count = learned.len(), commands = ?names, "learned commands the built-in table lacks");
+                }
+                let _ = router.learned.set(learned);
+                return;
+            }
+            Ok(other) => tracing::debug!(node = %addr, reply = ?other, "COMMAND refused"),
+            Err(e) => tracing::debug!(node = %addr, error = %e, "COMMAND failed"),
+        }
+    }
+    tracing::warn!(
+        "could not learn the cluster's commands; commands newer than this build will be refused"
+    );
+}
+
+/// The command names in a `COMMAND` reply (for the log line).
+fn learned_names(frame: &OwnedFrame) -> Vec<&str> {
+    let OwnedFrame::Array(entries) = frame else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            OwnedFrame::Array(fields) => match fields.first() {
+                Some(OwnedFrame::BulkString(name)) => std::str::from_utf8(name).ok(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).

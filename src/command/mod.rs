@@ -11,6 +11,7 @@
 
 mod error;
 mod keys;
+pub mod learned;
 mod lookup;
 mod table;
 

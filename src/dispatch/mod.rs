@@ -16,6 +16,7 @@ use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendError, BackendRequest, NodeRegistry, Target, Worker};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
+use crate::command::learned::LearnedCommands;
 use crate::config::Config;
 use crate::protocol::redirect::{parse_redirect, Redirect};
 use crate::slot::Slot;
@@ -47,6 +48,8 @@ pub struct Router {
     pub requests: Box<[WorkerCounter]>,
     /// What every worker knows about each node (dial address, down or up).
     pub registry: NodeRegistry,
+    /// Commands the built-in table lacks, learned from a node at start-up.
+    pub learned: std::sync::OnceLock<LearnedCommands>,
 }
 
 impl Router {
@@ -61,6 +64,7 @@ impl Router {
                 .map(|_| WorkerCounter::default())
                 .collect(),
             registry: NodeRegistry::default(),
+            learned: std::sync::OnceLock::new(),
         })
     }
 

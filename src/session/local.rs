@@ -231,9 +231,10 @@ impl Session {
         METRICS.info_section(&mut out, self.worker.router.requests_total());
         let _ = write!(
             out,
-            "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\n",
+            "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\nslotgate_learned_commands:{}\r\n",
             table.masters().count(),
             table.unserved(),
+            self.worker.router.learned.get().map_or(0, |l| l.len()),
         );
         out.push_str("\r\n");
         self.worker.router.registry.info_section(&mut out);

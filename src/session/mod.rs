@@ -16,7 +16,8 @@ use crate::admin::{Metrics, METRICS};
 use crate::backend::connection::poll_read_once;
 use crate::backend::reply::Flushed;
 use crate::backend::{BackendRequest, ReplyQueue, Target, Worker};
-use crate::command::{classify, Route};
+use crate::command::learned::LearnedRoute;
+use crate::command::{classify, CommandError, Route};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::slot::Slot;
@@ -171,6 +172,7 @@ impl Session {
         self.worker.count_request();
         let classified = match classify(&request) {
             Ok(c) => c,
+            Err(e @ CommandError::Unknown { .. }) => return self.handle_learned(request, e),
             Err(e) => return self.push_error(&e.message()),
         };
         match classified.route {
@@ -213,6 +215,31 @@ impl Session {
                 "pub/sub is not supported by slotgate yet",
             ),
             Route::Refused(reason) => self.refuse(classified.spec.name, reason),
+        }
+    }
+
+    /// A command the built-in table does not know: route it by what the cluster told us
+    /// about it at start-up, or answer Redis's "unknown command".
+    fn handle_learned(&mut self, request: Request, unknown: CommandError) {
+        let router = &self.worker.router;
+        let Some(cmd) = router.learned.get().and_then(|l| l.get(request.arg(0))) else {
+            return self.push_error(&unknown.message());
+        };
+        match cmd.route(&request) {
+            Err(text) => self.push_error(&text),
+            Ok(LearnedRoute::Refused(reason)) => {
+                let name = cmd.name.clone();
+                self.refuse(&name, reason)
+            }
+            Ok(LearnedRoute::NoKeys) => self.forward(request, Target::Any(self.id.0 as u32)),
+            Ok(LearnedRoute::Keys(keys)) => {
+                let slot = Slot::of_key(request.arg(keys[0]));
+                if keys.iter().any(|&k| Slot::of_key(request.arg(k)) != slot) {
+                    return self
+                        .push_error("CROSSSLOT Keys in request don't hash to the same slot");
+                }
+                self.forward(request, Target::Slot(slot))
+            }
         }
     }
 

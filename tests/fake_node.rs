@@ -1,0 +1,152 @@
+//! What a real Redis 7.0 cluster cannot show on demand, shown with one scripted node: a
+//! server without `CLUSTER SHARDS` (older Redis; the proxy falls back to `CLUSTER
+//! SLOTS`) that also knows a command this build's table has never heard of (the proxy
+//! learns it from `COMMAND` and routes it by its key position).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use slotgate::protocol::scan::{Limits, RequestScanner};
+use support::Proxy;
+
+/// A one-node "cluster" that owns every slot and answers a handful of commands.
+struct FakeNode {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeNode {
+    fn start() -> FakeNode {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            // Bounded: ends when the test drops the node (or after 2 minutes).
+            let started = std::time::Instant::now();
+            while !stopping.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120)
+            {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        std::thread::spawn(move || serve(stream, port));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FakeNode { port, stop }
+    }
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(mut stream: TcpStream, port: u16) {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut scanner = RequestScanner::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some(req)) = scanner.next_request(&mut buf) {
+            let name = String::from_utf8_lossy(req.arg(0)).to_ascii_uppercase();
+            let sub = String::from_utf8_lossy(req.arg(1)).to_ascii_uppercase();
+            let reply = match (name.as_str(), sub.as_str()) {
+                ("CLUSTER", "SHARDS") => {
+                    "-ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.\r\n".to_string()
+                }
+                ("CLUSTER", "SLOTS") => format!(
+                    "*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$40\r\n{}\r\n",
+                    "f".repeat(40)
+                ),
+                ("INFO", _) => {
+                    let text = "# Server\r\nredis_version:9.9.9\r\n";
+                    format!("${}\r\n{text}\r\n", text.len())
+                }
+                ("COMMAND", _) => concat!(
+                    "*2\r\n",
+                    "*6\r\n$3\r\nget\r\n:2\r\n*1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n",
+                    "*6\r\n$8\r\nnewfetch\r\n:-2\r\n*1\r\n+readonly\r\n:1\r\n:-1\r\n:1\r\n",
+                )
+                .to_string(),
+                ("NEWFETCH", _) => {
+                    let keys: Vec<String> = (1..req.argc())
+                        .map(|i| String::from_utf8_lossy(req.arg(i)).into_owned())
+                        .collect();
+                    format!("+fetched {}\r\n", keys.join(","))
+                }
+                _ => format!("-ERR fake node does not know '{name}'\r\n"),
+            };
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn cluster_slots_fallback_and_learned_commands() {
+    let node = FakeNode::start();
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", node.port), &[]);
+    let mut con = proxy.client();
+
+    // Routed to the node by the key position COMMAND reported.
+    let reply: String = redis::cmd("NEWFETCH").arg("a").query(&mut con).unwrap();
+    assert_eq!(reply, "fetched a");
+    let reply: String = redis::cmd("newfetch")
+        .arg("{t}x")
+        .arg("{t}y")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(reply, "fetched {t}x,{t}y");
+    // Keys in different slots: the same CROSSSLOT rule as for known commands.
+    let err = redis::cmd("NEWFETCH")
+        .arg("a")
+        .arg("b")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
+    // Arity from COMMAND.
+    let err = redis::cmd("NEWFETCH")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("wrong number of arguments for 'newfetch'"),
+        "{err}"
+    );
+    // Still unknown: a command neither the table nor the node knows.
+    let err = redis::cmd("NOSUCHCMD")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown command 'NOSUCHCMD'"),
+        "{err}"
+    );
+
+    let info: String = redis::cmd("INFO").query(&mut con).unwrap();
+    assert!(info.contains("slotgate_learned_commands:1"), "{info}");
+    assert!(info.contains("redis_version:9.9.9"), "{info}");
+    assert!(info.contains("slotgate_unserved_slots:0"), "{info}");
+    assert!(
+        proxy.log().contains("newfetch"),
+        "the log names what was learned"
+    );
+}
