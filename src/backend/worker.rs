@@ -8,6 +8,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use super::connection::{self, Conn};
 use super::{BackendRequest, ReplyQueue};
 use crate::cluster::table::SlotTable;
@@ -54,7 +56,13 @@ pub struct Worker {
     tick: Cell<u64>,
     /// Requests waiting to be sent again, in order.
     pub retry: RetryQueue,
+    /// Emptied client read buffers, kept for the next read on this worker so an idle
+    /// client holds none and a busy one does not allocate per read.
+    read_buffers: RefCell<Vec<BytesMut>>,
 }
+
+/// Read buffers a worker keeps at most.
+const KEEP_READ_BUFFERS: usize = 64;
 
 /// How often the watchdog looks for connections whose replies are overdue.
 const WATCHDOG_TICK: Duration = Duration::from_millis(100);
@@ -71,7 +79,23 @@ impl Worker {
             conns: RefCell::new(Vec::new()),
             tick: Cell::new(0),
             retry: RetryQueue::default(),
+            read_buffers: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A read buffer for a client, from the worker's spares when it has one.
+    pub fn take_read_buffer(&self) -> BytesMut {
+        self.read_buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Give back an empty read buffer. A buffer whose memory is still shared with requests
+    /// in flight reclaims it once they complete; a big one is dropped.
+    pub fn give_read_buffer(&self, buf: BytesMut) {
+        let mut spares = self.read_buffers.borrow_mut();
+        if buf.capacity() > 0 && buf.capacity() <= 4 * 16 * 1024 && spares.len() < KEEP_READ_BUFFERS
+        {
+            spares.push(buf);
+        }
     }
 
     pub fn tick(&self) -> u64 {

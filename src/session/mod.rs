@@ -110,6 +110,9 @@ impl Session {
                     if ready.is_err() {
                         return;
                     }
+                    if rbuf.capacity() == 0 {
+                        rbuf = self.worker.take_read_buffer();
+                    }
                     rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
                     let read = poll_fn(|cx| {
                         Poll::Ready(replies.with_stream(|s| poll_read_once(s, cx, &mut rbuf)))
@@ -127,8 +130,9 @@ impl Session {
                     }
                     self.take_requests(&mut scanner, &mut rbuf);
                     if rbuf.is_empty() {
-                        // Nothing partial is waiting: an idle client keeps no buffer.
-                        rbuf = BytesMut::new();
+                        // Nothing partial is waiting: an idle client keeps no buffer; the
+                        // worker keeps a few for whichever client reads next.
+                        self.worker.give_read_buffer(std::mem::take(&mut rbuf));
                     }
                 }
             }
