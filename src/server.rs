@@ -173,6 +173,7 @@ async fn serve(
     let worker = Worker::new(router.clone(), index);
     let watchdog = tokio::task::spawn_local(worker.clone().watchdog());
     let retries = tokio::task::spawn_local(worker.clone().run_retries());
+    let flusher = tokio::task::spawn_local(crate::backend::reply::run_flusher());
     let max_clients = router.config.max_clients as u64;
     loop {
         tokio::select! {
@@ -211,6 +212,7 @@ async fn serve(
     }
     watchdog.abort();
     retries.abort();
+    flusher.abort();
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -290,10 +290,7 @@ impl Connection<'_> {
                         Some(Ok(0)) => return "closed by the node".into(),
                         Some(Ok(_)) => {
                             self.conn.progress.set(self.worker.tick());
-                            let taken = super::reply::deliver_batch(|| {
-                                self.take_replies(&mut scanner, &mut rbuf)
-                            });
-                            if let Err(reason) = taken {
+                            if let Err(reason) = self.take_replies(&mut scanner, &mut rbuf) {
                                 return reason;
                             }
                             if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {

@@ -2,10 +2,11 @@
 //! [`ReplyQueue`] holds one place per request in request order and the client's socket
 //! for writing; a [`ReplyTo`] fills one place, exactly once.
 //!
-//! Replies leave from the front of the queue only. Whoever completes the front writes:
-//! a connection task delivering a batch of replies flushes every queue it completed
-//! once, at the end of the batch (no wake-up of the session task per reply); anything
-//! else (a retry timer, a dropped request) wakes the session, which flushes.
+//! Replies leave from the front of the queue only. When a connection completes the front
+//! of a queue, the queue is marked for flushing; one flusher task per worker then writes
+//! every marked queue once, after the connection tasks already scheduled have delivered
+//! theirs. So a client whose pipeline spans several nodes gets one write per turn of the
+//! event loop, and no session task is woken per reply.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -69,24 +70,30 @@ pub enum Flushed {
 }
 
 thread_local! {
-    /// Queues completed during the current delivery batch (see [`deliver_batch`]);
-    /// `None` outside a batch.
-    static DIRTY: RefCell<Option<Vec<Rc<ReplyQueue>>>> = const { RefCell::new(None) };
+    /// Queues whose front was completed since the flusher last ran, on this worker.
+    static DIRTY: RefCell<Vec<Rc<ReplyQueue>>> = const { RefCell::new(Vec::new()) };
+    /// Wakes this worker's flusher task.
+    static FLUSH_WANTED: Rc<LocalSignal> = Rc::new(LocalSignal::default());
 }
 
-/// Run `deliver` (which completes replies) as one batch: every queue whose front it
-/// completes is flushed once, after it returns.
-pub fn deliver_batch<T>(deliver: impl FnOnce() -> T) -> T {
-    let outer = DIRTY.with(|d| d.borrow_mut().replace(Vec::new()));
-    let result = deliver();
-    let dirty = DIRTY.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
-    for queue in dirty.into_iter().flatten() {
+/// Write every queue marked since the last call (see [`run_flusher`]).
+pub fn flush_dirty() {
+    let dirty = DIRTY.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    for queue in dirty {
         queue.dirty.set(false);
         if queue.flush() != Flushed::Done {
             queue.wake.fire();
         }
     }
-    result
+}
+
+/// The worker's flusher task: runs for the life of the worker.
+pub async fn run_flusher() {
+    let wanted = FLUSH_WANTED.with(Rc::clone);
+    loop {
+        wanted.wait().await;
+        flush_dirty();
+    }
 }
 
 impl ReplyQueue {
@@ -233,20 +240,11 @@ impl ReplyQueue {
         }
     }
 
-    /// The front was completed: flush at the end of the current delivery batch, or
-    /// wake the session to flush when there is no batch.
+    /// The front was completed: mark the queue for the worker's flusher.
     fn front_completed(self: Rc<Self>) {
-        let queued = DIRTY.with(|d| match d.borrow_mut().as_mut() {
-            Some(list) => {
-                if !self.dirty.replace(true) {
-                    list.push(self.clone());
-                }
-                true
-            }
-            None => false,
-        });
-        if !queued {
-            self.wake.fire();
+        if !self.dirty.replace(true) {
+            DIRTY.with(|d| d.borrow_mut().push(self));
+            FLUSH_WANTED.with(|s| s.fire());
         }
     }
 }
@@ -312,15 +310,16 @@ mod tests {
             q.push_ready(Bytes::from_static(b"+local\r\n"));
             let c = q.reserve();
             // Completing a later place writes nothing: the front is still missing.
-            deliver_batch(|| b.send(Ok(Bytes::from_static(b"+b\r\n"))));
+            b.send(Ok(Bytes::from_static(b"+b\r\n")));
+            flush_dirty();
             assert_eq!(q.len(), 4);
-            // Completing the front inside a batch flushes every ready reply at once.
-            deliver_batch(|| a.send(Ok(Bytes::from_static(b"+a\r\n"))));
+            // Completing the front marks the queue; one flush writes every ready reply.
+            a.send(Ok(Bytes::from_static(b"+a\r\n")));
+            flush_dirty();
             assert_eq!(read_exactly(&mut peer, 16).await, "+a\r\n+b\r\n+local\r\n");
-            // A handle dropped outside a batch wakes the session, which flushes.
+            // A dropped handle answers with an error, in its place.
             drop(c);
-            q.wake.wait().await;
-            assert_eq!(q.flush(), Flushed::Done);
+            flush_dirty();
             let text = read_exactly(&mut peer, 67).await;
             assert!(text.starts_with("-ERR slotgate: request dropped"), "{text}");
             assert!(q.is_empty());
