@@ -81,6 +81,14 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Wait until `replica` reports itself master and every node agrees the cluster is ok.
+fn wait_for_promotion(cluster: &Cluster, replica: u16, limit: Duration) {
+    wait_until(limit, "the replica to be promoted", || {
+        cluster.cli(replica, &["ROLE"]).starts_with("master")
+    });
+    cluster.wait_for_ok(limit);
+}
+
 fn assert_no_redirect_leaked(errors: &[(Instant, String)]) {
     for (_, e) in errors {
         assert!(
@@ -103,10 +111,7 @@ fn manual_failover_under_load() {
 
     let window_start = Instant::now();
     assert_eq!(cluster.cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
-    wait_until(Duration::from_secs(30), "the replica to take over", || {
-        cluster.cli(replica, &["ROLE"]).starts_with("master")
-    });
-    cluster.wait_for_ok(Duration::from_secs(30));
+    wait_for_promotion(&cluster, replica, Duration::from_secs(30));
     let window_end = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let (errors, writes) = load.finish();
@@ -150,12 +155,7 @@ fn killed_master_is_replaced_under_load() {
 
     let window_start = Instant::now();
     cluster.kill(victim);
-    wait_until(
-        Duration::from_secs(60),
-        "the replica to be promoted",
-        || cluster.cli(replica, &["ROLE"]).starts_with("master"),
-    );
-    cluster.wait_for_ok(Duration::from_secs(60));
+    wait_for_promotion(&cluster, replica, Duration::from_secs(60));
     let window_end = Instant::now();
     // Give the proxy's retries of the last failed requests time to finish.
     std::thread::sleep(Duration::from_secs(2));
@@ -230,12 +230,7 @@ fn pipelined_writes_keep_their_order_through_a_failover() {
     };
     std::thread::sleep(Duration::from_millis(700));
     cluster.kill(victim);
-    wait_until(
-        Duration::from_secs(60),
-        "the replica to be promoted",
-        || cluster.cli(replica, &["ROLE"]).starts_with("master"),
-    );
-    cluster.wait_for_ok(Duration::from_secs(60));
+    wait_for_promotion(&cluster, replica, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let acked = writer.join().unwrap();
