@@ -148,6 +148,10 @@ impl ReplyQueue {
         self.closing.set(true);
     }
 
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
     /// The protocol replies made here (errors) are written in.
     pub fn set_proto(&self, proto: Proto) {
         self.client.borrow_mut().proto = proto;

@@ -38,11 +38,10 @@ struct Session {
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
-    /// Replies in request order; connections fill their places.
+    /// Replies in request order; connections fill their places. Also says whether the
+    /// session is closing (QUIT, protocol error, shutdown): then no more requests are
+    /// read and the session ends once the pending replies are written.
     replies: Rc<ReplyQueue>,
-    /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
-    /// the pending replies are written.
-    closing: bool,
 }
 
 /// Serve one client until it disconnects or the proxy closes it. On shutdown (the
@@ -68,7 +67,6 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, id: ClientId) {
         lib_name: None,
         lib_ver: None,
         replies,
-        closing: false,
     };
     session.serve().await;
     worker.session_closed(id.0);
@@ -98,10 +96,10 @@ impl Session {
             if self.replies.stop_requested() {
                 self.close();
             }
-            if self.closing && self.replies.is_empty() {
+            if self.replies.is_closing() && self.replies.is_empty() {
                 return;
             }
-            let reading = !self.closing && self.replies.len() < max_pipeline;
+            let reading = !self.replies.is_closing() && self.replies.len() < max_pipeline;
             let replies = self.replies.clone();
             tokio::select! {
                 biased;
@@ -141,7 +139,6 @@ impl Session {
 
     /// Read no more requests; end once the replies owed are written.
     fn close(&mut self) {
-        self.closing = true;
         self.replies.set_closing();
     }
 
@@ -156,7 +153,7 @@ impl Session {
             match scanner.next_request(rbuf) {
                 Ok(Some(request)) => {
                     self.handle(request);
-                    if self.closing {
+                    if self.replies.is_closing() {
                         return;
                     }
                 }
