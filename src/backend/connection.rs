@@ -206,7 +206,7 @@ pub fn poll_read_once(
 }
 
 /// [`poll_read_once`] as a future that resolves at once.
-pub async fn read_now(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+async fn read_now(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<io::Result<usize>> {
     std::future::poll_fn(|cx| std::task::Poll::Ready(poll_read_once(stream, cx, buf))).await
 }
 

@@ -152,9 +152,13 @@ impl ReplyQueue {
         self.closing.get()
     }
 
-    /// The protocol replies made here (errors) are written in.
+    /// The client's protocol: replies made here (errors) are written in it.
     pub fn set_proto(&self, proto: Proto) {
         self.client.borrow_mut().proto = proto;
+    }
+
+    pub fn proto(&self) -> Proto {
+        self.client.borrow().proto
     }
 
     pub fn len(&self) -> usize {

@@ -182,13 +182,7 @@ async fn learn_commands(router: &Arc<Router>) {
             Ok(frame @ OwnedFrame::Array(_)) => {
                 let learned = LearnedCommands::from_command_reply(&frame);
                 if !learned.is_empty() {
-                    let mut names: Vec<&str> = Vec::new();
-                    for name in learned_names(&frame) {
-                        if learned.get(name.as_bytes()).is_some() {
-                            names.push(name);
-                        }
-                    }
-                    tracing::info!(count = learned.len(), commands = ?names, "learned commands the built-in table lacks");
+                    tracing::info!(count = learned.len(), commands = ?learned.names(), "learned commands the built-in table lacks");
                 }
                 let _ = router.learned.set(learned);
                 return;
@@ -200,23 +194,6 @@ async fn learn_commands(router: &Arc<Router>) {
     tracing::warn!(
         "could not learn the cluster's commands; commands newer than this build will be refused"
     );
-}
-
-/// The command names in a `COMMAND` reply (for the log line).
-fn learned_names(frame: &OwnedFrame) -> Vec<&str> {
-    let OwnedFrame::Array(entries) = frame else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|e| match e {
-            OwnedFrame::Array(fields) => match fields.first() {
-                Some(OwnedFrame::BulkString(name)) => std::str::from_utf8(name).ok(),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
 }
 
 /// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).

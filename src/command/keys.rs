@@ -386,31 +386,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_i64_is_as_strict_as_redis() {
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"12"), Some(12));
-        assert_eq!(parse_i64(b"-3"), Some(-3));
-        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [
-            &b""[..],
-            b"-",
-            b"+1",
-            b"01",
-            b"-0",
-            b" 1",
-            b"1 ",
-            b"1.5",
-            b"x",
-            b"9223372036854775808",
-            b"-9223372036854775809",
-            b"99999999999999999999",
-        ] {
-            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
     fn key_indices_iterate_lead_range_tail() {
         let k = KeyIndices::range(3, 9, 2).with_lead(1).with_tail(12);
         assert_eq!(k.iter().collect::<Vec<_>>(), vec![1, 3, 5, 7, 12]);

@@ -124,6 +124,13 @@ impl LearnedCommands {
         self.by_name.len()
     }
 
+    /// The learned names, sorted (for logs).
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.by_name.values().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }

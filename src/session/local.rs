@@ -114,7 +114,7 @@ impl Session {
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switch protocol and describe the
     /// server as one standalone Redis, so clients do not go into cluster mode.
     fn hello(&mut self, req: &Request) {
-        let mut proto = self.proto;
+        let mut proto = self.proto();
         if req.argc() >= 2 {
             proto = match req.arg(1) {
                 b"2" => Proto::Resp2,
@@ -203,7 +203,7 @@ impl Session {
             self.peer,
             self.local_addr,
             text(&self.name),
-            if self.proto == Proto::Resp3 { 3 } else { 2 },
+            if self.proto() == Proto::Resp3 { 3 } else { 2 },
             text(&self.lib_name),
             text(&self.lib_ver),
         )

@@ -34,7 +34,6 @@ struct Session {
     id: ClientId,
     peer: SocketAddr,
     local_addr: SocketAddr,
-    proto: Proto,
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
@@ -62,7 +61,6 @@ pub async fn run(worker: Rc<Worker>, stream: TcpStream, id: ClientId) {
         id,
         peer,
         local_addr,
-        proto: Proto::Resp2,
         name: None,
         lib_name: None,
         lib_ver: None,
@@ -142,8 +140,13 @@ impl Session {
         self.replies.set_closing();
     }
 
+    /// The client's protocol (RESP2 until `HELLO 3`); the reply queue keeps it, as it
+    /// writes the replies.
+    fn proto(&self) -> Proto {
+        self.replies.proto()
+    }
+
     fn set_proto(&mut self, proto: Proto) {
-        self.proto = proto;
         self.replies.set_proto(proto);
     }
 
@@ -255,7 +258,7 @@ impl Session {
         self.worker.dispatch(BackendRequest::new(
             request.into_raw(),
             target,
-            self.proto,
+            self.proto(),
             self.id.0 as u32,
             reply,
         ));
@@ -266,7 +269,7 @@ impl Session {
         let mut out = BytesMut::new();
         f(&mut ReplyWriter {
             out: &mut out,
-            proto: self.proto,
+            proto: self.proto(),
         });
         self.replies.push_ready(out.freeze());
     }

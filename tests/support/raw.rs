@@ -101,7 +101,7 @@ impl RawClient {
 /// Keys named `prefix:N`, `per_master` of them on each current master.
 pub fn keys_on_every_master(cluster: &Cluster, prefix: &str, per_master: usize) -> Vec<String> {
     let masters = cluster.master_ports();
-    let owners = slot_owners(cluster);
+    let owners = cluster.owners_by_slot();
     let mut by_master: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
     let mut i = 0;
     while masters
@@ -118,43 +118,6 @@ pub fn keys_on_every_master(cluster: &Cluster, prefix: &str, per_master: usize) 
         assert!(i < 1_000_000, "could not find keys for every master");
     }
     by_master.into_values().flatten().collect()
-}
-
-/// Slot → port of its master, from one `CLUSTER SLOTS`.
-pub fn slot_owners(cluster: &Cluster) -> Vec<u16> {
-    let mut owners = vec![0u16; 16384];
-    for slot in 0..16384u16 {
-        // Cheap enough: node_for_slot asks once per call, so ask per range instead.
-        if slot > 0 && owners[slot as usize - 1] != 0 && slot % 512 != 0 {
-            owners[slot as usize] = owners[slot as usize - 1];
-            continue;
-        }
-        owners[slot as usize] = 0;
-    }
-    // Fill precisely from the cluster's own answer.
-    let port = cluster.master_ports()[0];
-    let text = cluster.cli(port, &["CLUSTER", "SLOTS"]);
-    let lines: Vec<&str> = text.lines().collect();
-    // redis-cli prints each range as: start, end, ip, port, id, [replica ip, port, id]...
-    let mut i = 0;
-    while i + 3 < lines.len() {
-        if let (Ok(start), Ok(end)) = (
-            lines[i].trim().parse::<u16>(),
-            lines[i + 1].trim().parse::<u16>(),
-        ) {
-            if let Ok(p) = lines[i + 3].trim().parse::<u16>() {
-                if lines[i + 2].contains('.') {
-                    for s in start..=end {
-                        owners[s as usize] = p;
-                    }
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        i += 1;
-    }
-    owners
 }
 
 /// Write a config file into a fresh temp dir (kept for the life of the process) and
