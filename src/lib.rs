@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod dispatch;
+pub mod event_loop;
 pub mod protocol;
 pub mod server;
 pub mod session;

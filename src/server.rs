@@ -1,25 +1,23 @@
 //! The listener side: learn the cluster, then run one worker per core. Each worker is a
-//! thread with its own single-threaded runtime, its own listening socket
+//! thread with its own event loop ([`crate::event_loop`]), its own listening socket
 //! (`SO_REUSEPORT`, so the kernel spreads clients), its own sessions and its own
 //! backend connections: a request never crosses threads, takes no lock and wakes no
-//! other thread. Only the slot table and counters are shared.
+//! other thread. Only the slot table, the node registry and counters are shared. The
+//! main thread runs the control runtime: the topology refresher and the signals.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
 
-use crate::admin::{Metrics, METRICS};
-use crate::backend::Worker;
+use crate::admin::METRICS;
 use crate::cluster::refresh;
 use crate::config::Config;
 use crate::dispatch::Router;
-use crate::session::{self, ClientId};
+use crate::event_loop::{EventLoop, WAKER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -34,12 +32,6 @@ pub enum ServerError {
     Runtime(std::io::Error),
 }
 
-/// How long a shutdown waits for sessions to write the replies they still owe.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Client ids are unique across workers.
-static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
-
 /// Run the proxy until SIGTERM/SIGINT. Prints `slotgate listening on ADDR` on stdout
 /// once clients can connect (scripts and tests wait for that line). On a signal every
 /// worker stops accepting, lets its sessions finish the requests they have read, and
@@ -48,10 +40,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let workers = config.workers;
     let listen = config.listen;
     let router = Router::new(config, workers);
-    let main_rt = runtime()?;
+    let control = runtime()?;
 
     // Bind every worker's socket first, so a port-0 listen resolves to one port.
-    let listeners = main_rt.block_on(async {
+    let listeners = control.block_on(async {
         let first = bind(listen)?;
         let local = first.local_addr().map_err(|source| ServerError::Bind {
             addr: listen,
@@ -70,43 +62,49 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     });
     let (local, listeners) = listeners?;
 
-    tracing::info!(%local, workers, masters = router.table.load().masters().count(), "slotgate ready");
-    println!("slotgate listening on {local}");
-    let _ = std::io::stdout().flush();
-
-    // Sent once, `true`, by the main thread on a signal; each session holds a receiver.
-    let (stop, stop_rx) = watch::channel(false);
+    // One event loop per worker thread; the main thread keeps the control runtime
+    // (refresher, signals).
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicUsize::new(0));
+    let mut wakers = Vec::new();
     let mut threads = Vec::new();
-    let mut listeners = listeners.into_iter();
-    let first = listeners.next();
-    for (index, listener) in listeners.enumerate() {
-        let router = router.clone();
-        let stop_rx = stop_rx.clone();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let poll = mio::Poll::new().map_err(ServerError::Runtime)?;
+        wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Runtime)?);
+        let event_loop = EventLoop::new(router.clone(), index, poll, listener, stop.clone())
+            .map_err(|source| ServerError::Bind {
+                addr: local,
+                source,
+            })?;
+        let running = running.clone();
+        running.fetch_add(1, Relaxed);
         let thread = std::thread::Builder::new()
-            .name(format!("slotgate-worker-{}", index + 1))
+            .name(format!("slotgate-worker-{index}"))
             .spawn(move || {
-                let rt = runtime()?;
-                run_local(&rt, serve(router, index + 1, listener, stop_rx));
-                Ok::<(), ServerError>(())
+                event_loop.run();
+                running.fetch_sub(1, Relaxed);
             })
             .map_err(ServerError::Runtime)?;
         threads.push(thread);
     }
 
-    // The main thread is worker 0 and also runs the refresher and the signal handler.
-    run_local(&main_rt, async move {
+    tracing::info!(%local, workers, masters = router.table.load().masters().count(), "slotgate ready");
+    println!("slotgate listening on {local}");
+    let _ = std::io::stdout().flush();
+
+    control.block_on(async move {
         tokio::spawn(refresh::run(router.clone()));
-        if let Some(listener) = first {
-            tokio::task::spawn_local(serve(router.clone(), 0, listener, stop_rx));
-        }
         shutdown_signal().await;
         tracing::info!(
             open = METRICS.connections_open.load(Relaxed),
             "shutdown signal received; draining clients"
         );
-        let _ = stop.send(true);
-        let started = std::time::Instant::now();
-        while METRICS.connections_open.load(Relaxed) > 0 && started.elapsed() < DRAIN_TIMEOUT {
+        stop.store(true, Relaxed);
+        for waker in &wakers {
+            let _ = waker.wake();
+        }
+        // The refresher keeps running while the workers drain.
+        while running.load(Relaxed) > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
@@ -118,19 +116,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         "slotgate stopped"
     );
     Ok(())
-}
-
-/// Run `main` as a task on a `LocalSet` until it finishes. `LocalSet::block_on` polls
-/// its own future on every wake-up of any task, so the long-lived future runs as a
-/// task and `block_on` only waits on a oneshot, which is cheap to poll.
-fn run_local(rt: &tokio::runtime::Runtime, main: impl std::future::Future<Output = ()> + 'static) {
-    let local_set = tokio::task::LocalSet::new();
-    let (done, finished) = tokio::sync::oneshot::channel::<()>();
-    local_set.spawn_local(async move {
-        main.await;
-        let _ = done.send(());
-    });
-    let _ = local_set.block_on(rt, finished);
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
@@ -153,66 +138,6 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     socket.set_reuseport(true).map_err(err)?;
     socket.bind(addr).map_err(err)?;
     socket.listen(1024).map_err(err)
-}
-
-/// One worker: accept on its own socket and run each client's session on this thread,
-/// until the stop signal; then wait (bounded) for its sessions to drain.
-async fn serve(
-    router: Arc<Router>,
-    index: usize,
-    listener: std::net::TcpListener,
-    mut stop: watch::Receiver<bool>,
-) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(worker = index, error = %e, "worker cannot use its listener");
-            return;
-        }
-    };
-    let worker = Worker::new(router.clone(), index);
-    let watchdog = tokio::task::spawn_local(worker.clone().watchdog());
-    let retries = tokio::task::spawn_local(worker.clone().run_retries());
-    let flusher = tokio::task::spawn_local(crate::backend::reply::run_flusher());
-    let max_clients = router.config.max_clients as u64;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|&s| s) => break,
-            accepted = listener.accept() => {
-                let (mut stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if METRICS.connections_open.load(Relaxed) >= max_clients {
-                    Metrics::inc(&METRICS.connections_rejected);
-                    tracing::warn!(%peer, max_clients, "client refused: max_clients reached");
-                    tokio::task::spawn_local(async move {
-                        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
-                    });
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                let id = ClientId(NEXT_CLIENT_ID.fetch_add(1, Relaxed));
-                Metrics::inc(&METRICS.connections_total);
-                Metrics::inc(&METRICS.connections_open);
-                tokio::task::spawn_local(session::run(worker.clone(), stream, id));
-            }
-        }
-    }
-    drop(listener);
-    worker.stop_sessions();
-    let started = std::time::Instant::now();
-    while worker.sessions_open() > 0 && started.elapsed() < DRAIN_TIMEOUT {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    watchdog.abort();
-    retries.abort();
-    flusher.abort();
 }
 
 /// Resolves on SIGTERM or SIGINT.

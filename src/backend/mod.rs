@@ -1,15 +1,16 @@
 //! Backend side. Each worker thread has its own connections to each node
-//! ([`worker::Worker`]); one task owns each socket ([`connection`]); what all workers
-//! share about a node lives in the [`registry`]. Requests reach a
-//! connection as [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered
-//! exactly once, with the node's reply or an error, even when it is dropped.
+//! ([`worker::Worker`]), driven by the worker's event loop ([`connection`]); what all
+//! workers share about a node lives in the [`registry`]. Requests reach a connection as
+//! [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered exactly once, with
+//! the node's reply or an error, even when it is dropped.
 
 pub mod connection;
+pub mod handshake;
 pub mod registry;
-pub mod reply;
-pub mod signal;
 pub mod worker;
 
+use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,8 +20,7 @@ use crate::protocol::reply::Proto;
 use crate::slot::Slot;
 
 pub use registry::{NodeRegistry, NodeShared};
-pub use reply::{ReplyQueue, ReplyTo};
-pub use worker::{Node, Worker};
+pub use worker::Worker;
 
 /// Why a request got no reply from a node. Each says which backend failed and how.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,6 +44,52 @@ pub enum BackendError {
 }
 
 pub type ReplyResult = Result<Bytes, BackendError>;
+
+/// One place in one session's reply queue: the session's key in its worker's session
+/// table, its client id (a key can be reused by a later client) and the place's
+/// sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub session: usize,
+    pub client: u64,
+    pub seq: u64,
+}
+
+thread_local! {
+    /// Places whose [`ReplyTo`] was dropped unanswered on this worker thread; the event
+    /// loop answers them with [`BackendError::Dropped`].
+    static DROPPED: RefCell<Vec<Place>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Fills one place of a session's reply queue, exactly once: [`Worker::deliver`]
+/// consumes it; dropping it unanswered queues [`BackendError::Dropped`] for that place,
+/// so no client waits for a reply that cannot come.
+#[derive(Debug)]
+pub struct ReplyTo(ManuallyDrop<Place>);
+
+impl ReplyTo {
+    pub fn new(place: Place) -> ReplyTo {
+        ReplyTo(ManuallyDrop::new(place))
+    }
+
+    /// The place, answered by whoever takes it.
+    pub fn into_place(self) -> Place {
+        let me = ManuallyDrop::new(self);
+        *me.0
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        let place = *self.0;
+        DROPPED.with(|d| d.borrow_mut().push(place));
+    }
+}
+
+/// Takes the places dropped unanswered on this thread since the last call.
+pub fn take_dropped(into: &mut Vec<Place>) {
+    DROPPED.with(|d| into.append(&mut d.borrow_mut()));
+}
 
 /// Where a request should go when it is (re)routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

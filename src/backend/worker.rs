@@ -1,41 +1,42 @@
-//! A worker thread's view of the backends: its own connections to each node, found by
-//! address or by shard index of the current slot table. Nothing here is shared with
-//! other threads, so sending a request takes no lock and no atomic operation.
+//! A worker thread's backend side: its own connections to each node, found by address
+//! or by shard index of the current slot table, and what the event loop does with them
+//! — connect, flush once per turn, read replies, time out, fail. Nothing here is shared
+//! with other threads, so sending a request takes no lock and no atomic operation.
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use mio::{Registry, Token};
 
-use super::connection::{self, Conn};
-use super::{BackendRequest, ReplyQueue};
+use super::connection::{Conn, ReadOutcome, State};
+use super::handshake::hello_command;
+use super::{take_dropped, BackendError, BackendRequest, Place, ReplyResult, ReplyTo};
+use crate::admin::{Metrics, METRICS};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::dispatch::retry::RetryQueue;
 use crate::dispatch::Router;
 use crate::protocol::reply::Proto;
 
-/// One cluster node as one worker reaches it: RESP2 and RESP3 connections kept apart
-/// so replies pass through byte-for-byte in the client's protocol.
-pub struct Node {
-    /// The address the cluster announces.
-    pub addr: NodeAddr,
-    resp2: Box<[Rc<Conn>]>,
-    resp3: Box<[Rc<Conn>]>,
+/// How often the watchdog looks for connections whose replies are overdue.
+pub const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Tokens of backend connections are odd; the event loop uses the even ones.
+pub fn conn_token(index: usize) -> Token {
+    Token(index * 2 + 1)
 }
 
-impl Node {
-    /// Queue a request on one of this node's connections (chosen by its `conn_hint`).
-    pub fn send(&self, req: BackendRequest) {
-        let conns = match req.proto {
-            Proto::Resp2 => &self.resp2,
-            Proto::Resp3 => &self.resp3,
-        };
-        conns[req.conn_hint as usize % conns.len()].push(req);
-    }
+/// One cluster node as one worker reaches it: RESP2 and RESP3 connections kept apart
+/// so replies pass through byte-for-byte in the client's protocol.
+struct Node {
+    resp2: Box<[usize]>,
+    resp3: Box<[usize]>,
+    /// Reconnect backoff after failed connects.
+    backoff: Duration,
 }
 
 /// Per-thread state: the shared router plus this thread's node connections.
@@ -43,112 +44,94 @@ pub struct Worker {
     pub router: Arc<Router>,
     /// Position among the worker threads (for per-worker counters).
     pub index: usize,
-    nodes: RefCell<HashMap<NodeAddr, Rc<Node>>>,
-    /// Shard index → node, for the table of `generation`.
-    by_shard: RefCell<(u64, Vec<Rc<Node>>)>,
-    /// Reply queues of the sessions open on this worker (by client id), so shutdown
-    /// can reach them without every session polling a shared signal.
-    sessions: RefCell<HashMap<u64, Rc<ReplyQueue>>>,
-    stopping: Cell<bool>,
-    /// Every connection of this worker, for the watchdog.
-    conns: RefCell<Vec<Rc<Conn>>>,
+    registry: Registry,
+    nodes: Vec<Node>,
+    by_addr: HashMap<NodeAddr, usize>,
+    /// Shard index → node index, for the table of `generation`.
+    by_shard: (u64, Vec<usize>),
+    conns: Vec<Conn>,
+    /// Connection of each conn: its node.
+    conn_node: Vec<usize>,
+    /// Connections with something to write (or to connect) at the end of this turn.
+    dirty: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
-    tick: Cell<u64>,
+    pub tick: u64,
     /// Requests waiting to be sent again, in order.
     pub retry: RetryQueue,
+    /// Replies for the sessions, handed over by the event loop after each event.
+    pub deliveries: Vec<(Place, ReplyResult)>,
+    /// Replies read in one go, before the decision point sees them.
+    replies: Vec<(BackendRequest, Bytes)>,
+    dropped: Vec<Place>,
+    /// What every socket read of this worker lands in first.
+    pub scratch: Box<[u8]>,
     /// Emptied client read buffers, kept for the next read on this worker so an idle
     /// client holds none and a busy one does not allocate per read.
-    read_buffers: RefCell<Vec<BytesMut>>,
+    read_buffers: Vec<BytesMut>,
 }
 
 /// Read buffers a worker keeps at most.
 const KEEP_READ_BUFFERS: usize = 64;
 
-/// How often the watchdog looks for connections whose replies are overdue.
-const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+/// Size of a worker's read buffer: one read takes at most this much.
+pub const SCRATCH: usize = 64 * 1024;
 
 impl Worker {
-    pub fn new(router: Arc<Router>, index: usize) -> Rc<Worker> {
-        Rc::new(Worker {
+    pub fn new(router: Arc<Router>, index: usize, registry: Registry) -> Worker {
+        Worker {
             router,
             index,
-            nodes: RefCell::new(HashMap::new()),
-            by_shard: RefCell::new((0, Vec::new())),
-            sessions: RefCell::new(HashMap::new()),
-            stopping: Cell::new(false),
-            conns: RefCell::new(Vec::new()),
-            tick: Cell::new(0),
+            registry,
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            by_shard: (u64::MAX, Vec::new()),
+            conns: Vec::new(),
+            conn_node: Vec::new(),
+            dirty: Vec::new(),
+            tick: 0,
             retry: RetryQueue::default(),
-            read_buffers: RefCell::new(Vec::new()),
-        })
+            deliveries: Vec::new(),
+            replies: Vec::new(),
+            dropped: Vec::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            read_buffers: Vec::new(),
+        }
     }
 
     /// A read buffer for a client, from the worker's spares when it has one.
-    pub fn take_read_buffer(&self) -> BytesMut {
-        self.read_buffers.borrow_mut().pop().unwrap_or_default()
+    pub fn take_read_buffer(&mut self) -> BytesMut {
+        self.read_buffers.pop().unwrap_or_default()
     }
 
     /// Give back an empty read buffer. A buffer whose memory is still shared with requests
     /// in flight reclaims it once they complete; a big one is dropped.
-    pub fn give_read_buffer(&self, buf: BytesMut) {
-        let mut spares = self.read_buffers.borrow_mut();
-        if buf.capacity() > 0 && buf.capacity() <= 4 * 16 * 1024 && spares.len() < KEEP_READ_BUFFERS
+    pub fn give_read_buffer(&mut self, buf: BytesMut) {
+        if buf.capacity() > 0
+            && buf.capacity() <= 4 * 16 * 1024
+            && self.read_buffers.len() < KEEP_READ_BUFFERS
         {
-            spares.push(buf);
+            self.read_buffers.push(buf);
         }
     }
 
-    pub fn tick(&self) -> u64 {
-        self.tick.get()
+    /// Answer a place of a session (through the event loop, which owns the sessions).
+    #[inline]
+    pub fn deliver(&mut self, reply: ReplyTo, result: ReplyResult) {
+        self.deliveries.push((reply.into_place(), result));
     }
 
-    /// Times out connections whose in-flight requests got no reply for the backend
-    /// timeout. Runs for the life of the worker (spawn it on the worker's `LocalSet`).
-    pub async fn watchdog(self: Rc<Self>) {
-        let limit = self.router.config.backend.timeout.as_millis() / WATCHDOG_TICK.as_millis();
-        let limit = limit.max(1) as u64;
-        let mut ticker = tokio::time::interval(WATCHDOG_TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let now = self.tick.get() + 1;
-            self.tick.set(now);
-            for conn in self.conns.borrow().iter() {
-                conn.check_timeout(now, limit);
-            }
+    /// Queue an error for every place whose handle was dropped unanswered.
+    pub fn collect_dropped(&mut self) {
+        take_dropped(&mut self.dropped);
+        for place in self.dropped.drain(..) {
+            self.deliveries.push((place, Err(BackendError::Dropped)));
         }
     }
 
-    /// Track a session's reply queue until [`Worker::session_closed`].
-    pub fn session_opened(&self, id: u64, queue: Rc<ReplyQueue>) {
-        if self.stopping.get() {
-            queue.request_stop();
-        }
-        self.sessions.borrow_mut().insert(id, queue);
-    }
-
-    pub fn session_closed(&self, id: u64) {
-        self.sessions.borrow_mut().remove(&id);
-    }
-
-    pub fn sessions_open(&self) -> usize {
-        self.sessions.borrow().len()
-    }
-
-    /// Shutdown: every session stops reading and ends once its replies are written.
-    pub fn stop_sessions(&self) {
-        self.stopping.set(true);
-        let queues: Vec<Rc<ReplyQueue>> = self.sessions.borrow().values().cloned().collect();
-        for queue in queues {
-            queue.request_stop();
-        }
-    }
-
-    /// The node at `addr`, creating it (and its idle connection tasks, which connect on
-    /// first use) when it is new. Must run inside this worker's `LocalSet`.
-    pub fn node(self: &Rc<Self>, addr: &NodeAddr) -> Rc<Node> {
-        if let Some(node) = self.nodes.borrow().get(addr) {
-            return node.clone();
+    /// The node at `addr`, creating it (its connections connect on first use).
+    pub fn node(&mut self, addr: &NodeAddr) -> usize {
+        if let Some(&index) = self.by_addr.get(addr) {
+            return index;
         }
         let config = &self.router.config;
         let shared = self.router.registry.get_or_insert(addr, || {
@@ -158,41 +141,250 @@ impl Worker {
                 .cloned()
                 .unwrap_or_else(|| addr.clone())
         });
-        let spawn = |proto| -> Box<[Rc<Conn>]> {
-            (0..config.backend.connections_per_node)
+        let index = self.nodes.len();
+        let per_node = config.backend.connections_per_node;
+        let limits = config.limits;
+        let mut make = |proto| -> Box<[usize]> {
+            (0..per_node)
                 .map(|_| {
-                    let conn = Rc::new(Conn::new(shared.clone()));
-                    self.conns.borrow_mut().push(conn.clone());
-                    tokio::task::spawn_local(connection::run(self.clone(), conn.clone(), proto));
-                    conn
+                    let ci = self.conns.len();
+                    self.conns
+                        .push(Conn::new(shared.clone(), proto, conn_token(ci), limits));
+                    self.conn_node.push(index);
+                    ci
                 })
                 .collect()
         };
-        let node = Rc::new(Node {
-            addr: addr.clone(),
-            resp2: spawn(Proto::Resp2),
-            resp3: spawn(Proto::Resp3),
+        let resp2 = make(Proto::Resp2);
+        let resp3 = make(Proto::Resp3);
+        self.nodes.push(Node {
+            resp2,
+            resp3,
+            backoff: MIN_BACKOFF,
         });
-        self.nodes.borrow_mut().insert(addr.clone(), node.clone());
-        node
+        self.by_addr.insert(addr.clone(), index);
+        index
     }
 
     /// The master node of shard `index` in `table`.
     #[inline]
-    pub fn shard_node(self: &Rc<Self>, table: &SlotTable, index: usize) -> Option<Rc<Node>> {
-        {
-            let cache = self.by_shard.borrow();
-            if cache.0 == table.generation() {
-                return cache.1.get(index).cloned();
+    pub fn shard_node(&mut self, table: &SlotTable, index: usize) -> Option<usize> {
+        if self.by_shard.0 != table.generation() {
+            let nodes: Vec<usize> = table
+                .shards()
+                .iter()
+                .map(|s| self.node(&s.master))
+                .collect();
+            self.by_shard = (table.generation(), nodes);
+        }
+        self.by_shard.1.get(index).copied()
+    }
+
+    /// Queue a request on one of the node's connections (chosen by its `conn_hint`);
+    /// it is written at the end of this turn of the event loop.
+    #[inline]
+    pub fn send(&mut self, node: usize, req: BackendRequest) {
+        let node = &self.nodes[node];
+        let conns = match req.proto {
+            Proto::Resp2 => &node.resp2,
+            Proto::Resp3 => &node.resp3,
+        };
+        let ci = conns[req.conn_hint as usize % conns.len()];
+        let conn = &mut self.conns[ci];
+        conn.queue.push_back(req);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(ci);
+        }
+    }
+
+    fn mark_dirty(&mut self, ci: usize) {
+        if !self.conns[ci].dirty {
+            self.conns[ci].dirty = true;
+            self.dirty.push(ci);
+        }
+    }
+
+    /// Write every connection that has something queued: once per turn of the loop, so
+    /// the requests of many clients go out in one syscall.
+    pub fn flush_conns(&mut self) {
+        while let Some(ci) = self.dirty.pop() {
+            self.conns[ci].dirty = false;
+            match self.conns[ci].state {
+                State::Idle => {
+                    if !self.conns[ci].queue.is_empty() {
+                        self.connect(ci);
+                    }
+                }
+                State::Connecting => {}
+                State::Handshaking | State::Ready => {
+                    let tick = self.tick;
+                    let conn = &mut self.conns[ci];
+                    conn.take_queue(tick);
+                    if let Err(reason) = conn.write_out() {
+                        self.conn_lost(ci, &reason);
+                    }
+                }
             }
         }
-        let nodes: Vec<Rc<Node>> = table
-            .shards()
-            .iter()
-            .map(|s| self.node(&s.master))
-            .collect();
-        let node = nodes.get(index).cloned();
-        *self.by_shard.borrow_mut() = (table.generation(), nodes);
-        node
+    }
+
+    /// Start connecting, unless the node failed a connect moments ago (on any worker):
+    /// then the queued requests fail at once and go to the retry queue.
+    fn connect(&mut self, ci: usize) {
+        if self.conns[ci].node.is_down() {
+            self.fail_queued(ci, "recently failed; waiting before reconnecting");
+            return;
+        }
+        let tick = self.tick;
+        if let Err(reason) = self.conns[ci].start_connect(&self.registry, tick) {
+            self.connect_failed(ci, &reason);
+        }
+    }
+
+    /// An event on connection `ci`.
+    pub fn conn_event(&mut self, token: Token, readable: bool, writable: bool) {
+        let ci = token.0 / 2;
+        if ci >= self.conns.len() {
+            return;
+        }
+        if self.conns[ci].state == State::Connecting {
+            let hello = hello_command(self.conns[ci].proto, &self.router.config.backend);
+            let tick = self.tick;
+            match self.conns[ci].finish_connect(hello, tick) {
+                Ok(false) => return,
+                Ok(true) => {
+                    Metrics::inc(&METRICS.backend_connects);
+                    let conn = &self.conns[ci];
+                    tracing::debug!(node = %conn.addr(), proto = ?conn.proto, "backend connected");
+                    conn.node.mark_up();
+                    let node = self.conn_node[ci];
+                    self.nodes[node].backoff = MIN_BACKOFF;
+                    self.mark_dirty(ci);
+                }
+                Err(reason) => return self.connect_failed(ci, &reason),
+            }
+        }
+        if writable {
+            self.conns[ci].writable();
+            self.mark_dirty(ci);
+        }
+        if readable {
+            self.read_replies(ci);
+        }
+    }
+
+    /// Read connection `ci` and hand each reply to the decision point, in order.
+    fn read_replies(&mut self, ci: usize) {
+        let tick = self.tick;
+        let mut replies = std::mem::take(&mut self.replies);
+        let outcome = self.conns[ci].read_in(&mut self.scratch, &mut replies, tick);
+        for (req, frame) in replies.drain(..) {
+            self.complete(req, frame, ci);
+        }
+        self.replies = replies;
+        match outcome {
+            ReadOutcome::Open => {}
+            ReadOutcome::HandshakeDone => self.mark_dirty(ci),
+            ReadOutcome::HandshakeRefused(reason) => self.connect_failed(ci, &reason),
+            ReadOutcome::Failed(reason) => self.conn_lost(ci, &reason),
+        }
+    }
+
+    /// The announced address of connection `ci`'s node.
+    pub fn conn_addr(&self, ci: usize) -> &NodeAddr {
+        self.conns[ci].addr()
+    }
+
+    /// Connecting failed: the node counts as down for a while (every worker fails fast),
+    /// and what was queued goes to the retry queue.
+    fn connect_failed(&mut self, ci: usize, reason: &str) {
+        Metrics::inc(&METRICS.backend_connect_failures);
+        let node = self.conn_node[ci];
+        let backoff = self.nodes[node].backoff;
+        self.nodes[node].backoff = (backoff * 2).min(MAX_BACKOFF);
+        let conn = &mut self.conns[ci];
+        tracing::warn!(node = %conn.addr(), dial = %conn.node.dial, %reason, "backend connect failed");
+        conn.node.mark_down(backoff);
+        // Only the handshake can be in flight while connecting.
+        drop(conn.close(&self.registry));
+        self.fail_queued(ci, reason);
+    }
+
+    /// Hand back everything queued as never sent.
+    fn fail_queued(&mut self, ci: usize, reason: &str) {
+        let conn = &mut self.conns[ci];
+        let err = BackendError::Unreachable {
+            addr: conn.addr().clone(),
+            reason: reason.to_string(),
+        };
+        let queued: Vec<BackendRequest> = conn.queue.drain(..).collect();
+        for req in queued {
+            self.unsent(req, err.clone());
+        }
+    }
+
+    /// The connection died: what was in flight gets an error (it may have run); what
+    /// was queued goes out on the next connection.
+    fn conn_lost(&mut self, ci: usize, reason: &str) {
+        let conn = &mut self.conns[ci];
+        tracing::warn!(node = %conn.addr(), %reason, "backend connection closed");
+        let addr = conn.addr().clone();
+        let in_flight = conn.close(&self.registry);
+        if !in_flight.is_empty() {
+            Metrics::inc(&METRICS.backend_connections_lost);
+        }
+        for req in in_flight {
+            self.deliver(
+                req.reply,
+                Err(BackendError::Lost {
+                    addr: addr.clone(),
+                    reason: reason.to_string(),
+                }),
+            );
+        }
+        if !self.conns[ci].queue.is_empty() {
+            self.mark_dirty(ci);
+        }
+    }
+
+    /// The watchdog, once per tick: time out connections whose in-flight requests got no
+    /// reply for the backend timeout, and connects that take too long.
+    pub fn watchdog(&mut self) {
+        self.tick += 1;
+        let config = &self.router.config.backend;
+        let tick_ms = WATCHDOG_TICK.as_millis();
+        let limit = (config.timeout.as_millis() / tick_ms).max(1) as u64;
+        let connect_limit = (config.connect_timeout.as_millis() / tick_ms).max(1) as u64;
+        let timeout = config.timeout;
+        let connect_timeout = config.connect_timeout;
+        for ci in 0..self.conns.len() {
+            let conn = &self.conns[ci];
+            let waited = self.tick.saturating_sub(conn.progress);
+            match conn.state {
+                State::Connecting | State::Handshaking if waited > connect_limit => {
+                    let reason = format!("connect timed out after {connect_timeout:?}");
+                    self.connect_failed(ci, &reason);
+                }
+                State::Ready if conn.busy() && waited > limit => {
+                    let addr = conn.addr().clone();
+                    tracing::warn!(node = %addr, ?timeout, "backend reply overdue; closing the connection");
+                    let in_flight = self.conns[ci].close(&self.registry);
+                    for req in in_flight {
+                        self.deliver(
+                            req.reply,
+                            Err(BackendError::Timeout {
+                                addr: addr.clone(),
+                                millis: timeout.as_millis(),
+                            }),
+                        );
+                    }
+                    if !self.conns[ci].queue.is_empty() {
+                        self.mark_dirty(ci);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redis_protocol::resp2::types::OwnedFrame;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::connection::{connect, exchange};
+use crate::backend::handshake::{connect, exchange};
 use crate::cluster::table::SlotTable;
 use crate::cluster::topology::{
     format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology,

@@ -3,7 +3,6 @@
 //! a request and are the one place that decides what happens after a node's reply —
 //! deliver it, follow a redirect, or retry after a refresh.
 
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,7 +83,7 @@ impl Worker {
     /// Send a request to the node its target names in the current table, or queue it
     /// behind a request for the same slot that waits to be retried.
     #[inline]
-    pub fn dispatch(self: &Rc<Self>, req: BackendRequest) {
+    pub fn dispatch(&mut self, req: BackendRequest) {
         if self.retry.holds(req.target) {
             self.retry
                 .push(req, When::Now, (BackendError::Dropped, None));
@@ -94,7 +93,7 @@ impl Worker {
     }
 
     /// Send a request to the node its target names in the current table.
-    pub fn dispatch_now(self: &Rc<Self>, req: BackendRequest) {
+    pub fn dispatch_now(&mut self, req: BackendRequest) {
         let table = self.router.table.load();
         let shard = match req.target {
             Target::Slot(slot) => table.shard_for(slot),
@@ -104,7 +103,7 @@ impl Worker {
             },
         };
         match shard.and_then(|index| self.shard_node(&table, index)) {
-            Some(node) => node.send(req),
+            Some(node) => self.send(node, req),
             None => {
                 let err = match req.target {
                     Target::Slot(slot) => BackendError::SlotNotServed(slot),
@@ -116,15 +115,17 @@ impl Worker {
         }
     }
 
-    /// The one decision point for a node's reply to `req`.
-    pub fn complete(self: &Rc<Self>, req: BackendRequest, frame: Bytes, from: &NodeAddr) {
-        let redirect = if frame.first() == Some(&b'-') {
-            parse_redirect(&frame, from)
-        } else {
-            None
-        };
-        let Some(redirect) = redirect else {
-            req.reply.send(Ok(frame));
+    /// The one decision point for a node's reply to `req`, read from connection `conn`.
+    #[inline]
+    pub fn complete(&mut self, req: BackendRequest, frame: Bytes, conn: usize) {
+        if frame.first() != Some(&b'-') {
+            self.deliver(req.reply, Ok(frame));
+            return;
+        }
+        let from = self.conn_addr(conn).clone();
+        let from = &from;
+        let Some(redirect) = parse_redirect(&frame, from) else {
+            self.deliver(req.reply, Ok(frame));
             return;
         };
         match redirect {
@@ -138,7 +139,8 @@ impl Worker {
                 // Resend before patching the table: a later request from the same
                 // client, routed by the patched table, then queues behind this one on
                 // the same connection and cannot overtake it.
-                self.node(&addr).send(req);
+                let node = self.node(&addr);
+                self.send(node, req);
                 self.patch_slot(slot, &addr);
                 self.router.refresh_wanted.notify_one();
             }
@@ -149,13 +151,14 @@ impl Worker {
                 };
                 tracing::debug!(%slot, from = %from, to = %addr, "ASK");
                 req.asking = true;
-                self.node(&addr).send(req);
+                let node = self.node(&addr);
+                self.send(node, req);
             }
             Redirect::TryAgain | Redirect::Loading => {
                 let mut req = req;
                 Metrics::inc(&METRICS.retries_tryagain);
                 if !self.within_deadline(&mut req) {
-                    req.reply.send(Ok(frame));
+                    self.deliver(req.reply, Ok(frame));
                     return;
                 }
                 req.retries += 1;
@@ -179,19 +182,19 @@ impl Worker {
     }
 
     /// A request that never reached its node (it could not be connected).
-    pub fn unsent(self: &Rc<Self>, req: BackendRequest, err: BackendError) {
+    pub fn unsent(&mut self, req: BackendRequest, err: BackendError) {
         Metrics::inc(&METRICS.retries_unreachable);
         self.retry_after_refresh(req, err, None);
     }
 
     /// Count a redirect against the budget; when it is spent, answer the client with an
     /// error and return `None`.
-    fn take_redirect(&self, mut req: BackendRequest, frame: &Bytes) -> Option<BackendRequest> {
+    fn take_redirect(&mut self, mut req: BackendRequest, frame: &Bytes) -> Option<BackendRequest> {
         req.redirects += 1;
         if req.redirects > self.router.config.redirect_budget {
             let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
             tracing::warn!(%last, "redirect budget spent");
-            req.reply.send(Err(BackendError::TooManyRedirects { last }));
+            self.deliver(req.reply, Err(BackendError::TooManyRedirects { last }));
             return None;
         }
         Some(req)
@@ -209,15 +212,15 @@ impl Worker {
     /// Ask for a refresh, wait for it, and send `req` again — until its deadline, when
     /// the client gets `final_reply` (the node's own error) or `err`.
     fn retry_after_refresh(
-        self: &Rc<Self>,
+        &mut self,
         mut req: BackendRequest,
         err: BackendError,
         final_reply: Option<Bytes>,
     ) {
         if !self.within_deadline(&mut req) {
             match final_reply {
-                Some(frame) => req.reply.send(Ok(frame)),
-                None => req.reply.send(Err(err)),
+                Some(frame) => self.deliver(req.reply, Ok(frame)),
+                None => self.deliver(req.reply, Err(err)),
             }
             return;
         }

@@ -3,16 +3,17 @@
 //! that slot queue behind it, so a client's requests to one slot never overtake each
 //! other through a retry.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::backend::signal::LocalSignal;
 use crate::backend::{BackendError, BackendRequest, Target, Worker};
 use crate::slot::SLOT_COUNT;
+
+/// While a request waits for a refresh, the worker looks at the refresh counter this
+/// often.
+const REFRESH_POLL: Duration = Duration::from_millis(5);
 
 /// When a waiting request may go.
 pub enum When {
@@ -34,22 +35,16 @@ struct Waiting {
 }
 
 pub struct RetryQueue {
-    items: RefCell<VecDeque<Waiting>>,
+    items: VecDeque<Waiting>,
     /// Waiting requests per slot.
-    held: RefCell<Vec<u16>>,
-    /// Waiting requests in all (a cheap test for the common case: none).
-    total: Cell<usize>,
-    /// Fired when a request is queued; the retry task waits on it.
-    queued: LocalSignal,
+    held: Vec<u16>,
 }
 
 impl Default for RetryQueue {
     fn default() -> Self {
         RetryQueue {
-            items: RefCell::new(VecDeque::new()),
-            held: RefCell::new(vec![0; SLOT_COUNT]),
-            total: Cell::new(0),
-            queued: LocalSignal::default(),
+            items: VecDeque::new(),
+            held: vec![0; SLOT_COUNT],
         }
     }
 }
@@ -58,111 +53,97 @@ impl RetryQueue {
     /// Does `target` have a request waiting here (so a new one must queue behind it)?
     #[inline]
     pub fn holds(&self, target: Target) -> bool {
-        if self.total.get() == 0 {
+        if self.items.is_empty() {
             return false;
         }
         match target {
-            Target::Slot(slot) => self.held.borrow()[slot.index()] > 0,
+            Target::Slot(slot) => self.held[slot.index()] > 0,
             Target::Any(_) => false,
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
     pub fn push(
-        &self,
+        &mut self,
         req: BackendRequest,
         when: When,
         on_deadline: (BackendError, Option<Bytes>),
     ) {
         if let Target::Slot(slot) = req.target {
-            self.held.borrow_mut()[slot.index()] += 1;
+            self.held[slot.index()] += 1;
         }
-        self.total.set(self.total.get() + 1);
-        self.items.borrow_mut().push_back(Waiting {
+        self.items.push_back(Waiting {
             req,
             when,
             on_deadline,
         });
-        self.queued.fire();
     }
 
-    fn pop(&self) -> Option<Waiting> {
-        let item = self.items.borrow_mut().pop_front()?;
+    fn pop(&mut self) -> Option<Waiting> {
+        let item = self.items.pop_front()?;
         if let Target::Slot(slot) = item.req.target {
-            let mut held = self.held.borrow_mut();
-            held[slot.index()] = held[slot.index()].saturating_sub(1);
+            self.held[slot.index()] = self.held[slot.index()].saturating_sub(1);
         }
-        self.total.set(self.total.get().saturating_sub(1));
         Some(item)
     }
 }
 
 impl Worker {
-    /// The retry task: sends waiting requests in order as they become ready, answers
-    /// those whose deadline passes first. Runs for the life of the worker.
-    pub async fn run_retries(self: Rc<Self>) {
-        let mut refreshed = self.router.refreshed.subscribe();
-        loop {
-            let now = Instant::now();
-            let refresh_count = *refreshed.borrow_and_update();
-            // The earliest instant the front may change by itself.
-            let mut next: Option<Instant> = None;
-            loop {
-                let (ready, deadline) = {
-                    let items = self.retry.items.borrow();
-                    let Some(front) = items.front() else {
-                        break;
-                    };
-                    let ready = match front.when {
-                        When::Now => Some(true),
-                        When::After(t) => (now >= t).then_some(true).or_else(|| {
-                            next = Some(t);
-                            None
-                        }),
-                        When::Refresh { seen, not_before } => {
-                            if refresh_count > seen && now >= not_before {
-                                Some(true)
-                            } else {
-                                if refresh_count > seen {
-                                    next = Some(not_before);
-                                }
-                                None
-                            }
+    /// Send the waiting requests whose time has come, in order, and answer those whose
+    /// deadline passed first. Returns when to look again (`None`: nothing waits).
+    pub fn run_retries(&mut self, now: Instant) -> Option<Instant> {
+        if self.retry.is_empty() {
+            return None;
+        }
+        let refresh_count = *self.router.refreshed.borrow();
+        // The earliest instant the front may change by itself.
+        let mut next: Option<Instant> = None;
+        while let Some(front) = self.retry.items.front() {
+            let ready = match front.when {
+                When::Now => true,
+                When::After(t) => {
+                    if now < t {
+                        next = Some(t);
+                    }
+                    now >= t
+                }
+                When::Refresh { seen, not_before } => {
+                    if refresh_count > seen {
+                        if now < not_before {
+                            next = Some(not_before);
                         }
-                    };
-                    (ready.unwrap_or(false), front.req.retry_deadline)
-                };
-                let expired = deadline.is_some_and(|d| now >= d);
-                if !ready && !expired {
-                    if let Some(d) = deadline {
-                        next = Some(next.map_or(d, |n| n.min(d)));
+                        now >= not_before
+                    } else {
+                        next = Some(now + REFRESH_POLL);
+                        false
                     }
-                    break;
-                }
-                let Some(item) = self.retry.pop() else {
-                    break;
-                };
-                if ready {
-                    let mut req = item.req;
-                    req.asking = false;
-                    self.dispatch_now(req);
-                } else {
-                    match item.on_deadline {
-                        (_, Some(frame)) => item.req.reply.send(Ok(frame)),
-                        (err, None) => item.req.reply.send(Err(err)),
-                    }
-                }
-            }
-            let sleep = async {
-                match next {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = self.retry.queued.wait() => {}
-                _ = refreshed.changed(), if self.retry.total.get() > 0 => {}
-                _ = sleep => {}
+            let deadline = front.req.retry_deadline;
+            let expired = deadline.is_some_and(|d| now >= d);
+            if !ready && !expired {
+                if let Some(d) = deadline {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+                break;
+            }
+            let Some(item) = self.retry.pop() else {
+                break;
+            };
+            if ready {
+                let mut req = item.req;
+                req.asking = false;
+                self.dispatch_now(req);
+            } else {
+                match item.on_deadline {
+                    (_, Some(frame)) => self.deliver(item.req.reply, Ok(frame)),
+                    (err, None) => self.deliver(item.req.reply, Err(err)),
+                }
             }
         }
+        next
     }
 }

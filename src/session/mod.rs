@@ -1,23 +1,22 @@
-//! One task per client: read and frame requests, route each, and write the replies back
-//! strictly in request order, one write per batch of ready replies.
+//! One client connection, driven by its worker's event loop: read and frame requests,
+//! route each, and write the replies back strictly in request order, one write per
+//! turn of the loop for every reply that is ready.
 
 mod local;
 
-use std::future::poll_fn;
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::task::Poll;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
+use mio::net::TcpStream;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::connection::poll_read_once;
-use crate::backend::reply::Flushed;
-use crate::backend::{BackendRequest, ReplyQueue, Target, Worker};
+use crate::backend::{BackendRequest, Place, ReplyResult, ReplyTo, Target, Worker};
 use crate::command::learned::LearnedRoute;
 use crate::command::{classify, CommandError, Route};
+use crate::dispatch::Router;
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::slot::Slot;
@@ -26,137 +25,272 @@ use crate::slot::Slot;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientId(pub u64);
 
+/// A client's read buffer grows by at least this much.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Per-client state.
-struct Session {
-    worker: Rc<Worker>,
-    id: ClientId,
+/// A write buffer bigger than this is given back once it is empty.
+const KEEP_WRITE_BUFFER: usize = 4096;
+
+/// What [`Session::flush`] left behind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything ready was written.
+    Done,
+    /// Some bytes wait for the socket to become writable.
+    Blocked,
+    /// The client is gone.
+    Failed,
+}
+
+/// Per-client state. Buffers exist only while there is something in them, so an idle
+/// client costs little memory.
+pub struct Session {
+    router: Arc<Router>,
+    pub id: ClientId,
+    /// The session's key in its worker's session table (names its reply places).
+    key: usize,
+    pub stream: TcpStream,
     peer: SocketAddr,
     local_addr: SocketAddr,
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
-    /// Replies in request order; connections fill their places. Also says whether the
-    /// session is closing (QUIT, protocol error, shutdown): then no more requests are
-    /// read and the session ends once the pending replies are written.
-    replies: Rc<ReplyQueue>,
-}
-
-/// Serve one client until it disconnects or the proxy closes it. On shutdown (the
-/// worker's `stop_sessions`) the session reads no more requests, writes the replies
-/// still owed, and ends. Buffers exist only while there is something in them, so an
-/// idle client costs little memory.
-pub async fn run(worker: Rc<Worker>, stream: TcpStream, id: ClientId) {
-    let peer = stream
-        .peer_addr()
-        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let local_addr = stream
-        .local_addr()
-        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-    let replies = Rc::new(ReplyQueue::new(stream));
-    worker.session_opened(id.0, replies.clone());
-    let session = Session {
-        worker: worker.clone(),
-        id,
-        peer,
-        local_addr,
-        name: None,
-        lib_name: None,
-        lib_ver: None,
-        replies,
-    };
-    session.serve().await;
-    worker.session_closed(id.0);
-    METRICS
-        .connections_open
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    /// The client's protocol (RESP2 until `HELLO 3`): replies made here are written in
+    /// it, and its requests go to connections of the same protocol.
+    proto: Proto,
+    scanner: RequestScanner,
+    rbuf: BytesMut,
+    /// One place per request in request order; `None` while the reply is on its way.
+    places: VecDeque<Option<ReplyResult>>,
+    /// Sequence number of the front place.
+    front_seq: u64,
+    /// Bytes a blocked write left behind.
+    wbuf: BytesMut,
+    write_blocked: bool,
+    /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
+    /// the pending replies are written.
+    closing: bool,
+    /// Reading stopped at the pipeline limit; the socket may hold more.
+    pub read_paused: bool,
+    /// In the event loop's list of sessions to flush.
+    pub dirty: bool,
 }
 
 impl Session {
-    /// The session loop: write what is ready, then wait for the client or for a wake-up
-    /// (replies the connections could not write themselves, shutdown).
-    async fn serve(mut self) {
-        let max_pipeline = self.worker.router.config.max_pipeline;
-        let mut scanner = RequestScanner::new(self.worker.router.config.limits);
-        let mut rbuf = BytesMut::new();
+    pub fn new(
+        router: Arc<Router>,
+        id: ClientId,
+        key: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Session {
+        let local_addr = stream
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let limits = router.config.limits;
+        Session {
+            router,
+            id,
+            key,
+            stream,
+            peer,
+            local_addr,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            proto: Proto::Resp2,
+            scanner: RequestScanner::new(limits),
+            rbuf: BytesMut::new(),
+            places: VecDeque::new(),
+            front_seq: 0,
+            wbuf: BytesMut::new(),
+            write_blocked: false,
+            closing: false,
+            read_paused: false,
+            dirty: false,
+        }
+    }
+
+    /// Read what the client sent and handle every complete request. False when the
+    /// client is gone (end of stream or a read error): the session ends at once.
+    pub fn read(&mut self, w: &mut Worker) -> bool {
+        let max_pipeline = self.router.config.max_pipeline;
         loop {
-            match self.replies.flush() {
-                Flushed::Done => {}
-                Flushed::Blocked => {
-                    if self.replies.writable().await.is_err() {
-                        return;
-                    }
-                    continue;
+            if self.closing {
+                return true;
+            }
+            if self.places.len() >= max_pipeline {
+                self.read_paused = true;
+                return true;
+            }
+            let n = match self.stream.read(&mut w.scratch) {
+                Ok(0) => return false,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(client = self.id.0, error = %e, "client read failed");
+                    return false;
                 }
-                Flushed::Failed => return,
+            };
+            if self.rbuf.capacity() == 0 {
+                self.rbuf = w.take_read_buffer();
             }
-            if self.replies.stop_requested() {
-                self.close();
+            let need = n.max(self.scanner.bytes_needed(&self.rbuf));
+            if self.rbuf.capacity() - self.rbuf.len() < need {
+                self.rbuf.reserve(need.max(READ_CHUNK));
             }
-            if self.replies.is_closing() && self.replies.is_empty() {
-                return;
+            self.rbuf.extend_from_slice(&w.scratch[..n]);
+            self.take_requests(w);
+            if self.rbuf.is_empty() {
+                // Nothing partial is waiting: an idle client keeps no buffer; the
+                // worker keeps a few for whichever client reads next.
+                w.give_read_buffer(std::mem::take(&mut self.rbuf));
             }
-            let reading = !self.replies.is_closing() && self.replies.len() < max_pipeline;
-            let replies = self.replies.clone();
-            tokio::select! {
-                biased;
-                _ = replies.wake.wait() => {}
-                ready = poll_fn(|cx| replies.with_stream(|s| s.poll_read_ready(cx))), if reading => {
-                    if ready.is_err() {
-                        return;
-                    }
-                    if rbuf.capacity() == 0 {
-                        rbuf = self.worker.take_read_buffer();
-                    }
-                    rbuf.reserve(scanner.bytes_needed(&rbuf).max(READ_CHUNK));
-                    let read = poll_fn(|cx| {
-                        Poll::Ready(replies.with_stream(|s| poll_read_once(s, cx, &mut rbuf)))
-                    })
-                    .await;
-                    match read {
-                        None => continue,
-                        Some(Ok(0)) => return,
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Some(Err(e)) => {
-                            tracing::debug!(client = self.id.0, error = %e, "client read failed");
-                            return;
+            // A short read emptied the socket (edge-triggered: new bytes bring a new
+            // event), so no read that would only say EAGAIN.
+            if n < w.scratch.len() {
+                break;
+            }
+        }
+        self.read_paused = false;
+        true
+    }
+
+    /// The front reply is ready to be written, or the session is done.
+    pub fn wants_flush(&self) -> bool {
+        matches!(self.places.front(), Some(Some(_))) || self.finished()
+    }
+
+    /// Closing, and everything owed is written.
+    pub fn finished(&self) -> bool {
+        self.closing && self.places.is_empty() && self.wbuf.is_empty()
+    }
+
+    /// May read again: it paused at the pipeline limit and replies have left since.
+    pub fn may_resume(&self) -> bool {
+        self.read_paused && !self.closing && self.places.len() < self.router.config.max_pipeline
+    }
+
+    /// Shutdown: read no more requests; end once the replies owed are written.
+    pub fn stop(&mut self) {
+        self.closing = true;
+    }
+
+    /// The socket became writable again.
+    pub fn writable(&mut self) -> bool {
+        std::mem::replace(&mut self.write_blocked, false)
+    }
+
+    /// Fill place `seq`; true when that completed the front.
+    pub fn fill(&mut self, seq: u64, reply: ReplyResult) -> bool {
+        let Some(index) = seq.checked_sub(self.front_seq) else {
+            return false;
+        };
+        match self.places.get_mut(index as usize) {
+            Some(place) => {
+                *place = Some(reply);
+                index == 0
+            }
+            None => false,
+        }
+    }
+
+    /// Write every reply that is ready at the front, in order, in one write. `out` is
+    /// the worker's write buffer; only bytes a blocked write leaves stay with the session.
+    pub fn flush(&mut self, out: &mut BytesMut) -> Flushed {
+        if self.wbuf.is_empty() && !self.write_blocked {
+            out.clear();
+            self.take_ready(out);
+            let (written, result) = self.write_some(out);
+            if result == Flushed::Blocked {
+                self.wbuf.extend_from_slice(&out[written..]);
+            }
+            return result;
+        }
+        // Behind a blocked write: queue after what waits.
+        let mut own = std::mem::take(&mut self.wbuf);
+        self.take_ready(&mut own);
+        let result = if self.write_blocked {
+            Flushed::Blocked
+        } else {
+            let (written, result) = self.write_some(&own);
+            bytes::Buf::advance(&mut own, written);
+            result
+        };
+        if own.is_empty() && own.capacity() > KEEP_WRITE_BUFFER {
+            own = BytesMut::new();
+        }
+        self.wbuf = own;
+        result
+    }
+
+    /// Move the replies ready at the front into `buf`, in order.
+    fn take_ready(&mut self, buf: &mut BytesMut) {
+        while let Some(Some(_)) = self.places.front() {
+            if let Some(Some(reply)) = self.places.pop_front() {
+                match reply {
+                    Ok(bytes) => buf.extend_from_slice(&bytes),
+                    Err(e) => {
+                        Metrics::inc(&METRICS.proxy_errors);
+                        ReplyWriter {
+                            out: buf,
+                            proto: self.proto,
                         }
+                        .error(&format!("ERR slotgate: {e}"));
                     }
-                    self.take_requests(&mut scanner, &mut rbuf);
-                    if rbuf.is_empty() {
-                        // Nothing partial is waiting: an idle client keeps no buffer; the
-                        // worker keeps a few for whichever client reads next.
-                        self.worker.give_read_buffer(std::mem::take(&mut rbuf));
-                    }
+                }
+            }
+            self.front_seq += 1;
+        }
+    }
+
+    /// Write `buf` until done or the socket would block; how much went, and how it ended.
+    fn write_some(&mut self, buf: &[u8]) -> (usize, Flushed) {
+        let mut written = 0;
+        while written < buf.len() {
+            match self.stream.write(&buf[written..]) {
+                Ok(0) => return (written, Flushed::Failed),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return (written, Flushed::Blocked);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(client = self.id.0, error = %e, "client write failed");
+                    return (written, Flushed::Failed);
                 }
             }
         }
+        (written, Flushed::Done)
+    }
+
+    /// The read buffer, given back when the session ends.
+    pub fn take_read_buffer(&mut self) -> BytesMut {
+        std::mem::take(&mut self.rbuf)
     }
 
     /// Read no more requests; end once the replies owed are written.
     fn close(&mut self) {
-        self.replies.set_closing();
+        self.closing = true;
     }
 
-    /// The client's protocol (RESP2 until `HELLO 3`); the reply queue keeps it, as it
-    /// writes the replies.
     fn proto(&self) -> Proto {
-        self.replies.proto()
+        self.proto
     }
 
     fn set_proto(&mut self, proto: Proto) {
-        self.replies.set_proto(proto);
+        self.proto = proto;
     }
 
-    /// Frame and handle every complete request in `rbuf`.
-    fn take_requests(&mut self, scanner: &mut RequestScanner, rbuf: &mut BytesMut) {
+    /// Frame and handle every complete request in the read buffer.
+    fn take_requests(&mut self, w: &mut Worker) {
         loop {
-            match scanner.next_request(rbuf) {
+            match self.scanner.next_request(&mut self.rbuf) {
                 Ok(Some(request)) => {
-                    self.handle(request);
-                    if self.replies.is_closing() {
+                    self.handle(w, request);
+                    if self.closing {
                         return;
                     }
                 }
@@ -172,11 +306,11 @@ impl Session {
     }
 
     /// Route one request: answer it here, or send it to a node.
-    fn handle(&mut self, request: Request) {
-        self.worker.count_request();
+    fn handle(&mut self, w: &mut Worker, request: Request) {
+        w.count_request();
         let classified = match classify(&request) {
             Ok(c) => c,
-            Err(e @ CommandError::Unknown { .. }) => return self.handle_learned(request, e),
+            Err(e @ CommandError::Unknown { .. }) => return self.handle_learned(w, request, e),
             Err(e) => return self.push_error(&e.message()),
         };
         match classified.route {
@@ -199,9 +333,9 @@ impl Session {
                     }
                 }
                 let target = slot.map_or(Target::Any(self.id.0 as u32), Target::Slot);
-                self.forward(request, target);
+                self.forward(w, request, target);
             }
-            Route::AnyNode => self.forward(request, Target::Any(self.id.0 as u32)),
+            Route::AnyNode => self.forward(w, request, Target::Any(self.id.0 as u32)),
             Route::FanOut(_) => self.refuse(
                 classified.spec.name,
                 "cluster-wide commands are not supported by slotgate yet",
@@ -224,8 +358,8 @@ impl Session {
 
     /// A command the built-in table does not know: route it by what the cluster told us
     /// about it at start-up, or answer Redis's "unknown command".
-    fn handle_learned(&mut self, request: Request, unknown: CommandError) {
-        let router = &self.worker.router;
+    fn handle_learned(&mut self, w: &mut Worker, request: Request, unknown: CommandError) {
+        let router = self.router.clone();
         let Some(cmd) = router.learned.get().and_then(|l| l.get(request.arg(0))) else {
             return self.push_error(&unknown.message());
         };
@@ -235,14 +369,14 @@ impl Session {
                 let name = cmd.name.clone();
                 self.refuse(&name, reason)
             }
-            Ok(LearnedRoute::NoKeys) => self.forward(request, Target::Any(self.id.0 as u32)),
+            Ok(LearnedRoute::NoKeys) => self.forward(w, request, Target::Any(self.id.0 as u32)),
             Ok(LearnedRoute::Keys(keys)) => {
                 let slot = Slot::of_key(request.arg(keys[0]));
                 if keys.iter().any(|&k| Slot::of_key(request.arg(k)) != slot) {
                     return self
                         .push_error("CROSSSLOT Keys in request don't hash to the same slot");
                 }
-                self.forward(request, Target::Slot(slot))
+                self.forward(w, request, Target::Slot(slot))
             }
         }
     }
@@ -253,14 +387,19 @@ impl Session {
     }
 
     /// Send to a node; the reply fills this request's place in the queue.
-    fn forward(&mut self, request: Request, target: Target) {
-        let reply = self.replies.reserve();
-        self.worker.dispatch(BackendRequest::new(
+    fn forward(&mut self, w: &mut Worker, request: Request, target: Target) {
+        let place = Place {
+            session: self.key,
+            client: self.id.0,
+            seq: self.front_seq + self.places.len() as u64,
+        };
+        self.places.push_back(None);
+        w.dispatch(BackendRequest::new(
             request.into_raw(),
             target,
-            self.proto(),
+            self.proto,
             self.id.0 as u32,
-            reply,
+            ReplyTo::new(place),
         ));
     }
 
@@ -271,7 +410,7 @@ impl Session {
             out: &mut out,
             proto: self.proto(),
         });
-        self.replies.push_ready(out.freeze());
+        self.places.push_back(Some(Ok(out.freeze())));
     }
 
     fn push_error(&mut self, text: &str) {

@@ -1,0 +1,303 @@
+//! A worker thread's event loop: one `epoll` instance (through `mio`, edge-triggered)
+//! for the worker's listener, its client sessions and its backend connections. Each
+//! turn handles every ready socket, then runs the timers (watchdog, retries), then
+//! writes every backend connection and every session that has something to write —
+//! once per turn, so the requests of many clients leave in one syscall per node and a
+//! client whose pipeline spans several nodes gets one write.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::admin::{Metrics, METRICS};
+use crate::backend::worker::WATCHDOG_TICK;
+use crate::backend::Worker;
+use crate::dispatch::Router;
+use crate::session::{ClientId, Flushed, Session};
+
+const LISTENER: Token = Token(0);
+pub const WAKER: Token = Token(2);
+/// How long a shutdown waits for sessions to write the replies they still owe.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed accept (out of file descriptors), try again this much later.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// While retries wait, look at them at least this often.
+const RETRY_POLL: Duration = Duration::from_millis(5);
+
+/// Session tokens are even, from 4 up; backend connections' are odd.
+fn session_token(key: usize) -> Token {
+    Token((key + 2) * 2)
+}
+
+/// Client ids are unique across workers.
+static NEXT_CLIENT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+pub struct EventLoop {
+    poll: Poll,
+    worker: Worker,
+    sessions: Slab<Session>,
+    listener: Option<TcpListener>,
+    /// Set by the main thread on SIGTERM/SIGINT (then it wakes the loop).
+    stop: Arc<AtomicBool>,
+    /// Sessions with replies to write at the end of this turn.
+    dirty: Vec<usize>,
+    /// Sessions that paused at the pipeline limit and may read again.
+    resume: Vec<usize>,
+    /// The worker's write buffer for client replies.
+    out: BytesMut,
+    accept_again: Option<Instant>,
+}
+
+impl EventLoop {
+    pub fn new(
+        router: Arc<Router>,
+        index: usize,
+        poll: Poll,
+        listener: std::net::TcpListener,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<EventLoop> {
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let registry = poll.registry().try_clone()?;
+        Ok(EventLoop {
+            poll,
+            worker: Worker::new(router, index, registry),
+            sessions: Slab::new(),
+            listener: Some(listener),
+            stop,
+            dirty: Vec::new(),
+            resume: Vec::new(),
+            out: BytesMut::new(),
+            accept_again: None,
+        })
+    }
+
+    /// Serve until the stop flag is set, then let the sessions write what they owe
+    /// (at most [`DRAIN_TIMEOUT`]) and return.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + WATCHDOG_TICK;
+        let mut retry_at: Option<Instant> = None;
+        let mut stopping: Option<Instant> = None;
+        loop {
+            let timeout = if self.resume.is_empty() {
+                let mut until = retry_at.map_or(next_tick, |r| r.min(next_tick));
+                if let Some(t) = self.accept_again {
+                    until = until.min(t);
+                }
+                until.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(worker = self.worker.index, error = %e, "event loop failed");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                let token = event.token();
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                if token.0 & 1 == 1 {
+                    self.worker.conn_event(token, readable, event.is_writable());
+                } else if token == LISTENER {
+                    self.accept();
+                } else if token != WAKER {
+                    self.session_event(token.0 / 2 - 2, readable, event.is_writable());
+                }
+            }
+            for key in std::mem::take(&mut self.resume) {
+                self.read_session(key);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.worker.watchdog();
+                next_tick = now + WATCHDOG_TICK;
+            }
+            if self.accept_again.is_some_and(|t| now >= t) {
+                self.accept_again = None;
+                self.accept();
+            }
+            retry_at = self.worker.run_retries(now);
+            self.worker.flush_conns();
+            self.worker.collect_dropped();
+            self.deliver();
+            self.flush_sessions();
+            if !self.worker.retry.is_empty() {
+                let soon = now + RETRY_POLL;
+                retry_at = Some(retry_at.map_or(soon, |r| r.min(soon)));
+            }
+
+            if stopping.is_none() && self.stop.load(Relaxed) {
+                stopping = Some(now);
+                self.begin_stop();
+            }
+            if let Some(since) = stopping {
+                if self.sessions.is_empty() || since.elapsed() >= DRAIN_TIMEOUT {
+                    break;
+                }
+            }
+        }
+        let left = self.sessions.len();
+        for key in self.sessions.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+            self.close_session(key);
+        }
+        tracing::debug!(worker = self.worker.index, left, "worker stopped");
+    }
+
+    /// Accept every waiting client.
+    fn accept(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        let max_clients = self.worker.router.config.max_clients as u64;
+        loop {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    self.accept_again = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            };
+            if METRICS.connections_open.load(Relaxed) >= max_clients {
+                Metrics::inc(&METRICS.connections_rejected);
+                tracing::warn!(%peer, max_clients, "client refused: max_clients reached");
+                let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let entry = self.sessions.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                session_token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!(%peer, error = %e, "cannot watch a client socket");
+                continue;
+            }
+            let id = ClientId(NEXT_CLIENT_ID.fetch_add(1, Relaxed));
+            Metrics::inc(&METRICS.connections_total);
+            Metrics::inc(&METRICS.connections_open);
+            entry.insert(Session::new(
+                self.worker.router.clone(),
+                id,
+                key,
+                stream,
+                peer,
+            ));
+        }
+    }
+
+    fn session_event(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if writable && session.writable() {
+            self.mark_dirty(key);
+        }
+        if readable {
+            self.read_session(key);
+        }
+    }
+
+    /// Read a session; it ends at once when the client is gone.
+    fn read_session(&mut self, key: usize) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if !session.read(&mut self.worker) {
+            self.close_session(key);
+            return;
+        }
+        if session.wants_flush() {
+            self.mark_dirty(key);
+        }
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(session) = self.sessions.get_mut(key) {
+            if !session.dirty {
+                session.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Hand the replies the worker collected to their sessions.
+    fn deliver(&mut self) {
+        for (place, reply) in self.worker.deliveries.drain(..) {
+            let Some(session) = self.sessions.get_mut(place.session) else {
+                continue;
+            };
+            if session.id.0 == place.client && session.fill(place.seq, reply) && !session.dirty {
+                session.dirty = true;
+                self.dirty.push(place.session);
+            }
+        }
+    }
+
+    /// Write every session that has replies ready at its front.
+    fn flush_sessions(&mut self) {
+        for i in 0..self.dirty.len() {
+            let key = self.dirty[i];
+            let Some(session) = self.sessions.get_mut(key) else {
+                continue;
+            };
+            session.dirty = false;
+            match session.flush(&mut self.out) {
+                Flushed::Failed => self.close_session(key),
+                Flushed::Blocked => {}
+                Flushed::Done if session.finished() => self.close_session(key),
+                Flushed::Done => {
+                    if session.may_resume() {
+                        self.resume.push(key);
+                    }
+                }
+            }
+        }
+        self.dirty.clear();
+        if self.out.capacity() > 256 * 1024 {
+            self.out = BytesMut::new();
+        }
+    }
+
+    fn close_session(&mut self, key: usize) {
+        if let Some(mut session) = self.sessions.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut session.stream);
+            let buf = session.take_read_buffer();
+            if buf.is_empty() {
+                self.worker.give_read_buffer(buf);
+            }
+            METRICS.connections_open.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Shutdown: accept no more clients; every session stops reading and ends once its
+    /// replies are written.
+    fn begin_stop(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.stop();
+            }
+            self.mark_dirty(key);
+        }
+        self.flush_sessions();
+    }
+}
