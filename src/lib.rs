@@ -9,12 +9,16 @@
 //! - [`command`]: the command table: arity, key positions, flags, route (pure); plus the
 //!   commands learned from the cluster's `COMMAND` reply.
 //! - [`cluster`]: node addresses, topology parsing (pure), the slot table and its refresher.
-//! - [`backend`]: per worker thread, one task per backend socket (pipelined), the
-//!   reply queues and their flusher; the node registry shared by the workers.
+//! - [`backend`]: per worker thread, its pipelined connections to each node (connect,
+//!   handshake, flush, replies, timeouts); the node registry shared by the workers; the
+//!   `ReplyTo` contract between a request and its client's reply queue.
 //! - [`dispatch`]: the router: picks the node for a request and decides what happens
 //!   after a redirect, a retryable error or a dead node; the ordered retry queue.
-//! - [`session`]: one task per client: framing, routing, local commands.
-//! - [`server`]: worker threads, listeners, connection limit, shutdown.
+//! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
+//! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
+//!   listener, sessions and backend connections; writes once per turn.
+//! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
+//!   refresh, signals), shutdown.
 //! - [`admin`]: counters shown by `INFO`.
 #![forbid(unsafe_code)]
 

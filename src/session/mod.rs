@@ -418,3 +418,89 @@ impl Session {
         self.push_local(|w| w.error(text));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::backend::{take_dropped, BackendError};
+    use crate::config::Config;
+
+    /// A session on one end of a loopback connection, and the other end.
+    fn session_and_peer() -> (Session, std::net::TcpStream) {
+        let config = Config::from_toml("seeds = [\"127.0.0.1:1\"]").unwrap();
+        let router = Router::new(config, 1);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, addr) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let stream = TcpStream::from_std(server);
+        (Session::new(router, ClientId(7), 3, stream, addr), peer)
+    }
+
+    fn read_exactly(peer: &mut std::net::TcpStream, n: usize) -> String {
+        let mut buf = vec![0u8; n];
+        peer.read_exact(&mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn replies_leave_in_request_order_and_errors_take_their_place() {
+        let (mut s, mut peer) = session_and_peer();
+        let mut out = BytesMut::new();
+        s.places.push_back(None);
+        s.places.push_back(None);
+        s.push_local(|w| w.simple("local"));
+        s.places.push_back(None);
+        // Completing a later place writes nothing: the front is still missing.
+        assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
+        assert!(!s.wants_flush());
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        assert_eq!(s.places.len(), 4);
+        // Completing the front lets every ready reply out, in one write.
+        assert!(s.fill(0, Ok(Bytes::from_static(b"+a\r\n"))));
+        assert!(s.wants_flush());
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        assert_eq!(read_exactly(&mut peer, 16), "+a\r\n+b\r\n+local\r\n");
+        // An error reply is written in the client's protocol, in its place.
+        assert!(s.fill(3, Err(BackendError::Dropped)));
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        let text = read_exactly(&mut peer, 67);
+        assert!(text.starts_with("-ERR slotgate: request dropped"), "{text}");
+        assert!(s.places.is_empty());
+        // A place filled twice, or one that is gone, is ignored.
+        assert!(!s.fill(3, Ok(Bytes::from_static(b"+late\r\n"))));
+    }
+
+    #[test]
+    fn a_dropped_reply_handle_names_its_place() {
+        let place = Place {
+            session: 3,
+            client: 7,
+            seq: 42,
+        };
+        let mut dropped = Vec::new();
+        take_dropped(&mut dropped);
+        dropped.clear();
+        drop(ReplyTo::new(place));
+        // One answered explicitly is not reported.
+        let answered = ReplyTo::new(Place { seq: 43, ..place });
+        assert_eq!(answered.into_place().seq, 43);
+        take_dropped(&mut dropped);
+        assert_eq!(dropped, vec![place]);
+    }
+
+    #[test]
+    fn quit_closes_after_the_reply_and_stop_reads_no_more() {
+        let (mut s, mut peer) = session_and_peer();
+        let mut out = BytesMut::new();
+        s.places.push_back(None);
+        s.stop();
+        assert!(!s.finished(), "a reply is still owed");
+        assert!(s.fill(0, Ok(Bytes::from_static(b"+OK\r\n"))));
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        assert!(s.finished());
+        assert_eq!(read_exactly(&mut peer, 5), "+OK\r\n");
+    }
+}
