@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -24,6 +24,8 @@ pub struct NodeShared {
     epoch: Instant,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Why the last connect failed (for the errors of requests failed while down).
+    last_failure: Mutex<String>,
 }
 
 impl NodeShared {
@@ -32,7 +34,18 @@ impl NodeShared {
         until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
     }
 
-    pub fn mark_down(&self, for_how_long: Duration) {
+    /// Why the last connect failed.
+    pub fn last_failure(&self) -> String {
+        self.last_failure
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn mark_down(&self, for_how_long: Duration, reason: &str) {
+        if let Ok(mut last) = self.last_failure.lock() {
+            reason.clone_into(&mut last);
+        }
         let until = self.epoch.elapsed() + for_how_long;
         self.down_until_ms
             .store(until.as_millis().max(1) as u64, Relaxed);
@@ -70,6 +83,7 @@ impl NodeRegistry {
                     epoch: Instant::now(),
                     connects: AtomicU64::new(0),
                     connect_failures: AtomicU64::new(0),
+                    last_failure: Mutex::new(String::new()),
                 })
             })
             .clone()
@@ -108,7 +122,8 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again));
         assert_eq!(first.dial.as_str(), "127.0.0.1:7001");
         assert!(!first.is_down());
-        first.mark_down(Duration::from_secs(60));
+        first.mark_down(Duration::from_secs(60), "refused");
+        assert_eq!(again.last_failure(), "refused");
         assert!(again.is_down());
         first.mark_up();
         assert!(!again.is_down());

@@ -232,8 +232,13 @@ impl Worker {
     /// Start connecting, unless the node failed a connect moments ago (on any worker):
     /// then the queued requests fail at once and go to the retry queue.
     fn connect(&mut self, ci: usize) {
-        if self.conns[ci].node.is_down() {
-            self.fail_queued(ci, "recently failed; waiting before reconnecting");
+        let node = &self.conns[ci].node;
+        if node.is_down() {
+            let reason = format!(
+                "{} (recently; waiting before reconnecting)",
+                node.last_failure()
+            );
+            self.fail_queued(ci, &reason);
             return;
         }
         let tick = self.tick;
@@ -305,7 +310,7 @@ impl Worker {
         self.nodes[node].backoff = (backoff * 2).min(MAX_BACKOFF);
         let conn = &mut self.conns[ci];
         tracing::warn!(node = %conn.addr(), dial = %conn.node.dial, %reason, "backend connect failed");
-        conn.node.mark_down(backoff);
+        conn.node.mark_down(backoff, reason);
         // Only the handshake can be in flight while connecting.
         drop(conn.close(&self.registry));
         self.fail_queued(ci, reason);
