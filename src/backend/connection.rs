@@ -281,14 +281,22 @@ impl Conn {
     }
 }
 
-/// The socket address to dial: an IP literal as is, a host name through the resolver.
+/// The socket address to dial: an IP literal as is, a host name through the system
+/// resolver (this blocks the worker while it runs; an IPv4 address is preferred when
+/// the name has both, as `localhost` often does).
 fn resolve(dial: &NodeAddr) -> Result<SocketAddr, String> {
     if let Ok(addr) = dial.as_str().parse::<SocketAddr>() {
         return Ok(addr);
     }
-    dial.as_str()
+    let addrs: Vec<SocketAddr> = dial
+        .as_str()
         .to_socket_addrs()
         .map_err(|e| format!("resolving {dial}: {e}"))?
-        .next()
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| format!("resolving {dial}: no address"))
 }

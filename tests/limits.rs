@@ -1,0 +1,57 @@
+//! `limits.max_pipeline`: a client with more requests outstanding than the limit is
+//! read in steps (slotgate stops reading, then resumes as replies leave) and still
+//! gets every reply, in order — even when the rest of its pipeline already sits in the
+//! socket, so no new readiness event will announce it.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{keys_on_every_master, require_redis, write_config, Cluster, Proxy};
+
+#[test]
+fn a_pipeline_far_over_max_pipeline_is_served_in_order() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let keys = keys_on_every_master(&cluster, "pipe", 1);
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .split(',')
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    let config = write_config(&format!(
+        "seeds = [{}]\n[limits]\nmax_pipeline = 8\n",
+        seeds.join(", ")
+    ));
+    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let mut con = proxy.client();
+
+    // 9,000 INCRs round-robin over a key on each master, sent as one pipeline: the
+    // client writes them all before reading, so they wait in the socket while the
+    // proxy holds at most 8 unanswered.
+    let rounds = 3_000;
+    let mut pipe = redis::pipe();
+    for _ in 0..rounds {
+        for key in &keys {
+            pipe.cmd("INCR").arg(key);
+        }
+    }
+    // On a thread, so a proxy that stops reading for good fails the test, not hangs it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let replies: redis::RedisResult<Vec<i64>> = pipe.query(&mut con);
+        let _ = tx.send((replies, con));
+    });
+    let (replies, mut con) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no complete answer within 60 s: reading stalled at max_pipeline?");
+    let replies = replies.unwrap();
+    assert_eq!(replies.len(), rounds * keys.len());
+    for (i, got) in replies.iter().enumerate() {
+        let want = (i / keys.len()) as i64 + 1;
+        assert_eq!(*got, want, "reply {i} out of order");
+    }
+    // The session is still usable afterwards.
+    let n: i64 = redis::cmd("GET").arg(&keys[0]).query(&mut con).unwrap();
+    assert_eq!(n, rounds as i64);
+}
