@@ -154,6 +154,12 @@ impl Default for BackendConfig {
 }
 
 impl Config {
+    /// The address to dial for a node announced as `addr`: its `[address_map]` entry, or
+    /// `addr` itself.
+    pub fn dial_addr<'a>(&'a self, addr: &'a NodeAddr) -> &'a NodeAddr {
+        self.address_map.get(addr).unwrap_or(addr)
+    }
+
     /// Read the file named by `--config` (if any) and apply the flags on top.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         let file = match &cli.config {

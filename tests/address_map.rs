@@ -1,6 +1,7 @@
 //! `[address_map]`: nodes announce addresses the proxy must not dial as they are
 //! (Docker, Kubernetes, NAT). slotgate dials the mapped address instead — an IP, or a
-//! host name resolved when the connection opens.
+//! host name, looked up by the refresher (after each refresh) so that workers do not
+//! block on the resolver.
 
 mod support;
 
@@ -74,5 +75,11 @@ fn a_mapped_host_name_is_resolved() {
     for port in cluster.master_ports() {
         let line = format!("dial=localhost:{port},down=0");
         assert!(info.contains(&line), "{line} missing from INFO:\n{info}");
+    }
+    // The name was looked up by the refresher, off the workers' event loops.
+    let log = proxy.log();
+    for port in cluster.master_ports() {
+        let line = format!("dial=localhost:{port} addr=127.0.0.1:{port}");
+        assert!(log.contains(&line), "{line} missing from the log:\n{log}");
     }
 }

@@ -108,7 +108,7 @@ impl Conn {
 
     /// Start a non-blocking connect to the node's dial address.
     pub fn start_connect(&mut self, registry: &Registry, tick: u64) -> Result<(), String> {
-        let addr = resolve(&self.node.dial)?;
+        let addr = resolve(&self.node)?;
         let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
         registry
             .register(
@@ -281,22 +281,33 @@ impl Conn {
     }
 }
 
-/// The socket address to dial: an IP literal as is, a host name through the system
-/// resolver (this blocks the worker while it runs; an IPv4 address is preferred when
-/// the name has both, as `localhost` often does).
-fn resolve(dial: &NodeAddr) -> Result<SocketAddr, String> {
+/// The socket address to dial: an IP literal as is; a host name as the refresher last
+/// found it, or else through the system resolver (which blocks this worker, so it is
+/// only the fallback for a node the refresher has not seen yet).
+fn resolve(node: &NodeShared) -> Result<SocketAddr, String> {
+    let dial = &node.dial;
     if let Ok(addr) = dial.as_str().parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let addrs: Vec<SocketAddr> = dial
+    if let Some(addr) = node.resolved() {
+        return Ok(addr);
+    }
+    let found: Vec<SocketAddr> = dial
         .as_str()
         .to_socket_addrs()
         .map_err(|e| format!("resolving {dial}: {e}"))?
         .collect();
-    addrs
+    let addr = prefer_ipv4(&found).ok_or_else(|| format!("resolving {dial}: no address"))?;
+    node.set_resolved(addr);
+    Ok(addr)
+}
+
+/// The address to use among a name's addresses: the first IPv4 one when there is one
+/// (`localhost` often has `::1` too, where a node bound to 127.0.0.1 is not).
+pub fn prefer_ipv4(found: &[SocketAddr]) -> Option<SocketAddr> {
+    found
         .iter()
         .find(|a| a.is_ipv4())
-        .or(addrs.first())
+        .or(found.first())
         .copied()
-        .ok_or_else(|| format!("resolving {dial}: no address"))
 }

@@ -4,6 +4,7 @@
 //! never touch the map.
 
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,12 +27,28 @@ pub struct NodeShared {
     pub connect_failures: AtomicU64,
     /// Why the last connect failed (for the errors of requests failed while down).
     last_failure: Mutex<String>,
+    /// `dial` looked up, when it is a host name (kept fresh by the refresher).
+    resolved: Mutex<Option<SocketAddr>>,
 }
 
 impl NodeShared {
     pub fn is_down(&self) -> bool {
         let until = self.down_until_ms.load(Relaxed);
         until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
+    }
+
+    /// The last address `dial` (a host name) was found at.
+    pub fn resolved(&self) -> Option<SocketAddr> {
+        self.resolved.lock().ok().and_then(|r| *r)
+    }
+
+    pub fn set_resolved(&self, addr: SocketAddr) {
+        if let Ok(mut resolved) = self.resolved.lock() {
+            if *resolved != Some(addr) {
+                tracing::info!(node = %self.addr, dial = %self.dial, %addr, "host name resolved");
+                *resolved = Some(addr);
+            }
+        }
     }
 
     /// Why the last connect failed.
@@ -84,6 +101,7 @@ impl NodeRegistry {
                     connects: AtomicU64::new(0),
                     connect_failures: AtomicU64::new(0),
                     last_failure: Mutex::new(String::new()),
+                    resolved: Mutex::new(None),
                 })
             })
             .clone()

@@ -134,13 +134,10 @@ impl Worker {
             return index;
         }
         let config = &self.router.config;
-        let shared = self.router.registry.get_or_insert(addr, || {
-            config
-                .address_map
-                .get(addr)
-                .cloned()
-                .unwrap_or_else(|| addr.clone())
-        });
+        let shared = self
+            .router
+            .registry
+            .get_or_insert(addr, || config.dial_addr(addr).clone());
         let index = self.nodes.len();
         let per_node = config.backend.connections_per_node;
         let limits = config.limits;

@@ -40,6 +40,7 @@ pub async fn initial(router: &Arc<Router>) -> Result<(), RefreshError> {
         )));
     }
     publish(router, &topology);
+    resolve_names(router).await;
     learn_version(router).await;
     learn_commands(router).await;
     Ok(())
@@ -61,6 +62,7 @@ pub async fn run(router: Arc<Router>) {
         last = Instant::now();
         refresh(&router).await;
         router.refreshed.send_modify(|n| *n += 1);
+        resolve_names(&router).await;
     }
 }
 
@@ -157,7 +159,7 @@ async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, St
 /// hold up client traffic and vice versa.
 pub async fn query(router: &Router, addr: &NodeAddr, args: &[&[u8]]) -> Result<OwnedFrame, String> {
     let config = &router.config.backend;
-    let dial = router.config.address_map.get(addr).unwrap_or(addr);
+    let dial = router.config.dial_addr(addr);
     let exchange = async {
         let mut stream = connect(dial, Proto::Resp2, config).await?;
         exchange(&mut stream, &encode_command(args)).await
@@ -194,6 +196,38 @@ async fn learn_commands(router: &Arc<Router>) {
     tracing::warn!(
         "could not learn the cluster's commands; commands newer than this build will be refused"
     );
+}
+
+/// Register every node of the table and look up the ones dialled by host name, here
+/// on the control runtime, so a worker opening a connection finds the address ready
+/// instead of blocking on the resolver. Runs after every refresh, so a name that moves
+/// (a restarted Kubernetes pod) is followed.
+async fn resolve_names(router: &Arc<Router>) {
+    let table = router.table.load_full();
+    for addr in table.masters().chain(table.replicas()) {
+        let node = router
+            .registry
+            .get_or_insert(addr, || router.config.dial_addr(addr).clone());
+        if node.dial.as_str().parse::<std::net::SocketAddr>().is_ok() {
+            continue;
+        }
+        let lookup = tokio::net::lookup_host(node.dial.as_str().to_string());
+        match tokio::time::timeout(router.config.backend.connect_timeout, lookup).await {
+            Ok(Ok(found)) => {
+                let found: Vec<std::net::SocketAddr> = found.collect();
+                match crate::backend::connection::prefer_ipv4(&found) {
+                    Some(ip) => node.set_resolved(ip),
+                    None => {
+                        tracing::warn!(node = %addr, dial = %node.dial, "host name has no address")
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %addr, dial = %node.dial, error = %e, "cannot resolve host name")
+            }
+            Err(_) => tracing::warn!(node = %addr, dial = %node.dial, "host name lookup timed out"),
+        }
+    }
 }
 
 /// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).
