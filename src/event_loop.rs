@@ -84,16 +84,18 @@ impl EventLoop {
     /// (at most [`DRAIN_TIMEOUT`]) and return.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = Instant::now() + WATCHDOG_TICK;
+        let mut now = Instant::now();
+        let mut next_tick = now + WATCHDOG_TICK;
         let mut retry_at: Option<Instant> = None;
         let mut stopping: Option<Instant> = None;
         loop {
+            // `now` is from the end of the last turn: one clock read per turn.
             let timeout = if self.resume.is_empty() {
                 let mut until = retry_at.map_or(next_tick, |r| r.min(next_tick));
                 if let Some(t) = self.accept_again {
                     until = until.min(t);
                 }
-                until.saturating_duration_since(Instant::now())
+                until.saturating_duration_since(now)
             } else {
                 Duration::ZERO
             };
@@ -117,7 +119,7 @@ impl EventLoop {
             for key in std::mem::take(&mut self.resume) {
                 self.read_session(key);
             }
-            let now = Instant::now();
+            now = Instant::now();
             if now >= next_tick {
                 self.worker.watchdog();
                 next_tick = now + WATCHDOG_TICK;
@@ -126,7 +128,9 @@ impl EventLoop {
                 self.accept_again = None;
                 self.accept();
             }
-            retry_at = self.worker.run_retries(now);
+            if retry_at.is_some() || !self.worker.retry.is_empty() {
+                retry_at = self.worker.run_retries(now);
+            }
             self.worker.flush_conns();
             self.worker.collect_dropped();
             self.deliver();

@@ -9,7 +9,7 @@ pub mod handshake;
 pub mod registry;
 pub mod worker;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::time::Instant;
 
@@ -59,6 +59,8 @@ thread_local! {
     /// Places whose [`ReplyTo`] was dropped unanswered on this worker thread; the event
     /// loop answers them with [`BackendError::Dropped`].
     static DROPPED: RefCell<Vec<Place>> = const { RefCell::new(Vec::new()) };
+    /// `DROPPED` may be non-empty: a check that costs no lazy thread-local set-up.
+    static ANY_DROPPED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Fills one place of a session's reply queue, exactly once: [`Worker::deliver`]
@@ -83,12 +85,15 @@ impl Drop for ReplyTo {
     fn drop(&mut self) {
         let place = *self.0;
         DROPPED.with(|d| d.borrow_mut().push(place));
+        ANY_DROPPED.with(|any| any.set(true));
     }
 }
 
 /// Takes the places dropped unanswered on this thread since the last call.
 pub fn take_dropped(into: &mut Vec<Place>) {
-    DROPPED.with(|d| into.append(&mut d.borrow_mut()));
+    if ANY_DROPPED.with(|any| any.replace(false)) {
+        DROPPED.with(|d| into.append(&mut d.borrow_mut()));
+    }
 }
 
 /// Where a request should go when it is (re)routed.

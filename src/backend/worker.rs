@@ -121,8 +121,12 @@ impl Worker {
     }
 
     /// Queue an error for every place whose handle was dropped unanswered.
+    #[inline]
     pub fn collect_dropped(&mut self) {
         take_dropped(&mut self.dropped);
+        if self.dropped.is_empty() {
+            return;
+        }
         for place in self.dropped.drain(..) {
             self.deliveries.push((place, Err(BackendError::Dropped)));
         }
