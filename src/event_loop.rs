@@ -4,6 +4,13 @@
 //! writes every backend connection and every session that has something to write —
 //! once per turn, so the requests of many clients leave in one syscall per node and a
 //! client whose pipeline spans several nodes gets one write.
+//!
+//! This is STYLE.md's "one task owns each socket" taken one step further: one loop owns
+//! every socket of its thread, and sessions reach a backend connection by queueing a
+//! request with its reply handle, never through a lock. A task per socket on tokio cost
+//! about 3.5k of the 9.4k instructions per proxied GET in wakes, polls and parks
+//! (callgrind, issue 3); this loop brought the total to about 4.2k. tokio still runs
+//! the control plane (topology refresh, signals) on the main thread.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

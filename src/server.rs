@@ -64,6 +64,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 
     // One event loop per worker thread; the main thread keeps the control runtime
     // (refresher, signals).
+    // `stop`: set once by this thread on a signal, read by every worker each turn.
+    // `running`: each worker counts itself out when its loop returns; this thread keeps
+    // the refresher going until it reaches 0. `wakers`: one per worker, woken by this
+    // thread after setting `stop` so a loop waiting in epoll sees it at once.
     let stop = Arc::new(AtomicBool::new(false));
     let running = Arc::new(AtomicUsize::new(0));
     let mut wakers = Vec::new();

@@ -1,13 +1,14 @@
-//! `limits.max_pipeline`: a client with more requests outstanding than the limit is
-//! read in steps (slotgate stops reading, then resumes as replies leave) and still
-//! gets every reply, in order — even when the rest of its pipeline already sits in the
-//! socket, so no new readiness event will announce it.
+//! Client limits. `limits.max_pipeline`: a client with more requests outstanding than
+//! the limit is read in steps (slotgate stops reading, then resumes as replies leave)
+//! and still gets every reply, in order — even when the rest of its pipeline already
+//! sits in the socket, so no new readiness event will announce it. `max_clients`:
+//! clients over the limit are told so and closed; the others are unaffected.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{keys_on_every_master, require_redis, write_config, Cluster, Proxy};
+use support::{keys_on_every_master, require_redis, write_config, Cluster, Proxy, RawClient};
 
 #[test]
 fn a_pipeline_far_over_max_pipeline_is_served_in_order() {
@@ -54,4 +55,49 @@ fn a_pipeline_far_over_max_pipeline_is_served_in_order() {
     // The session is still usable afterwards.
     let n: i64 = redis::cmd("GET").arg(&keys[0]).query(&mut con).unwrap();
     assert_eq!(n, rounds as i64);
+}
+
+#[test]
+fn clients_over_max_clients_are_refused_with_an_error() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .split(',')
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    let config = write_config(&format!(
+        "seeds = [{}]\nmax_clients = 2\n",
+        seeds.join(", ")
+    ));
+    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+
+    let mut first = RawClient::connect(proxy.port());
+    let mut second = RawClient::connect(proxy.port());
+    assert_eq!(first.roundtrip(b"PING\r\n"), "+PONG\r\n");
+    assert_eq!(second.roundtrip(b"PING\r\n"), "+PONG\r\n");
+    // The third is told why, then closed; the first two are unaffected.
+    let mut third = RawClient::connect(proxy.port());
+    assert_eq!(third.read_quiet(), "-ERR max number of clients reached\r\n");
+    assert!(third.is_closed());
+    assert_eq!(first.roundtrip(b"PING\r\n"), "+PONG\r\n");
+
+    // Once one leaves, a new client gets in (as soon as the proxy saw it leave).
+    drop(second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = RawClient::connect(proxy.port());
+        // A refused client hears so at once; an accepted one hears nothing until it asks.
+        let greeting = again.read_quiet();
+        if greeting.is_empty() {
+            assert_eq!(again.roundtrip(b"PING\r\n"), "+PONG\r\n");
+            break;
+        }
+        assert_eq!(greeting, "-ERR max number of clients reached\r\n");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room for a new client after one left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
