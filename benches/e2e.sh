@@ -64,7 +64,7 @@ for port in "$std_port" "$sg_port"; do
     -t set -P 16 -n 400000 -q >/dev/null || die "prefill against port $port failed"
 done
 
-echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms,slotgate_cpu_s,servers_cpu_s,bench_errors,proxy_errors,ok,other_cores" >"$raw_csv"
+echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms,slotgate_cpu_s,servers_cpu_s,bench_errors,proxy_errors,ok,other_cores,client_cpu_s" >"$raw_csv"
 
 # run_one REP TARGET TEST PIPELINE N
 run_one() {
@@ -112,12 +112,13 @@ run_one() {
   local wall other
   wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
   other=$(((mach1 - mach0) - (all1 - all0) - (kids1 - kids0)))
-  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$rep" "$target" "$name" "$pipe" "$n" \
+  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$rep" "$target" "$name" "$pipe" "$n" \
     "$wall" "$row" \
     "$(awk -v a="$sg0" -v b="$sg1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
     "$(awk -v a="$srv0" -v b="$srv1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
     "$errors" "$((perr_after - perr_before))" "$ok" \
     "$(awk -v o="$other" -v w="$wall" -v t="$clk_tck" 'BEGIN { printf "%.2f", (o < 0 ? 0 : o) / t / w }')" \
+    "$(awk -v a="$kids0" -v b="$kids1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
     >>"$raw_csv"
   note "$(tail -n 1 "$raw_csv")"
 }

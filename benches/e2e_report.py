@@ -7,7 +7,8 @@
 Raw columns (one row per redis-benchmark run): rep, target, test, pipeline, requests,
 wall_s, rps, avg_ms, min_ms, p50_ms, p95_ms, p99_ms, max_ms, slotgate_cpu_s,
 servers_cpu_s, bench_errors, proxy_errors, ok, other_cores (CPU used during the run by
-processes outside the benchmark, in cores).
+processes outside the benchmark, in cores), client_cpu_s (redis-benchmark's own CPU;
+absent in files from before it was recorded).
 """
 
 import csv
@@ -29,6 +30,7 @@ COLUMNS = [
     ("p99_ms", "p99 ms", 7, ".3f"),
     ("slotgate_cpu_s_per_m", "sg CPU/M", 9, ".2f"),
     ("servers_cpu_s_per_m", "srv CPU/M", 9, ".2f"),
+    ("client_cpu_s_per_m", "cli CPU/M", 9, ".2f"),
     ("tput_vs_standalone", "tput/std", 8, ".2f"),
     ("tput_vs_cluster", "tput/clu", 8, ".2f"),
     ("p99_vs_cluster", "p99/clu", 7, ".2f"),
@@ -84,6 +86,10 @@ def summarise(raw_path):
                     row["p99_ms"] = median([fl(r, "p99_ms") for r in runs])
                     per_m = lambda r, k: fl(r, k) / fl(r, "requests") * 1e6
                     row["servers_cpu_s_per_m"] = median([per_m(r, "servers_cpu_s") for r in runs])
+                    if runs[0].get("client_cpu_s") not in (None, ""):
+                        row["client_cpu_s_per_m"] = median(
+                            [per_m(r, "client_cpu_s") for r in runs]
+                        )
                     if target == "slotgate":
                         row["slotgate_cpu_s_per_m"] = median(
                             [per_m(r, "slotgate_cpu_s") for r in runs]
@@ -136,6 +142,7 @@ def print_table(rows):
         "\nrps: requests/s; p50/p99: median over runs of redis-benchmark's percentiles;"
         "\nsg CPU/M, srv CPU/M: CPU-seconds (user+sys) per million requests of slotgate and of"
         "\nthe redis-servers in the run (the standalone one, or the 3 cluster nodes);"
+        "\ncli CPU/M: the same for redis-benchmark itself (all share the machine's cores);"
         "\ntput/std, tput/clu: slotgate rps / standalone or cluster rps (medians);"
         "\np99/clu: slotgate p99 / cluster p99; sgCPU/srv: median over runs of slotgate CPU /"
         "\ncluster nodes' CPU in the same run; runs: good runs (+nF failed, left out);"
