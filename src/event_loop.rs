@@ -34,6 +34,9 @@ pub const WAKER: Token = Token(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed accept (out of file descriptors), try again this much later.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// A session's ready replies wait at most one turn for the rest of its pipeline, and
+/// that turn comes within this time.
+const HOLD_AT_MOST: Duration = Duration::from_millis(1);
 /// While retries wait, look at them at least this often.
 const RETRY_POLL: Duration = Duration::from_millis(5);
 
@@ -54,6 +57,11 @@ pub struct EventLoop {
     stop: Arc<AtomicBool>,
     /// Sessions with replies to write at the end of this turn.
     dirty: Vec<usize>,
+    /// Sessions whose ready replies were held back this turn (more were on their way);
+    /// they are written next turn whatever is still missing.
+    held: Vec<usize>,
+    /// Turns of the loop so far.
+    turn: u64,
     /// Sessions that paused at the pipeline limit and may read again.
     resume: Vec<usize>,
     /// The worker's write buffer for client replies.
@@ -81,6 +89,8 @@ impl EventLoop {
             listener: Some(listener),
             stop,
             dirty: Vec::new(),
+            held: Vec::new(),
+            turn: 0,
             resume: Vec::new(),
             out: BytesMut::new(),
             accept_again: None,
@@ -97,14 +107,16 @@ impl EventLoop {
         let mut stopping: Option<Instant> = None;
         loop {
             // `now` is from the end of the last turn: one clock read per turn.
-            let timeout = if self.resume.is_empty() {
+            let timeout = if !self.resume.is_empty() {
+                Duration::ZERO
+            } else if !self.held.is_empty() {
+                HOLD_AT_MOST
+            } else {
                 let mut until = retry_at.map_or(next_tick, |r| r.min(next_tick));
                 if let Some(t) = self.accept_again {
                     until = until.min(t);
                 }
                 until.saturating_duration_since(now)
-            } else {
-                Duration::ZERO
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -260,14 +272,25 @@ impl EventLoop {
         }
     }
 
-    /// Write every session that has replies ready at its front.
+    /// Write every session that has replies ready at its front. A session whose pipeline
+    /// still has replies on their way is held back one turn (once), so that a pipeline
+    /// spread over several nodes usually leaves in one write rather than one per node.
     fn flush_sessions(&mut self) {
+        self.turn += 1;
+        for key in std::mem::take(&mut self.held) {
+            self.mark_dirty(key);
+        }
         for i in 0..self.dirty.len() {
             let key = self.dirty[i];
             let Some(session) = self.sessions.get_mut(key) else {
                 continue;
             };
             session.dirty = false;
+            if session.awaits_more() && session.held_turn + 1 != self.turn {
+                session.held_turn = self.turn;
+                self.held.push(key);
+                continue;
+            }
             match session.flush(&mut self.out) {
                 Flushed::Failed => self.close_session(key),
                 Flushed::Blocked => {}

@@ -64,6 +64,10 @@ pub struct Session {
     places: VecDeque<Option<ReplyResult>>,
     /// Sequence number of the front place.
     front_seq: u64,
+    /// Places still waiting for their reply.
+    pending: usize,
+    /// The event loop turn in which the session's write was last held back.
+    pub held_turn: u64,
     /// Bytes a blocked write left behind.
     wbuf: BytesMut,
     write_blocked: bool,
@@ -103,6 +107,8 @@ impl Session {
             rbuf: BytesMut::new(),
             places: VecDeque::new(),
             front_seq: 0,
+            pending: 0,
+            held_turn: 0,
             wbuf: BytesMut::new(),
             write_blocked: false,
             closing: false,
@@ -162,6 +168,12 @@ impl Session {
         matches!(self.places.front(), Some(Some(_))) || self.finished()
     }
 
+    /// Replies are still on their way behind the ready ones: writing the ready ones now
+    /// would cost the client (and slotgate) a second write moments later.
+    pub fn awaits_more(&self) -> bool {
+        self.pending > 0 && !self.closing
+    }
+
     /// Closing, and everything owed is written.
     pub fn finished(&self) -> bool {
         self.closing && self.places.is_empty() && self.wbuf.is_empty()
@@ -189,6 +201,9 @@ impl Session {
         };
         match self.places.get_mut(index as usize) {
             Some(place) => {
+                if place.is_none() {
+                    self.pending -= 1;
+                }
                 *place = Some(reply);
                 index == 0
             }
@@ -391,9 +406,8 @@ impl Session {
         let place = Place {
             session: self.key,
             client: self.id.0,
-            seq: self.front_seq + self.places.len() as u64,
+            seq: self.reserve(),
         };
-        self.places.push_back(None);
         w.dispatch(BackendRequest::new(
             request.into_raw(),
             target,
@@ -401,6 +415,13 @@ impl Session {
             self.id.0 as u32,
             ReplyTo::new(place),
         ));
+    }
+
+    /// Reserve the next place for a reply on its way; its sequence number.
+    fn reserve(&mut self) -> u64 {
+        self.places.push_back(None);
+        self.pending += 1;
+        self.front_seq + self.places.len() as u64 - 1
     }
 
     /// Queue a reply made here, with `f` writing it.
@@ -449,10 +470,11 @@ mod tests {
     fn replies_leave_in_request_order_and_errors_take_their_place() {
         let (mut s, mut peer) = session_and_peer();
         let mut out = BytesMut::new();
-        s.places.push_back(None);
-        s.places.push_back(None);
+        s.reserve();
+        s.reserve();
         s.push_local(|w| w.simple("local"));
-        s.places.push_back(None);
+        s.reserve();
+        assert!(s.awaits_more());
         // Completing a later place writes nothing: the front is still missing.
         assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
         assert!(!s.wants_flush());
@@ -469,6 +491,7 @@ mod tests {
         let text = read_exactly(&mut peer, 67);
         assert!(text.starts_with("-ERR slotgate: request dropped"), "{text}");
         assert!(s.places.is_empty());
+        assert!(!s.awaits_more());
         // A place filled twice, or one that is gone, is ignored.
         assert!(!s.fill(3, Ok(Bytes::from_static(b"+late\r\n"))));
     }
@@ -495,7 +518,7 @@ mod tests {
     fn quit_closes_after_the_reply_and_stop_reads_no_more() {
         let (mut s, mut peer) = session_and_peer();
         let mut out = BytesMut::new();
-        s.places.push_back(None);
+        s.reserve();
         s.stop();
         assert!(!s.finished(), "a reply is still owed");
         assert!(s.fill(0, Ok(Bytes::from_static(b"+OK\r\n"))));
