@@ -1,7 +1,8 @@
 //! What a real Redis 7.0 cluster cannot show on demand, shown with one scripted node: a
 //! server without `CLUSTER SHARDS` (older Redis; the proxy falls back to `CLUSTER
 //! SLOTS`) that also knows a command this build's table has never heard of (the proxy
-//! learns it from `COMMAND` and routes it by its key position).
+//! learns it from `COMMAND` and routes it by its key position), and that drops any
+//! connection that says `HELLO` (a node dying during the proxy's handshake).
 
 mod support;
 
@@ -69,6 +70,8 @@ fn serve(mut stream: TcpStream, port: u16) {
             let name = String::from_utf8_lossy(req.arg(0)).to_ascii_uppercase();
             let sub = String::from_utf8_lossy(req.arg(1)).to_ascii_uppercase();
             let reply = match (name.as_str(), sub.as_str()) {
+                // Dies mid-handshake: no reply, the connection just closes.
+                ("HELLO", _) => return,
                 ("CLUSTER", "SHARDS") => {
                     "-ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.\r\n".to_string()
                 }
@@ -149,4 +152,27 @@ fn cluster_slots_fallback_and_learned_commands() {
         proxy.log().contains("newfetch"),
         "the log names what was learned"
     );
+}
+
+#[test]
+fn a_node_that_drops_the_handshake_gives_an_error_not_a_hang() {
+    let node = FakeNode::start();
+    let config = support::write_config(&format!(
+        "seeds = [\"127.0.0.1:{}\"]\n[backend]\ntimeout_ms = 1000\n",
+        node.port
+    ));
+    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let mut con = proxy.client();
+    // RESP3 requests go to connections opened with `HELLO 3`, which this node drops.
+    let _: redis::Value = redis::cmd("HELLO").arg("3").query(&mut con).unwrap();
+    let err = redis::cmd("GET")
+        .arg("k")
+        .query::<redis::Value>(&mut con)
+        .expect_err("the node never answers HELLO");
+    let text = err.to_string();
+    assert!(text.contains("closed by the node"), "{text}");
+    // RESP2 connections need no handshake here: they still work.
+    let _: redis::Value = redis::cmd("HELLO").arg("2").query(&mut con).unwrap();
+    let reply: String = redis::cmd("NEWFETCH").arg("a").query(&mut con).unwrap();
+    assert_eq!(reply, "fetched a");
 }

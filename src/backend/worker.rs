@@ -223,7 +223,7 @@ impl Worker {
                     let conn = &mut self.conns[ci];
                     conn.take_queue(tick);
                     if let Err(reason) = conn.write_out() {
-                        self.conn_lost(ci, &reason);
+                        self.failed(ci, &reason);
                     }
                 }
             }
@@ -293,7 +293,18 @@ impl Worker {
             ReadOutcome::Open => {}
             ReadOutcome::HandshakeDone => self.mark_dirty(ci),
             ReadOutcome::HandshakeRefused(reason) => self.connect_failed(ci, &reason),
-            ReadOutcome::Failed(reason) => self.conn_lost(ci, &reason),
+            ReadOutcome::Failed(reason) => self.failed(ci, &reason),
+        }
+    }
+
+    /// The socket failed. Before the handshake completed that is a failed connect (the
+    /// node counts as down and is retried after a backoff, not at once); after, the
+    /// connection was lost.
+    fn failed(&mut self, ci: usize, reason: &str) {
+        if self.conns[ci].state == State::Handshaking {
+            self.connect_failed(ci, reason);
+        } else {
+            self.conn_lost(ci, reason);
         }
     }
 
