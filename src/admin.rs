@@ -11,6 +11,9 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Connections refused because `max_clients` was reached.
     pub connections_rejected: AtomicU64,
+    /// Clients closed because the replies waiting for them passed
+    /// `limits.max_output_buffer`.
+    pub clients_over_output_limit: AtomicU64,
     /// Requests answered by the proxy itself.
     pub requests_local: AtomicU64,
     /// Error replies the proxy made itself (not errors relayed from nodes).
@@ -33,6 +36,7 @@ pub static METRICS: Metrics = Metrics {
     connections_total: AtomicU64::new(0),
     connections_open: AtomicU64::new(0),
     connections_rejected: AtomicU64::new(0),
+    clients_over_output_limit: AtomicU64::new(0),
     requests_local: AtomicU64::new(0),
     proxy_errors: AtomicU64::new(0),
     redirects_moved: AtomicU64::new(0),
@@ -55,10 +59,11 @@ impl Metrics {
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `requests` is counted per worker thread and summed by the caller.
     pub fn info_section(&self, out: &mut String, requests: u64) {
-        let rows: [(&str, &AtomicU64); 15] = [
+        let rows: [(&str, &AtomicU64); 16] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
+            ("clients_over_output_limit", &self.clients_over_output_limit),
             ("requests_local", &self.requests_local),
             ("proxy_errors", &self.proxy_errors),
             ("redirects_moved", &self.redirects_moved),

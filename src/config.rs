@@ -101,6 +101,7 @@ struct ClusterFile {
 struct LimitsFile {
     max_bulk_len: Option<u64>,
     max_pipeline: Option<u64>,
+    max_output_buffer: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +127,9 @@ pub struct Config {
     pub redirect_budget: u32,
     /// Replies a client may have outstanding before the proxy stops reading from it.
     pub max_pipeline: usize,
+    /// Bytes of replies slotgate may hold for a client that does not read them before
+    /// it closes that client; 0: no limit (Redis's default for normal clients).
+    pub max_output_buffer: usize,
     pub limits: Limits,
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
@@ -278,6 +282,13 @@ impl Config {
             limits.max_bulk_len = n as usize;
         }
         let max_pipeline = positive("limits.max_pipeline", file.limits.max_pipeline, 16_384)?;
+        let max_output_buffer = file.limits.max_output_buffer.unwrap_or(0);
+        if max_output_buffer > 0 && max_output_buffer < 64 * 1024 {
+            return Err(invalid(
+                "limits.max_output_buffer",
+                "0 (no limit) or at least 65536 bytes",
+            ));
+        }
 
         let mut address_map = HashMap::new();
         for (from, to) in &file.address_map {
@@ -299,6 +310,7 @@ impl Config {
             refresh_interval,
             redirect_budget: redirect_budget as u32,
             max_pipeline,
+            max_output_buffer: usize::try_from(max_output_buffer).unwrap_or(usize::MAX),
             limits,
             address_map,
         })
@@ -378,6 +390,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`listen`"), "{e}");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[limits]\nmax_output_buffer = 100")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_output_buffer"), "{e}");
+        let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
+        assert_eq!(
+            c.max_output_buffer, 0,
+            "no limit unless configured, as Redis"
+        );
     }
 
     #[test]

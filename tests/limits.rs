@@ -101,3 +101,61 @@ fn clients_over_max_clients_are_refused_with_an_error() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_client_over_max_output_buffer_is_closed_and_others_are_served() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let seeds: Vec<String> = cluster
+        .seeds()
+        .split(',')
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    let config = write_config(&format!(
+        "seeds = [{}]\n[limits]\nmax_output_buffer = 1048576\n",
+        seeds.join(", ")
+    ));
+    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let value = "v".repeat(128 * 1024);
+    let mut con = proxy.client();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut con)
+        .unwrap();
+
+    // 400 GETs of 128 KiB (50 MiB of replies) from a client that reads nothing: more
+    // than the sockets hold, so replies wait in slotgate until the 1 MiB limit.
+    let mut raw = RawClient::connect(proxy.port());
+    raw.write(&b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(400));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while support::info_counter(&proxy, "clients_over_output_limit") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client was not closed:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // It finds the connection closed after what the sockets held, short of 400 replies.
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match std::io::Read::read(&mut raw.stream, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                assert!(std::time::Instant::now() < deadline, "no end of stream");
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(received < 400 * value.len(), "got all {received} bytes");
+    assert!(proxy.log().contains("limits.max_output_buffer"));
+    // Everyone else is unaffected.
+    let v: String = redis::cmd("GET").arg("big").query(&mut con).unwrap();
+    assert_eq!(v.len(), value.len());
+}

@@ -226,6 +226,18 @@ impl Session {
         // Behind a blocked write: queue after what waits.
         let mut own = std::mem::take(&mut self.wbuf);
         self.take_ready(&mut own);
+        let limit = self.router.config.max_output_buffer;
+        if limit > 0 && own.len() > limit {
+            Metrics::inc(&METRICS.clients_over_output_limit);
+            tracing::warn!(
+                client = self.id.0,
+                peer = %self.peer,
+                bytes = own.len(),
+                limit,
+                "closing a client that does not read its replies (limits.max_output_buffer)"
+            );
+            return Flushed::Failed;
+        }
         let result = if self.write_blocked {
             Flushed::Blocked
         } else {
