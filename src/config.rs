@@ -118,7 +118,7 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_clients: usize,
-    /// Worker threads, each with its own runtime, listener socket and connections.
+    /// Worker threads, each with its own event loop, listener socket and connections.
     pub workers: usize,
     pub backend: BackendConfig,
     /// Periodic topology refresh, on top of the refreshes redirects trigger.
