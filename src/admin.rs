@@ -57,8 +57,8 @@ impl Metrics {
     }
 
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
-    /// `requests` is counted per worker thread and summed by the caller.
-    pub fn info_section(&self, out: &mut String, requests: u64) {
+    /// `workers` are the per-worker counters, summed by the caller.
+    pub fn info_section(&self, out: &mut String, workers: crate::dispatch::StatsTotal) {
         let rows: [(&str, &AtomicU64); 16] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
@@ -78,7 +78,11 @@ impl Metrics {
             ("backend_connections_lost", &self.backend_connections_lost),
         ];
         out.push_str("# Proxy\r\n");
-        let _ = write!(out, "requests:{requests}\r\n");
+        let _ = write!(
+            out,
+            "requests:{}\r\nbackend_writes:{}\r\nclient_writes:{}\r\n",
+            workers.requests, workers.backend_writes, workers.client_writes
+        );
         for (name, value) in rows {
             let _ = write!(out, "{name}:{}\r\n", value.load(Relaxed));
         }

@@ -291,7 +291,12 @@ impl EventLoop {
                 self.held.push(key);
                 continue;
             }
-            match session.flush(&mut self.out) {
+            let writes = session.writes;
+            let flushed = session.flush(&mut self.out);
+            for _ in writes..session.writes {
+                self.worker.count(|s| &s.client_writes);
+            }
+            match flushed {
                 Flushed::Failed => self.close_session(key),
                 Flushed::Blocked => {}
                 Flushed::Done if session.finished() => self.close_session(key),

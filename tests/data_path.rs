@@ -158,6 +158,21 @@ fn pipeline_of_10000_comes_back_complete_and_in_order() {
         .collect();
     let owners: HashSet<u16> = slots.iter().map(|&s| cluster.node_for_slot(s)).collect();
     assert_eq!(owners.len(), 3, "the pipeline spans every master");
+
+    // INFO shows the batching: 15,000 requests went out in far fewer writes to the
+    // nodes, and came back in far fewer writes to the client.
+    let requests = support::info_counter(&proxy, "requests");
+    let backend_writes = support::info_counter(&proxy, "backend_writes");
+    let client_writes = support::info_counter(&proxy, "client_writes");
+    assert!(requests >= 15_000, "requests:{requests}");
+    assert!(
+        backend_writes > 0 && backend_writes * 10 < requests,
+        "backend_writes:{backend_writes} for requests:{requests}"
+    );
+    assert!(
+        client_writes > 0 && client_writes * 10 < requests,
+        "client_writes:{client_writes} for requests:{requests}"
+    );
 }
 
 #[test]

@@ -168,10 +168,11 @@ impl Conn {
         }
     }
 
-    /// Write what the write buffer holds, until done or the socket would block.
-    pub fn write_out(&mut self) -> Result<(), String> {
+    /// Write what the write buffer holds, until done or the socket would block; true
+    /// when something was written.
+    pub fn write_out(&mut self) -> Result<bool, String> {
         if self.write_blocked || self.wbuf.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let Some(stream) = self.stream.as_mut() else {
             return Err("no socket".into());
@@ -193,7 +194,7 @@ impl Conn {
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BUFFER {
             self.wbuf = Vec::new();
         }
-        Ok(())
+        Ok(written > 0)
     }
 
     /// The socket became writable again.

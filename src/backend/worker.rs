@@ -222,8 +222,10 @@ impl Worker {
                     let tick = self.tick;
                     let conn = &mut self.conns[ci];
                     conn.take_queue(tick);
-                    if let Err(reason) = conn.write_out() {
-                        self.failed(ci, &reason);
+                    match conn.write_out() {
+                        Ok(true) => self.count(|s| &s.backend_writes),
+                        Ok(false) => {}
+                        Err(reason) => self.failed(ci, &reason),
                     }
                 }
             }

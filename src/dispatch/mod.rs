@@ -24,10 +24,26 @@ pub mod retry;
 
 use retry::When;
 
-/// A counter written by one worker thread only, on its own cache line.
+/// Counters written by one worker thread only (a plain load and store, no atomic
+/// read-modify-write), on their own cache line; `INFO` sums them over the workers.
 #[repr(align(64))]
 #[derive(Default)]
-pub struct WorkerCounter(pub AtomicU64);
+pub struct WorkerStats {
+    /// Requests read from clients.
+    pub requests: AtomicU64,
+    /// Writes to backend connections (each carries every request queued in one turn).
+    pub backend_writes: AtomicU64,
+    /// Writes of replies to clients.
+    pub client_writes: AtomicU64,
+}
+
+/// [`WorkerStats`] summed over the workers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatsTotal {
+    pub requests: u64,
+    pub backend_writes: u64,
+    pub client_writes: u64,
+}
 
 /// Shared by every worker thread.
 pub struct Router {
@@ -43,8 +59,8 @@ pub struct Router {
     pub refreshed: watch::Sender<u64>,
     /// `redis_version` of the cluster's nodes, learned at start-up (for `HELLO`/`INFO`).
     pub server_version: ArcSwapOption<String>,
-    /// Requests read from clients, one counter per worker (summed for `INFO`).
-    pub requests: Box<[WorkerCounter]>,
+    /// One set of counters per worker (summed for `INFO`).
+    pub stats: Box<[WorkerStats]>,
     /// What every worker knows about each node (dial address, down or up).
     pub registry: NodeRegistry,
     /// Commands the built-in table lacks, learned from a node at start-up.
@@ -59,25 +75,38 @@ impl Router {
             refresh_wanted: Notify::new(),
             refreshed: watch::Sender::new(0),
             server_version: ArcSwapOption::empty(),
-            requests: (0..workers.max(1))
-                .map(|_| WorkerCounter::default())
+            stats: (0..workers.max(1))
+                .map(|_| WorkerStats::default())
                 .collect(),
             registry: NodeRegistry::default(),
             learned: std::sync::OnceLock::new(),
         })
     }
 
-    pub fn requests_total(&self) -> u64 {
-        self.requests.iter().map(|c| c.0.load(Relaxed)).sum()
+    pub fn stats_total(&self) -> StatsTotal {
+        let mut total = StatsTotal::default();
+        for s in self.stats.iter() {
+            total.requests += s.requests.load(Relaxed);
+            total.backend_writes += s.backend_writes.load(Relaxed);
+            total.client_writes += s.client_writes.load(Relaxed);
+        }
+        total
     }
 }
 
 impl Worker {
-    /// Count one client request (a plain load and store: only this worker writes it).
+    /// Add one to this worker's counter `which` (a plain load and store: only this
+    /// worker writes it).
+    #[inline]
+    pub fn count(&self, which: impl Fn(&WorkerStats) -> &AtomicU64) {
+        let counter = which(&self.router.stats[self.index % self.router.stats.len()]);
+        counter.store(counter.load(Relaxed) + 1, Relaxed);
+    }
+
+    /// Count one client request.
     #[inline]
     pub fn count_request(&self) {
-        let counter = &self.router.requests[self.index % self.router.requests.len()].0;
-        counter.store(counter.load(Relaxed) + 1, Relaxed);
+        self.count(|s| &s.requests);
     }
 
     /// Send a request to the node its target names in the current table, or queue it

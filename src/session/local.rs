@@ -227,7 +227,7 @@ impl Session {
                 .connections_open
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
-        METRICS.info_section(&mut out, self.router.requests_total());
+        METRICS.info_section(&mut out, self.router.stats_total());
         let _ = write!(
             out,
             "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\nslotgate_learned_commands:{}\r\n",

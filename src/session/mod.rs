@@ -78,6 +78,8 @@ pub struct Session {
     pub read_paused: bool,
     /// In the event loop's list of sessions to flush.
     pub dirty: bool,
+    /// Writes to the client socket that sent something (for `INFO` `client_writes`).
+    pub writes: u64,
 }
 
 impl Session {
@@ -114,6 +116,7 @@ impl Session {
             closing: false,
             read_paused: false,
             dirty: false,
+            writes: 0,
         }
     }
 
@@ -278,7 +281,10 @@ impl Session {
         while written < buf.len() {
             match self.stream.write(&buf[written..]) {
                 Ok(0) => return (written, Flushed::Failed),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    written += n;
+                    self.writes += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
                     return (written, Flushed::Blocked);
