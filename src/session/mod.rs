@@ -217,41 +217,44 @@ impl Session {
     /// Write every reply that is ready at the front, in order, in one write. `out` is
     /// the worker's write buffer; only bytes a blocked write leaves stay with the session.
     pub fn flush(&mut self, out: &mut BytesMut) -> Flushed {
-        if self.wbuf.is_empty() && !self.write_blocked {
+        let result = if self.wbuf.is_empty() && !self.write_blocked {
             out.clear();
             self.take_ready(out);
             let (written, result) = self.write_some(out);
             if result == Flushed::Blocked {
                 self.wbuf.extend_from_slice(&out[written..]);
             }
-            return result;
-        }
-        // Behind a blocked write: queue after what waits.
-        let mut own = std::mem::take(&mut self.wbuf);
-        self.take_ready(&mut own);
+            result
+        } else {
+            // Behind a blocked write: queue after what waits.
+            let mut own = std::mem::take(&mut self.wbuf);
+            self.take_ready(&mut own);
+            let result = if self.write_blocked {
+                Flushed::Blocked
+            } else {
+                let (written, result) = self.write_some(&own);
+                bytes::Buf::advance(&mut own, written);
+                result
+            };
+            if own.is_empty() && own.capacity() > KEEP_WRITE_BUFFER {
+                own = BytesMut::new();
+            }
+            self.wbuf = own;
+            result
+        };
+        // What waits for a client that does not read stays bounded when asked to.
         let limit = self.router.config.max_output_buffer;
-        if limit > 0 && own.len() > limit {
+        if result == Flushed::Blocked && limit > 0 && self.wbuf.len() > limit {
             Metrics::inc(&METRICS.clients_over_output_limit);
             tracing::warn!(
                 client = self.id.0,
                 peer = %self.peer,
-                bytes = own.len(),
+                bytes = self.wbuf.len(),
                 limit,
                 "closing a client that does not read its replies (limits.max_output_buffer)"
             );
             return Flushed::Failed;
         }
-        let result = if self.write_blocked {
-            Flushed::Blocked
-        } else {
-            let (written, result) = self.write_some(&own);
-            bytes::Buf::advance(&mut own, written);
-            result
-        };
-        if own.is_empty() && own.capacity() > KEEP_WRITE_BUFFER {
-            own = BytesMut::new();
-        }
-        self.wbuf = own;
         result
     }
 
