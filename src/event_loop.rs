@@ -293,7 +293,7 @@ impl EventLoop {
             }
             let writes = session.writes;
             let flushed = session.flush(&mut self.out);
-            for _ in writes..session.writes {
+            if session.writes != writes {
                 self.worker.count(|s| &s.client_writes);
             }
             match flushed {

@@ -17,6 +17,7 @@
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.
+//! - [`net`]: non-blocking socket reads and writes shared by sessions and connections.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals), shutdown.
 //! - [`admin`]: counters shown by `INFO`.
@@ -29,6 +30,7 @@ pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod event_loop;
+pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -5,7 +5,7 @@
 //! answered with an error, requests never written may be retried elsewhere.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use mio::{Interest, Registry, Token};
 
 use super::{BackendRequest, NodeShared};
 use crate::cluster::NodeAddr;
+use crate::net::{read_some, write_all_now, ReadSome, Written};
 use crate::protocol::reply::Proto;
 use crate::protocol::scan::{Limits, ReplyScanner};
 
@@ -177,18 +178,11 @@ impl Conn {
         let Some(stream) = self.stream.as_mut() else {
             return Err("no socket".into());
         };
-        let mut written = 0;
-        while written < self.wbuf.len() {
-            match stream.write(&self.wbuf[written..]) {
-                Ok(0) => return Err("write: socket closed".into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("write: {e}")),
-            }
+        let (written, end) = write_all_now(stream, &self.wbuf);
+        match end {
+            Written::All => {}
+            Written::Blocked => self.write_blocked = true,
+            Written::Failed(e) => return Err(format!("write: {e}")),
         }
         self.wbuf.drain(..written);
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BUFFER {
@@ -215,12 +209,11 @@ impl Conn {
         };
         let mut outcome = ReadOutcome::Open;
         loop {
-            let n = match stream.read(scratch) {
-                Ok(0) => return ReadOutcome::Failed("closed by the node".into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return ReadOutcome::Failed(format!("read: {e}")),
+            let n = match read_some(stream, scratch) {
+                ReadSome::Data(n) => n,
+                ReadSome::Drained => break,
+                ReadSome::Closed => return ReadOutcome::Failed("closed by the node".into()),
+                ReadSome::Failed(e) => return ReadOutcome::Failed(format!("read: {e}")),
             };
             self.rbuf.extend_from_slice(&scratch[..n]);
             self.progress = tick;

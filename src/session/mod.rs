@@ -5,7 +5,6 @@
 mod local;
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,6 +16,7 @@ use crate::backend::{BackendRequest, Place, ReplyResult, ReplyTo, Target, Worker
 use crate::command::learned::LearnedRoute;
 use crate::command::{classify, CommandError, Route};
 use crate::dispatch::Router;
+use crate::net::{read_some, write_all_now, ReadSome, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::slot::Slot;
@@ -78,7 +78,7 @@ pub struct Session {
     pub read_paused: bool,
     /// In the event loop's list of sessions to flush.
     pub dirty: bool,
-    /// Writes to the client socket that sent something (for `INFO` `client_writes`).
+    /// Flushes that wrote something to the client (for `INFO` `client_writes`).
     pub writes: u64,
 }
 
@@ -132,12 +132,11 @@ impl Session {
                 self.read_paused = true;
                 return true;
             }
-            let n = match self.stream.read(&mut w.scratch) {
-                Ok(0) => return false,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            let n = match read_some(&mut self.stream, &mut w.scratch) {
+                ReadSome::Data(n) => n,
+                ReadSome::Drained => break,
+                ReadSome::Closed => return false,
+                ReadSome::Failed(e) => {
                     tracing::debug!(client = self.id.0, error = %e, "client read failed");
                     return false;
                 }
@@ -280,26 +279,22 @@ impl Session {
 
     /// Write `buf` until done or the socket would block; how much went, and how it ended.
     fn write_some(&mut self, buf: &[u8]) -> (usize, Flushed) {
-        let mut written = 0;
-        while written < buf.len() {
-            match self.stream.write(&buf[written..]) {
-                Ok(0) => return (written, Flushed::Failed),
-                Ok(n) => {
-                    written += n;
-                    self.writes += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    return (written, Flushed::Blocked);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::debug!(client = self.id.0, error = %e, "client write failed");
-                    return (written, Flushed::Failed);
-                }
-            }
+        let (written, end) = write_all_now(&mut self.stream, buf);
+        if written > 0 {
+            self.writes += 1;
         }
-        (written, Flushed::Done)
+        let result = match end {
+            Written::All => Flushed::Done,
+            Written::Blocked => {
+                self.write_blocked = true;
+                Flushed::Blocked
+            }
+            Written::Failed(e) => {
+                tracing::debug!(client = self.id.0, error = %e, "client write failed");
+                Flushed::Failed
+            }
+        };
+        (written, result)
     }
 
     /// The read buffer, given back when the session ends.
