@@ -261,15 +261,17 @@ impl EventLoop {
 
     /// Hand the replies the worker collected to their sessions.
     fn deliver(&mut self) {
-        for (place, reply) in self.worker.deliveries.drain(..) {
+        let mut deliveries = std::mem::take(&mut self.worker.deliveries);
+        for (place, reply) in deliveries.drain(..) {
             let Some(session) = self.sessions.get_mut(place.session) else {
                 continue;
             };
-            if session.id.0 == place.client && session.fill(place.seq, reply) && !session.dirty {
-                session.dirty = true;
-                self.dirty.push(place.session);
+            if session.id.0 == place.client && session.fill(place.seq, reply) {
+                self.mark_dirty(place.session);
             }
         }
+        // The emptied vector goes back, keeping its capacity.
+        self.worker.deliveries = deliveries;
     }
 
     /// Write every session that has replies ready at its front. A session whose pipeline

@@ -279,13 +279,10 @@ impl Conn {
 /// found it, or else through the system resolver (which blocks this worker, so it is
 /// only the fallback for a node the refresher has not seen yet).
 fn resolve(node: &NodeShared) -> Result<SocketAddr, String> {
+    if let Some(addr) = node.dial_ip().or_else(|| node.resolved()) {
+        return Ok(addr);
+    }
     let dial = &node.dial;
-    if let Ok(addr) = dial.as_str().parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if let Some(addr) = node.resolved() {
-        return Ok(addr);
-    }
     let found: Vec<SocketAddr> = dial
         .as_str()
         .to_socket_addrs()

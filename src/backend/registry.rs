@@ -37,6 +37,11 @@ impl NodeShared {
         until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
     }
 
+    /// `dial` as a socket address when it is an IP literal (no lookup needed).
+    pub fn dial_ip(&self) -> Option<SocketAddr> {
+        self.dial.as_str().parse().ok()
+    }
+
     /// The last address `dial` (a host name) was found at.
     pub fn resolved(&self) -> Option<SocketAddr> {
         self.resolved.lock().ok().and_then(|r| *r)

@@ -137,11 +137,8 @@ impl Worker {
         if let Some(&index) = self.by_addr.get(addr) {
             return index;
         }
+        let shared = self.router.node_record(addr);
         let config = &self.router.config;
-        let shared = self
-            .router
-            .registry
-            .get_or_insert(addr, || config.dial_addr(addr).clone());
         let index = self.nodes.len();
         let per_node = config.backend.connections_per_node;
         let limits = config.limits;
@@ -191,14 +188,11 @@ impl Worker {
             Proto::Resp3 => &node.resp3,
         };
         let ci = conns[req.conn_hint as usize % conns.len()];
-        let conn = &mut self.conns[ci];
-        conn.queue.push_back(req);
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(ci);
-        }
+        self.conns[ci].queue.push_back(req);
+        self.mark_dirty(ci);
     }
 
+    #[inline]
     fn mark_dirty(&mut self, ci: usize) {
         if !self.conns[ci].dirty {
             self.conns[ci].dirty = true;

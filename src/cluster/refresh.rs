@@ -205,10 +205,8 @@ async fn learn_commands(router: &Arc<Router>) {
 async fn resolve_names(router: &Arc<Router>) {
     let table = router.table.load_full();
     for addr in table.masters().chain(table.replicas()) {
-        let node = router
-            .registry
-            .get_or_insert(addr, || router.config.dial_addr(addr).clone());
-        if node.dial.as_str().parse::<std::net::SocketAddr>().is_ok() {
+        let node = router.node_record(addr);
+        if node.dial_ip().is_some() {
             continue;
         }
         let lookup = tokio::net::lookup_host(node.dial.as_str().to_string());

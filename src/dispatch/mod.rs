@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendError, BackendRequest, NodeRegistry, Target, Worker};
+use crate::backend::{BackendError, BackendRequest, NodeRegistry, NodeShared, Target, Worker};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
@@ -81,6 +81,13 @@ impl Router {
             registry: NodeRegistry::default(),
             learned: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The registry's record of the node announced as `addr`, made on first use with
+    /// the address to dial (through `[address_map]`).
+    pub fn node_record(&self, addr: &NodeAddr) -> Arc<NodeShared> {
+        self.registry
+            .get_or_insert(addr, || self.config.dial_addr(addr).clone())
     }
 
     pub fn stats_total(&self) -> StatsTotal {
