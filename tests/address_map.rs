@@ -6,21 +6,16 @@
 mod support;
 
 use redis::Commands;
-use support::{keys_on_every_master, require_redis, write_config, Cluster, ClusterConfig, Proxy};
+use support::{keys_on_every_master, require_redis, Cluster, ClusterConfig, Proxy};
 
-/// A proxy config whose `[address_map]` sends each master's announced
-/// `127.0.0.1:port` to `dial(port)`.
-fn mapped_config(cluster: &Cluster, dial: impl Fn(u16) -> String) -> String {
-    let seeds: Vec<String> = cluster
-        .seeds()
-        .split(',')
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    let mut text = format!("seeds = [{}]\n[address_map]\n", seeds.join(", "));
+/// A proxy whose `[address_map]` sends each master's announced `127.0.0.1:port` to
+/// `dial(port)`.
+fn mapped_proxy(cluster: &Cluster, dial: impl Fn(u16) -> String) -> Proxy {
+    let mut text = String::from("[address_map]\n");
     for port in cluster.master_ports() {
         text.push_str(&format!("\"127.0.0.1:{port}\" = \"{}\"\n", dial(port)));
     }
-    write_config(&text)
+    Proxy::start_with_config(&cluster.seeds(), &text)
 }
 
 /// Every key on every master is served through the proxy.
@@ -45,8 +40,7 @@ fn requests_go_to_the_mapped_address_not_the_announced_one() {
             ..ClusterConfig::default()
         },
     );
-    let config = mapped_config(&cluster, |port| format!("127.0.0.2:{port}"));
-    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let proxy = mapped_proxy(&cluster, |port| format!("127.0.0.2:{port}"));
     serves_every_master(&cluster, &proxy, "mapped");
 
     // Each node sees the proxy's data connection arrive on the mapped address.
@@ -68,8 +62,7 @@ fn requests_go_to_the_mapped_address_not_the_announced_one() {
 fn a_mapped_host_name_is_resolved() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let config = mapped_config(&cluster, |port| format!("localhost:{port}"));
-    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let proxy = mapped_proxy(&cluster, |port| format!("localhost:{port}"));
     serves_every_master(&cluster, &proxy, "named");
     let info = proxy.cli(&["INFO"]);
     for port in cluster.master_ports() {
@@ -79,7 +72,7 @@ fn a_mapped_host_name_is_resolved() {
     // The name was looked up by the refresher, off the workers' event loops.
     let log = proxy.log();
     for port in cluster.master_ports() {
-        let line = format!("dial=localhost:{port} addr=127.0.0.1:{port}");
+        let line = format!("dial=localhost:{port} addr=127.0.0.1:{port} by=refresher");
         assert!(log.contains(&line), "{line} missing from the log:\n{log}");
     }
 }

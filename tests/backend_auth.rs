@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{keys_on_every_master, require_redis, write_config, Cluster, Proxy, RawClient};
+use support::{keys_on_every_master, require_redis, Cluster, Proxy, RawClient};
 
 const PASSWORD: &str = "s3cret-backend";
 
@@ -42,28 +42,28 @@ fn set_password(cluster: &Cluster, ports: &[u16], current: Option<&str>, new: &s
     }
 }
 
-fn config(password: &str, seeds: &str) -> String {
-    let seeds: Vec<String> = seeds.split(',').map(|s| format!("\"{s}\"")).collect();
-    write_config(&format!(
-        "seeds = [{}]\n[backend]\npassword = \"{password}\"\ntimeout_ms = 1500\n",
-        seeds.join(", ")
-    ))
+/// A 3-master cluster whose nodes require [`PASSWORD`], `per_master` keys named
+/// `prefix:N` on each master (found before the password is set), the masters' ports,
+/// and a proxy configured with the password.
+fn cluster_with_password(
+    prefix: &str,
+    per_master: usize,
+) -> (Cluster, Vec<String>, Vec<u16>, Proxy) {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let keys = keys_on_every_master(&cluster, prefix, per_master);
+    let ports = cluster.master_ports();
+    set_password(&cluster, &ports, None, PASSWORD, false);
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        &format!("[backend]\npassword = \"{PASSWORD}\"\ntimeout_ms = 1500\n"),
+    );
+    (cluster, keys, ports, proxy)
 }
 
 #[test]
 fn backend_connections_authenticate_in_both_protocols() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let seeds = cluster.seeds();
-    let keys = keys_on_every_master(&cluster, "auth", 2);
-    let ports = cluster.master_ports();
-    set_password(&cluster, &ports, None, PASSWORD, false);
-    let proxy = Proxy::start_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        &config(PASSWORD, &seeds),
-    ]);
+    let (_cluster, keys, _ports, proxy) = cluster_with_password("auth", 2);
 
     let mut con = proxy.client();
     for key in &keys {
@@ -84,18 +84,7 @@ fn backend_connections_authenticate_in_both_protocols() {
 
 #[test]
 fn a_refused_handshake_is_a_clear_error_and_the_proxy_recovers() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let seeds = cluster.seeds();
-    let keys = keys_on_every_master(&cluster, "refused", 1);
-    let ports = cluster.master_ports();
-    set_password(&cluster, &ports, None, PASSWORD, false);
-    let proxy = Proxy::start_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        &config(PASSWORD, &seeds),
-    ]);
+    let (cluster, keys, ports, proxy) = cluster_with_password("refused", 1);
     let mut con = proxy.client();
     for key in &keys {
         let _: () = con.set(key, "before").unwrap();

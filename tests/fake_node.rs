@@ -157,11 +157,8 @@ fn cluster_slots_fallback_and_learned_commands() {
 #[test]
 fn a_node_that_drops_the_handshake_gives_an_error_not_a_hang() {
     let node = FakeNode::start();
-    let config = support::write_config(&format!(
-        "seeds = [\"127.0.0.1:{}\"]\n[backend]\ntimeout_ms = 1000\n",
-        node.port
-    ));
-    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let seeds = format!("127.0.0.1:{}", node.port);
+    let proxy = Proxy::start_with_config(&seeds, "[backend]\ntimeout_ms = 1000\n");
     let mut con = proxy.client();
     // RESP3 requests go to connections opened with `HELLO 3`, which this node drops.
     let _: redis::Value = redis::cmd("HELLO").arg("3").query(&mut con).unwrap();

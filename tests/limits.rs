@@ -8,23 +8,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::{keys_on_every_master, require_redis, write_config, Cluster, Proxy, RawClient};
+use support::{keys_on_every_master, require_redis, Cluster, Proxy, RawClient};
 
 #[test]
 fn a_pipeline_far_over_max_pipeline_is_served_in_order() {
     require_redis();
     let cluster = Cluster::start(3, 0);
     let keys = keys_on_every_master(&cluster, "pipe", 1);
-    let seeds: Vec<String> = cluster
-        .seeds()
-        .split(',')
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    let config = write_config(&format!(
-        "seeds = [{}]\n[limits]\nmax_pipeline = 8\n",
-        seeds.join(", ")
-    ));
-    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[limits]\nmax_pipeline = 8\n");
     let mut con = proxy.client();
 
     // 9,000 INCRs round-robin over a key on each master, sent as one pipeline: the
@@ -61,16 +52,7 @@ fn a_pipeline_far_over_max_pipeline_is_served_in_order() {
 fn clients_over_max_clients_are_refused_with_an_error() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let seeds: Vec<String> = cluster
-        .seeds()
-        .split(',')
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    let config = write_config(&format!(
-        "seeds = [{}]\nmax_clients = 2\n",
-        seeds.join(", ")
-    ));
-    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "max_clients = 2\n");
 
     let mut first = RawClient::connect(proxy.port());
     let mut second = RawClient::connect(proxy.port());
@@ -106,16 +88,8 @@ fn clients_over_max_clients_are_refused_with_an_error() {
 fn a_client_over_max_output_buffer_is_closed_and_others_are_served() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let seeds: Vec<String> = cluster
-        .seeds()
-        .split(',')
-        .map(|s| format!("\"{s}\""))
-        .collect();
-    let config = write_config(&format!(
-        "seeds = [{}]\n[limits]\nmax_output_buffer = 1048576\n",
-        seeds.join(", ")
-    ));
-    let proxy = Proxy::start_args(&["--listen", "127.0.0.1:0", "--config", &config]);
+    let proxy =
+        Proxy::start_with_config(&cluster.seeds(), "[limits]\nmax_output_buffer = 1048576\n");
     let value = "v".repeat(128 * 1024);
     let mut con = proxy.client();
     let _: () = redis::cmd("SET")

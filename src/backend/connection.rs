@@ -289,7 +289,7 @@ fn resolve(node: &NodeShared) -> Result<SocketAddr, String> {
         .map_err(|e| format!("resolving {dial}: {e}"))?
         .collect();
     let addr = prefer_ipv4(&found).ok_or_else(|| format!("resolving {dial}: no address"))?;
-    node.set_resolved(addr);
+    node.set_resolved(addr, "worker (blocking)");
     Ok(addr)
 }
 

@@ -47,10 +47,11 @@ impl NodeShared {
         self.resolved.lock().ok().and_then(|r| *r)
     }
 
-    pub fn set_resolved(&self, addr: SocketAddr) {
+    /// Remember where `dial` was found; `by` says who looked (for the log).
+    pub fn set_resolved(&self, addr: SocketAddr, by: &str) {
         if let Ok(mut resolved) = self.resolved.lock() {
             if *resolved != Some(addr) {
-                tracing::info!(node = %self.addr, dial = %self.dial, %addr, "host name resolved");
+                tracing::info!(node = %self.addr, dial = %self.dial, %addr, %by, "host name resolved");
                 *resolved = Some(addr);
             }
         }

@@ -214,7 +214,7 @@ async fn resolve_names(router: &Arc<Router>) {
             Ok(Ok(found)) => {
                 let found: Vec<std::net::SocketAddr> = found.collect();
                 match crate::backend::connection::prefer_ipv4(&found) {
-                    Some(ip) => node.set_resolved(ip),
+                    Some(ip) => node.set_resolved(ip, "refresher"),
                     None => {
                         tracing::warn!(node = %addr, dial = %node.dial, "host name has no address")
                     }

@@ -531,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn quit_closes_after_the_reply_and_stop_reads_no_more() {
+    fn a_stopped_session_finishes_once_its_replies_are_written() {
         let (mut s, mut peer) = session_and_peer();
         let mut out = BytesMut::new();
         s.reserve();

@@ -48,6 +48,12 @@ impl Proxy {
         Self::start_bin_args(bin, &args)
     }
 
+    /// [`Proxy::start`] with a config file holding `toml` (the seeds come from the
+    /// command line, which wins over the file).
+    pub fn start_with_config(seeds: &str, toml: &str) -> Proxy {
+        Self::start(seeds, &["--config", &super::write_config(toml)])
+    }
+
     /// Starts this crate's `slotgate` binary with exactly `args` (e.g. `--config f.toml`);
     /// they must make it listen on 127.0.0.1.
     pub fn start_args(args: &[&str]) -> Proxy {
