@@ -60,6 +60,8 @@ pub enum ReadOutcome {
 pub struct Conn {
     /// What all workers share about this node: its address, dial address, down state.
     pub node: Arc<NodeShared>,
+    /// The node's index among its worker's nodes.
+    pub node_index: usize,
     pub proto: Proto,
     pub token: Token,
     pub state: State,
@@ -80,9 +82,16 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(node: Arc<NodeShared>, proto: Proto, token: Token, limits: Limits) -> Conn {
+    pub fn new(
+        node: Arc<NodeShared>,
+        node_index: usize,
+        proto: Proto,
+        token: Token,
+        limits: Limits,
+    ) -> Conn {
         Conn {
             node,
+            node_index,
             proto,
             token,
             state: State::Idle,

@@ -89,10 +89,13 @@ impl Drop for ReplyTo {
     }
 }
 
-/// Takes the places dropped unanswered on this thread since the last call.
-pub fn take_dropped(into: &mut Vec<Place>) {
+/// Takes the places dropped unanswered on this thread since the last call (no
+/// allocation when there are none, the usual case).
+pub fn take_dropped() -> Vec<Place> {
     if ANY_DROPPED.with(|any| any.replace(false)) {
-        DROPPED.with(|d| into.append(&mut d.borrow_mut()));
+        DROPPED.with(|d| std::mem::take(&mut *d.borrow_mut()))
+    } else {
+        Vec::new()
     }
 }
 

@@ -50,8 +50,6 @@ pub struct Worker {
     /// Shard index → node index, for the table of `generation`.
     by_shard: (u64, Vec<usize>),
     conns: Vec<Conn>,
-    /// Connection of each conn: its node.
-    conn_node: Vec<usize>,
     /// Connections with something to write (or to connect) at the end of this turn.
     dirty: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
@@ -62,7 +60,6 @@ pub struct Worker {
     pub deliveries: Vec<(Place, ReplyResult)>,
     /// Replies read in one go, before the decision point sees them.
     replies: Vec<(BackendRequest, Bytes)>,
-    dropped: Vec<Place>,
     /// What every socket read of this worker lands in first.
     pub scratch: Box<[u8]>,
     /// Emptied client read buffers, kept for the next read on this worker so an idle
@@ -86,13 +83,11 @@ impl Worker {
             by_addr: HashMap::new(),
             by_shard: (u64::MAX, Vec::new()),
             conns: Vec::new(),
-            conn_node: Vec::new(),
             dirty: Vec::new(),
             tick: 0,
             retry: RetryQueue::default(),
             deliveries: Vec::new(),
             replies: Vec::new(),
-            dropped: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             read_buffers: Vec::new(),
         }
@@ -123,11 +118,7 @@ impl Worker {
     /// Queue an error for every place whose handle was dropped unanswered.
     #[inline]
     pub fn collect_dropped(&mut self) {
-        take_dropped(&mut self.dropped);
-        if self.dropped.is_empty() {
-            return;
-        }
-        for place in self.dropped.drain(..) {
+        for place in take_dropped() {
             self.deliveries.push((place, Err(BackendError::Dropped)));
         }
     }
@@ -146,9 +137,9 @@ impl Worker {
             (0..per_node)
                 .map(|_| {
                     let ci = self.conns.len();
+                    let token = conn_token(ci);
                     self.conns
-                        .push(Conn::new(shared.clone(), proto, conn_token(ci), limits));
-                    self.conn_node.push(index);
+                        .push(Conn::new(shared.clone(), index, proto, token, limits));
                     ci
                 })
                 .collect()
@@ -260,7 +251,7 @@ impl Worker {
                     let conn = &self.conns[ci];
                     tracing::debug!(node = %conn.addr(), proto = ?conn.proto, "backend connected");
                     conn.node.mark_up();
-                    let node = self.conn_node[ci];
+                    let node = self.conns[ci].node_index;
                     self.nodes[node].backoff = MIN_BACKOFF;
                     self.mark_dirty(ci);
                 }
@@ -313,7 +304,7 @@ impl Worker {
     /// and what was queued goes to the retry queue.
     fn connect_failed(&mut self, ci: usize, reason: &str) {
         Metrics::inc(&METRICS.backend_connect_failures);
-        let node = self.conn_node[ci];
+        let node = self.conns[ci].node_index;
         let backoff = self.nodes[node].backoff;
         self.nodes[node].backoff = (backoff * 2).min(MAX_BACKOFF);
         let conn = &mut self.conns[ci];
