@@ -45,6 +45,15 @@ fn session_token(key: usize) -> Token {
     Token((key + 2) * 2)
 }
 
+/// Put session `key` on the list of sessions to flush at the end of this turn, once.
+#[inline]
+fn mark_dirty(session: &mut Session, key: usize, dirty: &mut Vec<usize>) {
+    if !session.dirty {
+        session.dirty = true;
+        dirty.push(key);
+    }
+}
+
 /// Client ids are unique across workers.
 static NEXT_CLIENT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -252,26 +261,20 @@ impl EventLoop {
 
     fn mark_dirty(&mut self, key: usize) {
         if let Some(session) = self.sessions.get_mut(key) {
-            if !session.dirty {
-                session.dirty = true;
-                self.dirty.push(key);
-            }
+            mark_dirty(session, key, &mut self.dirty);
         }
     }
 
     /// Hand the replies the worker collected to their sessions.
     fn deliver(&mut self) {
-        let mut deliveries = std::mem::take(&mut self.worker.deliveries);
-        for (place, reply) in deliveries.drain(..) {
+        for (place, reply) in self.worker.deliveries.drain(..) {
             let Some(session) = self.sessions.get_mut(place.session) else {
                 continue;
             };
             if session.id.0 == place.client && session.fill(place.seq, reply) {
-                self.mark_dirty(place.session);
+                mark_dirty(session, place.session, &mut self.dirty);
             }
         }
-        // The emptied vector goes back, keeping its capacity.
-        self.worker.deliveries = deliveries;
     }
 
     /// Write every session that has replies ready at its front. A session whose pipeline
