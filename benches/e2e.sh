@@ -20,6 +20,8 @@
 #   E2E_RUN_TIMEOUT    seconds one redis-benchmark run may take           120
 #   E2E_MAX_SECONDS    the whole measurement loop stops after this        1500
 #   E2E_BASE_PORT      first port tried (cluster P..P+2, standalone P+3, slotgate P+4)  7401
+#   E2E_VARIANT        a second slotgate target, NAME=FLAGS, run beside the first   "sg-w1=--workers 1"
+#                      (empty: none). Same cluster, same runs, its own row in the table.
 #   SLOTGATE_BIN       binary ($CARGO_TARGET_DIR or <repo>/target)/release/slotgate; built if missing
 #   SLOTGATE_ARGS      extra slotgate flags, e.g. "--log-level warn"
 #   BENCH_KEEP=1       keep the temp dir (logs, per-run redis-benchmark output)
@@ -45,12 +47,43 @@ mkdir -p "$(dirname "$out_csv")"
 install_cleanup
 make_work_dir e2e
 
-base="$(free_port_block "${E2E_BASE_PORT:-7401}" 5)"
+# A second slotgate, NAME=FLAGS: the same proxy with other flags, measured in the same
+# runs (by default one worker thread: on a small machine shared with the client and the
+# nodes, that costs less CPU per request than one worker per core; README says when).
+variant="${E2E_VARIANT-sg-w1=--workers 1}"
+variant_name=""
+variant_flags=()
+if [ -n "$variant" ]; then
+  [[ "$variant" == *=* ]] || die "E2E_VARIANT must be NAME=FLAGS, e.g. sg-w1=--workers 1"
+  variant_name="${variant%%=*}"
+  read -r -a variant_flags <<<"${variant#*=}"
+  case "$variant_name" in
+    "" | standalone | cluster | slotgate | *[!A-Za-z0-9_-]*)
+      die "E2E_VARIANT name '$variant_name': use letters, digits, - or _, not a target's name"
+      ;;
+  esac
+fi
+
+base="$(free_port_block "${E2E_BASE_PORT:-7401}" 6)"
 std_port=$((base + 3))
 sg_port=$((base + 4))
+variant_port=$((base + 5))
 start_cluster "$base"
 start_standalone "$std_port"
+variant_pid=""
+if [ -n "$variant_name" ]; then
+  start_slotgate "$variant_port" 30 "${variant_flags[@]}"
+  variant_pid="$slotgate_pid"
+fi
 start_slotgate "$sg_port" 30
+targets=(standalone cluster slotgate)
+proxy_ports=("$sg_port")
+proxy_pids=("$slotgate_pid")
+if [ -n "$variant_name" ]; then
+  targets+=("$variant_name")
+  proxy_ports+=("$variant_port")
+  proxy_pids+=("$variant_pid")
+fi
 
 info_field() { # PORT FIELD
   timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
@@ -59,7 +92,7 @@ info_field() { # PORT FIELD
 # Fill the key space (-r 100000 keys, 64-byte values) so GETs find values; also warms
 # up every server and slotgate's backend connections.
 note "prefilling standalone and cluster (through slotgate) with 64-byte values"
-for port in "$std_port" "$sg_port"; do
+for port in "$std_port" "${proxy_ports[@]}"; do
   timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -d 64 -r 100000 \
     -t set -P 16 -n 400000 -q >/dev/null || die "prefill against port $port failed"
 done
@@ -70,32 +103,37 @@ echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p
 run_one() {
   local rep="$1" target="$2" test="$3" pipe="$4" n="$5"
   local args=(-h 127.0.0.1 -c 50 -d 64 -r 100000 -t "$test" -P "$pipe" -n "$n" --csv)
-  local servers=()
+  local servers=() proxy_pid="$slotgate_pid" proxy_port=""
   case "$target" in
     standalone) args+=(-p "$std_port"); servers=("$standalone_pid") ;;
     cluster) args+=(--cluster -p "$base"); servers=("${cluster_pids[@]}") ;;
-    slotgate) args+=(-p "$sg_port"); servers=("${cluster_pids[@]}") ;;
+    slotgate) proxy_port="$sg_port" ;;
+    *) proxy_port="$variant_port" proxy_pid="$variant_pid" ;;
   esac
+  if [ -n "$proxy_port" ]; then
+    args+=(-p "$proxy_port")
+    servers=("${cluster_pids[@]}")
+  fi
   local out="$work_dir/run-$rep-$target-$test-$pipe.out"
   local perr_before=0 perr_after=0
-  if [ "$target" = slotgate ]; then perr_before="$(info_field "$sg_port" proxy_errors)"; fi
+  if [ -n "$proxy_port" ]; then perr_before="$(info_field "$proxy_port" proxy_errors)"; fi
   local sg0 srv0 t0 sg1 srv1 t1 rc=0 all0 all1 mach0 mach1 kids0 kids1
   # Besides the processes measured: the machine's busy time, and ours (every server,
   # slotgate, redis-benchmark as a waited-for child), to show CPU used by strangers.
   children_ticks kids0
-  all0="$(cpu_ticks "$slotgate_pid" "$standalone_pid" "${cluster_pids[@]}")"
-  sg0="$(cpu_ticks "$slotgate_pid")"
+  all0="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}")"
+  sg0="$(cpu_ticks "$proxy_pid")"
   srv0="$(cpu_ticks "${servers[@]}")"
   mach0="$(machine_busy_ticks)"
   t0="$(date +%s.%N)"
   timeout "$run_timeout" redis-benchmark "${args[@]}" >"$out" 2>&1 || rc=$?
   t1="$(date +%s.%N)"
   mach1="$(machine_busy_ticks)"
-  sg1="$(cpu_ticks "$slotgate_pid")"
+  sg1="$(cpu_ticks "$proxy_pid")"
   srv1="$(cpu_ticks "${servers[@]}")"
-  all1="$(cpu_ticks "$slotgate_pid" "$standalone_pid" "${cluster_pids[@]}")"
+  all1="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}")"
   children_ticks kids1
-  if [ "$target" = slotgate ]; then perr_after="$(info_field "$sg_port" proxy_errors)"; fi
+  if [ -n "$proxy_port" ]; then perr_after="$(info_field "$proxy_port" proxy_errors)"; fi
   perr_before="${perr_before:-0}" perr_after="${perr_after:-0}" # INFO unanswered: count nothing
 
   local name row errors ok=1
@@ -124,14 +162,14 @@ run_one() {
 }
 
 deadline=$((SECONDS + max_seconds))
-note "runs: $repeats x pipelines [$pipelines] x tests [$tests] x 3 targets (-P 1: $n_p1, -P 16: $n_p16 requests)"
+note "runs: $repeats x pipelines [$pipelines] x tests [$tests] x targets [${targets[*]}] (-P 1: $n_p1, -P 16: $n_p16 requests)"
 stopped_early=0
 for ((rep = 1; rep <= repeats; rep++)); do
   for pipe in $pipelines; do
     n="$n_p1"
     [ "$pipe" = 1 ] || n="$n_p16"
     for test in $tests; do
-      for target in standalone cluster slotgate; do
+      for target in "${targets[@]}"; do
         if [ "$SECONDS" -ge "$deadline" ]; then
           stopped_early=1
           break 4

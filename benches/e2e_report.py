@@ -8,14 +8,20 @@ Raw columns (one row per redis-benchmark run): rep, target, test, pipeline, requ
 wall_s, rps, avg_ms, min_ms, p50_ms, p95_ms, p99_ms, max_ms, slotgate_cpu_s,
 servers_cpu_s, bench_errors, proxy_errors, ok, other_cores (CPU used during the run by
 processes outside the benchmark, in cores), client_cpu_s (redis-benchmark's own CPU;
-absent in files from before it was recorded).
+absent in files from before it was recorded). Targets: standalone, cluster, slotgate, and
+any other name is a slotgate run with other flags (E2E_VARIANT), treated as slotgate.
 """
 
 import csv
 import statistics
 import sys
 
-TARGETS = ["standalone", "cluster", "slotgate"]
+DIRECT = ("standalone", "cluster")
+
+
+def is_proxy(target):
+    """slotgate, or a slotgate variant (any target that is not a server run directly)."""
+    return target not in DIRECT
 
 COLUMNS = [
     # (CSV name, table header, width, format)
@@ -35,6 +41,7 @@ COLUMNS = [
     ("tput_vs_cluster", "tput/clu", 8, ".2f"),
     ("p99_vs_cluster", "p99/clu", 7, ".2f"),
     ("cpu_slotgate_vs_servers", "sgCPU/srv", 9, ".2f"),
+    ("cpu_slotgate_vs_direct", "sgCPU/dir", 9, ".2f"),
     ("errors", "errors", 6, "s"),
     ("other_cores_max", "other", 5, ".2f"),
 ]
@@ -49,6 +56,10 @@ def summarise(raw_path):
         rows = list(csv.DictReader(f))
     groups = {}
     failed = {}
+    targets = list(DIRECT)
+    for r in rows:
+        if r["target"] not in targets:
+            targets.append(r["target"])
     bench_errors = {}
     proxy_errors = {}
     for r in rows:
@@ -70,7 +81,7 @@ def summarise(raw_path):
     for pipe in pipes:
         for test in tests:
             base = {}
-            for target in TARGETS:
+            for target in targets:
                 runs = groups.get((target, test, pipe), [])
                 row = {"target": target, "test": test, "pipeline": str(pipe)}
                 n_failed = failed.get((target, test, pipe), 0)
@@ -90,7 +101,7 @@ def summarise(raw_path):
                         row["client_cpu_s_per_m"] = median(
                             [per_m(r, "client_cpu_s") for r in runs]
                         )
-                    if target == "slotgate":
+                    if is_proxy(target):
                         row["slotgate_cpu_s_per_m"] = median(
                             [per_m(r, "slotgate_cpu_s") for r in runs]
                         )
@@ -103,16 +114,20 @@ def summarise(raw_path):
                         row["cpu_slotgate_vs_servers"] = median(ratios)
                 key = (target, test, pipe)
                 row["errors"] = str(bench_errors.get(key, 0))
-                if target == "slotgate":
+                if is_proxy(target):
                     row["errors"] += f"/{proxy_errors.get(key, 0)}"
                 base[target] = row
                 out.append(row)
-            sg = base.get("slotgate", {})
-            for ref, col in (("standalone", "tput_vs_standalone"), ("cluster", "tput_vs_cluster")):
-                if sg.get("rps_median") and base.get(ref, {}).get("rps_median"):
-                    sg[col] = sg["rps_median"] / base[ref]["rps_median"]
-            if sg.get("p99_ms") is not None and base.get("cluster", {}).get("p99_ms"):
-                sg["p99_vs_cluster"] = sg["p99_ms"] / base["cluster"]["p99_ms"]
+            clu = base.get("cluster", {})
+            for sg in (base[t] for t in targets if is_proxy(t) and t in base):
+                for ref, col in (("standalone", "tput_vs_standalone"), ("cluster", "tput_vs_cluster")):
+                    if sg.get("rps_median") and base.get(ref, {}).get("rps_median"):
+                        sg[col] = sg["rps_median"] / base[ref]["rps_median"]
+                if sg.get("p99_ms") is not None and clu.get("p99_ms"):
+                    sg["p99_vs_cluster"] = sg["p99_ms"] / clu["p99_ms"]
+                # The nodes' own cost of serving the same requests directly (--cluster).
+                if sg.get("slotgate_cpu_s_per_m") is not None and clu.get("servers_cpu_s_per_m"):
+                    sg["cpu_slotgate_vs_direct"] = sg["slotgate_cpu_s_per_m"] / clu["servers_cpu_s_per_m"]
     return out
 
 
@@ -145,7 +160,11 @@ def print_table(rows):
         "\ncli CPU/M: the same for redis-benchmark itself (all share the machine's cores);"
         "\ntput/std, tput/clu: slotgate rps / standalone or cluster rps (medians);"
         "\np99/clu: slotgate p99 / cluster p99; sgCPU/srv: median over runs of slotgate CPU /"
-        "\ncluster nodes' CPU in the same run; runs: good runs (+nF failed, left out);"
+        "\ncluster nodes' CPU in the same run (nodes behind slotgate get batched requests and"
+        "\ncost less than when clients reach them directly); sgCPU/dir: slotgate CPU/M / the"
+        "\nnodes' CPU/M when redis-benchmark --cluster reaches them directly (cluster row);"
+        "\nother slotgate rows: the same proxy with other flags (E2E_VARIANT);"
+        "\nruns: good runs (+nF failed, left out);"
         "\nerrors: runs that got an error reply (redis-benchmark 7.0 stops at the first one)"
         "\nand, after the /, the growth of slotgate's INFO proxy_errors over its runs;"
         "\nother: the most CPU (in cores) that processes outside this benchmark used during"
@@ -179,16 +198,23 @@ def chart(csv_path, png_path):
         g = f"{r['test']} -P {r['pipeline']}"
         if g not in groups:
             groups.append(g)
-    colors = {"standalone": "#4c72b0", "cluster": "#55a868", "slotgate": "#c44e52"}
+    targets = []
+    for r in rows:
+        if r["target"] not in targets:
+            targets.append(r["target"])
+    palette = {"standalone": "#4c72b0", "cluster": "#55a868", "slotgate": "#c44e52"}
+    extra = ["#8172b2", "#ccb974", "#64b5cd"]
+    colors = {t: palette.get(t) or extra[i % len(extra)] for i, t in enumerate(targets)}
+    light = {"slotgate": "#e8a0a2"}
 
     def value(r, k):
         return float(r[k]) if r.get(k) not in (None, "") else 0.0
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    width = 0.26
-    for i, target in enumerate(TARGETS):
+    width = 0.8 / len(targets)
+    for i, target in enumerate(targets):
         by_group = {f"{r['test']} -P {r['pipeline']}": r for r in rows if r["target"] == target}
-        xs = [j + (i - 1) * width for j in range(len(groups))]
+        xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(groups))]
         rps = [value(by_group[g], "rps_median") / 1000 if g in by_group else 0 for g in groups]
         lo = [
             (value(by_group[g], "rps_median") - value(by_group[g], "rps_min")) / 1000 if g in by_group else 0
@@ -200,10 +226,11 @@ def chart(csv_path, png_path):
         ]
         ax1.bar(xs, rps, width, yerr=[lo, hi], capsize=3, label=target, color=colors[target])
         srv = [value(by_group[g], "servers_cpu_s_per_m") if g in by_group else 0 for g in groups]
-        if target == "slotgate":
+        if is_proxy(target):
             sg = [value(by_group[g], "slotgate_cpu_s_per_m") if g in by_group else 0 for g in groups]
-            ax2.bar(xs, srv, width, label="slotgate run: cluster nodes", color="#e8a0a2")
-            ax2.bar(xs, sg, width, bottom=srv, label="slotgate run: slotgate", color=colors[target])
+            nodes_color = light.get(target, colors[target])
+            ax2.bar(xs, srv, width, label=f"{target} run: cluster nodes", color=nodes_color, alpha=0.45)
+            ax2.bar(xs, sg, width, bottom=srv, label=f"{target} run: {target}", color=colors[target])
         else:
             ax2.bar(xs, srv, width, label=f"{target}: redis-server(s)", color=colors[target])
     for ax in (ax1, ax2):
@@ -216,7 +243,7 @@ def chart(csv_path, png_path):
     ax2.set_ylabel("CPU-seconds per million requests (median)")
     ax2.set_title("CPU per million requests")
     ax2.legend(fontsize=8)
-    fig.suptitle("redis-benchmark -c 50 -d 64 -r 100000: standalone vs cluster vs slotgate")
+    fig.suptitle("redis-benchmark -c 50 -d 64 -r 100000: " + " vs ".join(targets))
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
 
