@@ -4,9 +4,11 @@
 //! with other threads, so sending a request takes no lock and no atomic operation.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, Cache};
 use bytes::{Bytes, BytesMut};
 use mio::{Registry, Token};
 
@@ -39,6 +41,18 @@ struct Node {
     backoff: Duration,
 }
 
+/// The router's slot table, as a [`Cache`] needs it: something that derefs to the
+/// `ArcSwap` and owns it.
+pub struct PublishedTable(Arc<Router>);
+
+impl Deref for PublishedTable {
+    type Target = ArcSwap<SlotTable>;
+
+    fn deref(&self) -> &ArcSwap<SlotTable> {
+        &self.0.table
+    }
+}
+
 /// Per-thread state: the shared router plus this thread's node connections.
 pub struct Worker {
     pub router: Arc<Router>,
@@ -47,8 +61,11 @@ pub struct Worker {
     registry: Registry,
     nodes: Vec<Node>,
     by_addr: HashMap<NodeAddr, usize>,
+    /// This worker's view of the published slot table: a load costs one atomic read
+    /// while the table is unchanged, not the shared load's reference counting.
+    pub table: Cache<PublishedTable, Arc<SlotTable>>,
     /// Shard index → node index, for the table of `generation`.
-    by_shard: (u64, Vec<usize>),
+    pub by_shard: (u64, Vec<usize>),
     conns: Vec<Conn>,
     /// Connections with something to write (or to connect) at the end of this turn.
     dirty: Vec<usize>,
@@ -76,6 +93,7 @@ pub const SCRATCH: usize = 64 * 1024;
 impl Worker {
     pub fn new(router: Arc<Router>, index: usize, registry: Registry) -> Worker {
         Worker {
+            table: Cache::new(PublishedTable(Arc::clone(&router))),
             router,
             index,
             registry,

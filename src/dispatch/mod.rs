@@ -130,7 +130,7 @@ impl Worker {
 
     /// Send a request to the node its target names in the current table.
     pub fn dispatch_now(&mut self, req: BackendRequest) {
-        let table = self.router.table.load();
+        let table = self.table.load();
         let shard = match req.target {
             Target::Slot(slot) => table.shard_for(slot),
             Target::Any(n) => match table.shards().len() {
@@ -138,14 +138,24 @@ impl Worker {
                 len => Some(n as usize % len),
             },
         };
-        match shard.and_then(|index| self.shard_node(&table, index)) {
+        let node = match shard {
+            // The usual case: the shard → node map is the current table's.
+            Some(index) if self.by_shard.0 == table.generation() => {
+                self.by_shard.1.get(index).copied()
+            }
+            Some(index) => {
+                let table = Arc::clone(table);
+                self.shard_node(&table, index)
+            }
+            None => None,
+        };
+        match node {
             Some(node) => self.send(node, req),
             None => {
                 let err = match req.target {
                     Target::Slot(slot) => BackendError::SlotNotServed(slot),
                     Target::Any(_) => BackendError::NoNodes,
                 };
-                drop(table);
                 self.retry_after_refresh(req, err, None);
             }
         }

@@ -380,6 +380,30 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// A plain decimal at `buf[at..]` ending in `\r\n`: digits only, no sign, no leading
+/// zero unless it is `0`, at most 18 digits (so it cannot overflow). Returns the value
+/// and the index after the `\n`; `None` for anything else, including too few bytes.
+#[inline]
+fn fast_decimal(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let digits = buf.get(at..)?;
+    let mut value = 0usize;
+    let mut i = 0;
+    while let Some(&b) = digits.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + usize::from(b - b'0');
+        i += 1;
+        if i > 18 {
+            return None;
+        }
+    }
+    if i == 0 || (i > 1 && digits[0] == b'0') || digits.get(i..i + 2)? != b"\r\n" {
+        return None;
+    }
+    Some((value, at + i + 2))
+}
+
 fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
     buf.get(from..)?
         .iter()
@@ -500,6 +524,12 @@ impl RequestScanner {
                     let Some(&first) = buf.first() else {
                         return Ok(None);
                     };
+                    if first == b'*' {
+                        if let Some((len, args)) = self.whole_request(buf) {
+                            let raw = buf.split_to(len).freeze();
+                            return Ok(Some(Request { raw, args }));
+                        }
+                    }
                     self.reset();
                     if first == b'*' {
                         self.state = RequestState::Count;
@@ -616,6 +646,40 @@ impl RequestScanner {
                 }
             }
         }
+    }
+
+    /// The fast path for the usual case: a whole, well-formed RESP array at the front of
+    /// `buf`, taken in one pass without the state machine's bookkeeping. Returns its
+    /// length and argument offsets, or `None` for anything else (incomplete, malformed,
+    /// over a limit, an unusual but valid form like `*0` or a leading `+`): the state
+    /// machine then scans it from the start and decides, so every error and every edge
+    /// is still its. Tried once per request, when the scanner is between requests.
+    fn whole_request(&mut self, buf: &[u8]) -> Option<(usize, ArgOffsets)> {
+        let limits = &self.limits;
+        // `*count\r\n`: the line (type byte included) within max_inline_len, as strict.
+        let (count, mut pos) = fast_decimal(buf, 1)?;
+        self.work.add(pos);
+        if count == 0 || count > limits.max_args || pos - 2 > limits.max_inline_len {
+            return None;
+        }
+        let mut args = ArgOffsets::default();
+        for _ in 0..count {
+            if *buf.get(pos)? != b'$' {
+                return None;
+            }
+            let (len, start) = fast_decimal(buf, pos + 1)?;
+            self.work.add(start - pos);
+            if len > limits.max_bulk_len || start - 2 - pos > limits.max_inline_len {
+                return None;
+            }
+            let end = start + len;
+            if buf.get(end..end + 2)? != b"\r\n" {
+                return None;
+            }
+            args.push((start, len), count);
+            pos = end + 2;
+        }
+        Some((pos, args))
     }
 
     /// Bytes the current partial request still needs at least (the rest of a declared
@@ -820,6 +884,11 @@ impl ReplyScanner {
     /// removed the first `len` bytes. `None`: incomplete, progress remembered; the caller
     /// only appends to `buf` before calling again. An error is final for the connection.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        if self.pos == 0 && self.scanned == 0 {
+            if let Some(len) = self.whole_simple_frame(buf) {
+                return Ok(Some(len));
+            }
+        }
         loop {
             if let Some(payload) = self.payload {
                 let end = payload.crlf_at.saturating_add(2);
@@ -874,6 +943,31 @@ impl ReplyScanner {
             if let Some(len) = done {
                 return Ok(Some(len));
             }
+        }
+    }
+
+    /// The fast path for the replies most requests get: a whole `+`/`-`/`:` line or a
+    /// whole `$` bulk string at the front of `buf`, in one pass. `None` for anything
+    /// else (incomplete, aggregates, RESP3 types, `$-1`, a bare `\r` inside a line, a
+    /// length over the limit): the general scanner then starts on the frame and decides.
+    /// Tried once per frame, before the general scanner has looked at it.
+    fn whole_simple_frame(&mut self, buf: &[u8]) -> Option<usize> {
+        match *buf.first()? {
+            b'+' | b'-' | b':' => {
+                let cr = find_byte(buf, 1, b'\r')?;
+                self.work.add(cr);
+                (cr - 1 <= self.limits.max_bulk_len && *buf.get(cr + 1)? == b'\n').then_some(cr + 2)
+            }
+            b'$' => {
+                let (len, start) = fast_decimal(buf, 1)?;
+                self.work.add(start);
+                if len > self.limits.max_bulk_len {
+                    return None;
+                }
+                let end = start + len;
+                (buf.get(end..end + 2)? == b"\r\n").then_some(end + 2)
+            }
+            _ => None,
         }
     }
 
@@ -1855,6 +1949,59 @@ mod tests {
         );
     }
 
+    /// Whole, complete buffers take the fast paths; the limits must hold there exactly
+    /// as when the same bytes arrive in pieces.
+    #[test]
+    fn limits_hold_for_whole_buffers_too() {
+        use ProtocolErrorKind::*;
+        let tight = Limits {
+            max_bulk_len: 10,
+            max_args: 2,
+            max_inline_len: 3,
+            ..Limits::default()
+        };
+        let request_error = |input: &[u8]| {
+            let mut buf = BytesMut::from(input);
+            RequestScanner::new(tight)
+                .next_request(&mut buf)
+                .unwrap_err()
+                .kind()
+        };
+        assert_eq!(
+            request_error(b"*2\r\n$3\r\nGET\r\n$11\r\nabcdefghijk\r\n"),
+            InvalidBulkLength
+        );
+        assert_eq!(
+            request_error(b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"),
+            InvalidMultibulkLength
+        );
+        assert_eq!(request_error(b"*1\r\n$1000\r\n"), TooBigBulkCountString);
+        assert_eq!(request_error(b"*2\r\n$3\r\nGET\r\n$1\r\nkXY"), MissingCrlf);
+        // Within the limits the same shapes pass.
+        let mut ok = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"[..]);
+        let r = RequestScanner::new(tight)
+            .next_request(&mut ok)
+            .unwrap()
+            .unwrap();
+        assert_eq!(args_of(&r), strs(&["GET", "k"]));
+
+        let reply_error = |input: &[u8]| ReplyScanner::new(tight).scan(input).unwrap_err().kind();
+        assert_eq!(reply_error(b"$11\r\nabcdefghijk\r\n"), ReplyBulkTooBig);
+        assert_eq!(reply_error(b"+abcdefghijk\r\n"), ReplyLineTooLong);
+        assert_eq!(reply_error(b"$3\r\nabcX\n"), ReplyMissingCrlf);
+        // A bare CR inside a simple line is part of the line, as in Redis's own replies.
+        assert_eq!(
+            ReplyScanner::new(limits()).scan(b"+a\rb\r\n").unwrap(),
+            Some(6)
+        );
+        assert_eq!(
+            ReplyScanner::new(tight)
+                .scan(b"$10\r\n0123456789\r\n")
+                .unwrap(),
+            Some(17)
+        );
+    }
+
     #[test]
     fn big_reply_bulk_in_16k_reads() {
         let mut frame = b"$2097152\r\n".to_vec();
@@ -1874,9 +2021,10 @@ mod tests {
         }
         assert_eq!(done, Some(frame.len()));
         assert_eq!(calls, 129);
-        // Only the header line was examined across all calls.
+        // Only the header line was examined across all calls: once by the fast path's
+        // one try, once by the general scanner; the 2 MiB payload never.
         assert!(
-            scanner.bytes_examined() <= 10,
+            scanner.bytes_examined() <= 20,
             "{}",
             scanner.bytes_examined()
         );
