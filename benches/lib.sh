@@ -22,9 +22,33 @@ note() {
   echo "[$prog] $*" >&2
 }
 
+# need COMMAND...: every command on PATH. What is missing is installed with apt-get
+# (as root, or through sudo) on a machine that has it, so the scripts run on a fresh
+# Debian/Ubuntu box; BENCH_NO_INSTALL=1 only reports what is missing.
 need() {
-  local c
+  local c pkg missing=() pkgs=()
   for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 && continue
+    missing+=("$c")
+    case "$c" in
+      redis-server) pkg=redis-server ;;
+      redis-cli | redis-benchmark) pkg=redis-tools ;;
+      valgrind | callgrind_control) pkg=valgrind ;;
+      timeout) pkg=coreutils ;;
+      *) pkg="$c" ;;
+    esac
+    [[ " ${pkgs[*]} " == *" $pkg "* ]] || pkgs+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "${BENCH_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    note "installing ${pkgs[*]} (for ${missing[*]}; BENCH_NO_INSTALL=1 to skip)"
+    $sudo apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >&2 ||
+      die "apt-get install ${pkgs[*]} failed"
+  fi
+  for c in "${missing[@]}"; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' is needed and not on PATH"
   done
 }
