@@ -45,14 +45,37 @@ impl fmt::Display for Slot {
 /// The part of the key that is hashed: the text between the first `{` and the
 /// next `}` when that is non-empty, otherwise the whole key.
 pub fn hash_tag(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+    if let Some(open) = find_byte(key, b'{') {
+        if let Some(len) = find_byte(&key[open + 1..], b'}') {
             if len > 0 {
                 return &key[open + 1..open + 1 + len];
             }
         }
     }
     key
+}
+
+/// Index of the first `byte` in `data`, eight bytes at a time: XOR makes the wanted
+/// byte zero, and `(x - 0x01..) & !x & 0x80..` marks zero bytes. A borrow only runs
+/// upwards from a zero byte, so the lowest mark (little-endian: the first byte in
+/// memory) is always a true one.
+fn find_byte(data: &[u8], byte: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(byte);
+    let mut chunks = data.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
+        let x = word ^ pattern;
+        let zeros = x.wrapping_sub(LO) & !x & HI;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter().position(|&b| b == byte).map(|i| at + i)
 }
 
 /// CRC16/XMODEM (polynomial 0x1021, init 0), as Redis Cluster specifies.
@@ -183,6 +206,39 @@ mod tests {
         assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
         // No closing brace: the whole key.
         assert_eq!(hash_tag(b"foo{bar"), b"foo{bar");
+    }
+
+    #[test]
+    fn find_byte_agrees_with_a_plain_search() {
+        // Bytes around the searched ones and with the high bit set, at every position
+        // of keys up to 40 bytes, so each lane of a word and the tail are covered.
+        let alphabet = [
+            b'{',
+            b'}',
+            b'z',
+            b'|',
+            b'{' ^ 0x80,
+            0x00,
+            0xff,
+            0x7a,
+            0x01,
+            b'a',
+        ];
+        let mut seed = 7u32;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let key: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        alphabet[(seed >> 16) as usize % alphabet.len()]
+                    })
+                    .collect();
+                for byte in [b'{', b'}'] {
+                    let plain = key.iter().position(|&b| b == byte);
+                    assert_eq!(find_byte(&key, byte), plain, "{key:?} {byte}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -202,38 +202,50 @@ impl WorkCounter {
 }
 
 /// Argument positions `(start, len)` inside a request's bytes: inline up to
-/// [`INLINE_ARGS`], then one vector for all of them.
+/// [`INLINE_ARGS`] (as `u32`, which keeps a [`Request`] small enough to move without a
+/// `memcpy` call), then one vector for all of them. An argument past 4 GiB spills too.
 #[derive(Debug, Clone, Default)]
 struct ArgOffsets {
     len: usize,
-    inline: [(usize, usize); INLINE_ARGS],
+    inline: [(u32, u32); INLINE_ARGS],
     spilled: Vec<(usize, usize)>,
 }
 
 impl ArgOffsets {
     /// Appends one argument; `expected` (the declared total) sizes the vector when the
     /// inline slots run out, capped at [`MAX_ARGS_PREALLOC`].
+    #[inline]
     fn push(&mut self, arg: (usize, usize), expected: usize) {
         if self.spilled.is_empty() {
-            if let Some(slot) = self.inline.get_mut(self.len) {
-                *slot = arg;
+            let small = (u32::try_from(arg.0), u32::try_from(arg.1));
+            if let (Some(slot), (Ok(start), Ok(len))) = (self.inline.get_mut(self.len), small) {
+                *slot = (start, len);
                 self.len += 1;
                 return;
             }
             self.spilled
                 .reserve(expected.clamp(INLINE_ARGS + 1, MAX_ARGS_PREALLOC));
-            self.spilled.extend_from_slice(&self.inline);
+            let inline = self.inline.get(..self.len).unwrap_or(&[]);
+            self.spilled
+                .extend(inline.iter().map(|&(s, l)| (s as usize, l as usize)));
         }
         self.spilled.push(arg);
         self.len += 1;
     }
 
-    fn as_slice(&self) -> &[(usize, usize)] {
+    /// Argument `i`'s `(start, len)`.
+    #[inline]
+    fn get(&self, i: usize) -> Option<(usize, usize)> {
         if self.spilled.is_empty() {
-            self.inline.get(..self.len).unwrap_or(&[])
+            let &(start, len) = self.inline.get(..self.len)?.get(i)?;
+            Some((start as usize, len as usize))
         } else {
-            &self.spilled
+            self.spilled.get(i).copied()
         }
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = (usize, usize)> + Clone + '_ {
+        (0..self.len).map(|i| self.get(i).unwrap_or((0, 0)))
     }
 
     fn len(&self) -> usize {
@@ -268,17 +280,15 @@ impl Request {
     /// Argument `i` (0 is the command name); empty when `i >= argc()`.
     pub fn arg(&self, i: usize) -> &[u8] {
         self.args
-            .as_slice()
             .get(i)
-            .map_or(&[][..], |&(start, len)| self.slice(start, len))
+            .map_or(&[][..], |(start, len)| self.slice(start, len))
     }
 
     /// All arguments in order.
     pub fn args(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         self.args
-            .as_slice()
             .iter()
-            .map(move |&(start, len)| self.slice(start, len))
+            .map(move |(start, len)| self.slice(start, len))
     }
 
     /// Encodes `args` as a RESP array of bulk strings: for requests the proxy makes
@@ -383,25 +393,27 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
 /// A plain decimal at `buf[at..]` ending in `\r\n`: digits only, no sign, no leading
 /// zero unless it is `0`, at most 18 digits (so it cannot overflow). Returns the value
 /// and the index after the `\n`; `None` for anything else, including too few bytes.
-#[inline]
+#[inline(always)]
 fn fast_decimal(buf: &[u8], at: usize) -> Option<(usize, usize)> {
     let digits = buf.get(at..)?;
-    let mut value = 0usize;
-    let mut i = 0;
-    while let Some(&b) = digits.get(i) {
-        if !b.is_ascii_digit() {
+    let first = *digits.first()?;
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    let mut value = usize::from(first - b'0');
+    let mut i = 1;
+    loop {
+        let b = *digits.get(i)?;
+        if b == b'\r' {
             break;
+        }
+        if !b.is_ascii_digit() || first == b'0' || i == 18 {
+            return None;
         }
         value = value * 10 + usize::from(b - b'0');
         i += 1;
-        if i > 18 {
-            return None;
-        }
     }
-    if i == 0 || (i > 1 && digits[0] == b'0') || digits.get(i..i + 2)? != b"\r\n" {
-        return None;
-    }
-    Some((value, at + i + 2))
+    (*digits.get(i + 1)? == b'\n').then_some((value, at + i + 2))
 }
 
 fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
@@ -714,9 +726,8 @@ fn parse_inline(line: &[u8], limits: &Limits) -> Result<Option<Request>, Protoco
         return Err(ProtocolErrorKind::InvalidMultibulkLength.into());
     }
     let args = words
-        .as_slice()
         .iter()
-        .map(|&(start, len)| data.get(start..start + len).unwrap_or(&[]));
+        .map(|(start, len)| data.get(start..start + len).unwrap_or(&[]));
     Ok(Some(encode_request(args)))
 }
 
@@ -1947,6 +1958,49 @@ mod tests {
                 .unwrap(),
             Some(12)
         );
+    }
+
+    #[test]
+    fn fast_decimal_takes_only_plain_complete_numbers() {
+        assert_eq!(fast_decimal(b"$0\r\n", 1), Some((0, 4)));
+        assert_eq!(fast_decimal(b"*123\r\nx", 1), Some((123, 6)));
+        let max = b"999999999999999999\r\n";
+        assert_eq!(fast_decimal(max, 0), Some((999_999_999_999_999_999, 20)));
+        for bad in [
+            &b"1234567890123456789\r\n"[..], // 19 digits
+            b"00\r\n",
+            b"01\r\n",
+            b"-1\r\n",
+            b"+1\r\n",
+            b"1 \r\n",
+            b"\r\n",
+            b"12\r",
+            b"12\rx",
+            b"12",
+            b"",
+        ] {
+            assert_eq!(fast_decimal(bad, 0), None, "{bad:?}");
+        }
+        assert_eq!(fast_decimal(b"5\r\n", 9), None);
+    }
+
+    #[test]
+    fn arg_offsets_spill_past_the_inline_slots_and_past_4_gib() {
+        let mut small = ArgOffsets::default();
+        for i in 0..INLINE_ARGS + 3 {
+            small.push((i * 10, i), INLINE_ARGS + 3);
+        }
+        assert_eq!(small.len(), INLINE_ARGS + 3);
+        assert!(small.iter().eq((0..INLINE_ARGS + 3).map(|i| (i * 10, i))));
+        let far = u32::MAX as usize + 7;
+        let mut big = ArgOffsets::default();
+        big.push((4, 3), 3);
+        big.push((far, 2), 3);
+        big.push((far + 4, usize::MAX / 2), 3);
+        assert_eq!(big.get(0), Some((4, 3)));
+        assert_eq!(big.get(1), Some((far, 2)));
+        assert_eq!(big.get(2), Some((far + 4, usize::MAX / 2)));
+        assert_eq!(big.get(3), None);
     }
 
     /// Whole, complete buffers take the fast paths; the limits must hold there exactly
