@@ -7,6 +7,7 @@ mod local;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
@@ -66,8 +67,14 @@ pub struct Session {
     front_seq: u64,
     /// Places still waiting for their reply.
     pending: usize,
-    /// The event loop turn in which the session's write was last held back.
-    pub held_turn: u64,
+    /// Sequence number of the last request of each read that still has replies
+    /// unwritten, oldest first: the requests a client sent together.
+    batch_ends: VecDeque<u64>,
+    /// When the event loop first held back this session's ready replies, waiting for
+    /// the rest of their batch.
+    pub held_since: Option<Instant>,
+    /// Turns of the event loop it has been held back so far.
+    pub held_turns: u32,
     /// Bytes a blocked write left behind.
     wbuf: BytesMut,
     write_blocked: bool,
@@ -110,7 +117,9 @@ impl Session {
             places: VecDeque::new(),
             front_seq: 0,
             pending: 0,
-            held_turn: 0,
+            batch_ends: VecDeque::new(),
+            held_since: None,
+            held_turns: 0,
             wbuf: BytesMut::new(),
             write_blocked: false,
             closing: false,
@@ -123,6 +132,22 @@ impl Session {
     /// Read what the client sent and handle every complete request. False when the
     /// client is gone (end of stream or a read error): the session ends at once.
     pub fn read(&mut self, w: &mut Worker) -> bool {
+        let places_before = self.places.len();
+        let more = self.read_requests(w);
+        if self.places.len() > places_before {
+            self.end_batch();
+        }
+        more
+    }
+
+    /// The requests taken since the last call were sent together (one readiness event):
+    /// their replies should leave together.
+    fn end_batch(&mut self) {
+        self.batch_ends
+            .push_back(self.front_seq + self.places.len() as u64 - 1);
+    }
+
+    fn read_requests(&mut self, w: &mut Worker) -> bool {
         let max_pipeline = self.router.config.max_pipeline;
         loop {
             if self.closing {
@@ -170,10 +195,19 @@ impl Session {
         matches!(self.places.front(), Some(Some(_))) || self.finished()
     }
 
-    /// Replies are still on their way behind the ready ones: writing the ready ones now
-    /// would cost the client (and slotgate) a second write moments later.
+    /// Replies to requests that came in the same read as the front one are still on
+    /// their way: writing the ready ones now would cost the client (and slotgate) a
+    /// second write moments later. Replies to later reads never hold earlier ones back,
+    /// so a client that keeps a window of requests in flight is not slowed down.
     pub fn awaits_more(&self) -> bool {
-        self.pending > 0 && !self.closing
+        if self.pending == 0 || self.closing {
+            return false;
+        }
+        let Some(&end) = self.batch_ends.front() else {
+            return false;
+        };
+        let span = end.saturating_sub(self.front_seq) as usize + 1;
+        self.places.iter().take(span).any(Option::is_none)
     }
 
     /// Closing, and everything owed is written.
@@ -274,6 +308,13 @@ impl Session {
                 }
             }
             self.front_seq += 1;
+        }
+        while self
+            .batch_ends
+            .front()
+            .is_some_and(|&end| end < self.front_seq)
+        {
+            self.batch_ends.pop_front();
         }
     }
 
@@ -490,6 +531,7 @@ mod tests {
         s.reserve();
         s.push_local(|w| w.simple("local"));
         s.reserve();
+        s.end_batch();
         assert!(s.awaits_more());
         // Completing a later place writes nothing: the front is still missing.
         assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
@@ -510,6 +552,37 @@ mod tests {
         assert!(!s.awaits_more());
         // A place filled twice, or one that is gone, is ignored.
         assert!(!s.fill(3, Ok(Bytes::from_static(b"+late\r\n"))));
+    }
+
+    #[test]
+    fn replies_of_one_read_wait_for_each_other_but_not_for_later_reads() {
+        let (mut s, mut peer) = session_and_peer();
+        let mut out = BytesMut::new();
+        // Read 1 brought requests 0 and 1, read 2 brought request 2.
+        s.reserve();
+        s.reserve();
+        s.end_batch();
+        s.reserve();
+        s.end_batch();
+        assert!(s.fill(0, Ok(Bytes::from_static(b"+a\r\n"))));
+        assert!(s.awaits_more(), "1 came with 0 and is still on its way");
+        assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
+        assert!(!s.awaits_more(), "2 came later: it holds nothing back");
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        assert_eq!(read_exactly(&mut peer, 8), "+a\r\n+b\r\n");
+        assert!(s.fill(2, Ok(Bytes::from_static(b"+c\r\n"))));
+        assert!(!s.awaits_more());
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        assert_eq!(read_exactly(&mut peer, 4), "+c\r\n");
+        assert!(s.batch_ends.is_empty(), "written batches are forgotten");
+        // A closing session holds nothing back.
+        s.reserve();
+        s.reserve();
+        s.end_batch();
+        assert!(s.fill(3, Ok(Bytes::from_static(b"+d\r\n"))));
+        assert!(s.awaits_more());
+        s.stop();
+        assert!(!s.awaits_more());
     }
 
     #[test]
