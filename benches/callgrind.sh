@@ -13,6 +13,12 @@
 #
 # Environment:
 #   CALLGRIND_GETS       GETs measured                       20000
+#   CALLGRIND_CLIENTS    redis-benchmark -c                  1
+#   CALLGRIND_PIPELINE   redis-benchmark -P                  1
+#   CALLGRIND_KEYS       0: every GET reads one key; N: random keys of N (-r N), all
+#                        written in the warm-up, so the GETs spread over the 3 nodes
+#   With CALLGRIND_CLIENTS=50 CALLGRIND_PIPELINE=16 CALLGRIND_KEYS=100000 GETS=200000:
+#   the cost per GET when requests and replies travel in batches.
 #   CALLGRIND_TOP        functions listed                    15
 #   CALLGRIND_BASE_PORT  first port tried (cluster P..P+2, slotgate P+3, redis-server P+4)  7451
 #   CALLGRIND_OUT_DIR    where the callgrind dumps are kept (default: a temp dir, removed)
@@ -21,6 +27,15 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 gets="${CALLGRIND_GETS:-20000}"
+clients="${CALLGRIND_CLIENTS:-1}"
+pipeline="${CALLGRIND_PIPELINE:-1}"
+keys="${CALLGRIND_KEYS:-0}"
+shape="-c $clients -P $pipeline"
+random_keys=()
+if [ "$keys" -gt 0 ]; then
+  random_keys=(-r "$keys")
+  shape+=" -r $keys"
+fi
 top="${CALLGRIND_TOP:-15}"
 ready_secs=90
 bench_timeout=900
@@ -69,12 +84,18 @@ measure() {
   note "$name: warm-up"
   timeout "$bench_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -n 2000 -d 64 -t set,get -q \
     >/dev/null || die "$name: warm-up failed"
+  if [ "$keys" -gt 0 ]; then
+    # Random SETs over the key space: 6 per key leave about 0.25% of the keys unwritten.
+    timeout "$bench_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -P 16 -d 64 \
+      -r "$keys" -n $((keys * 6)) -t set -q >/dev/null || die "$name: filling $keys keys failed"
+  fi
   timeout 60 callgrind_control -z "$pid" >>"$work_dir/callgrind_control.log" 2>&1 ||
     { tail -n 5 "$work_dir/callgrind_control.log" >&2; die "callgrind_control -z $pid failed"; }
-  note "$name: $gets GETs (-c 1 -P 1)"
+  note "$name: $gets GETs ($shape)"
   local t0 t1 wall rc=0 out="$work_dir/$name.bench"
   t0="$(date +%s.%N)"
-  timeout "$bench_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 1 -P 1 -n "$gets" -t get --csv \
+  timeout "$bench_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" -P "$pipeline" -n "$gets" -t get \
+    "${random_keys[@]}" --csv \
     >"$out" 2>&1 || rc=$?
   t1="$(date +%s.%N)"
   [ "$rc" -eq 0 ] || { cat "$out" >&2; die "$name: redis-benchmark failed (exit $rc)"; }
@@ -131,7 +152,7 @@ rs_ir="$ir_per_get"
 stop_pid "$rs_pid"
 
 echo
-echo "instructions per GET (callgrind Ir, $gets GETs, -c 1 -P 1, idle subtracted):"
+echo "instructions per GET (callgrind Ir, $gets GETs, $shape, idle subtracted):"
 printf '  slotgate      %8s Ir/GET  (proxy only; the cluster node that answers is not counted)\n' "$sg_ir"
 printf '  redis-server  %8s Ir/GET  (standalone, answering the same GETs)\n' "$rs_ir"
 printf '  ratio slotgate : redis-server = %s\n' \
