@@ -35,15 +35,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed accept (out of file descriptors), try again this much later.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// A session's ready replies wait at most this long for the rest of the requests that
-/// came in the same read ...
+/// came in the same read (replies from the other nodes usually take a fraction of it).
 const HOLD_AT_MOST: Duration = Duration::from_millis(1);
-/// ... and for at most this many turns of the loop. A turn usually brings another
-/// node's replies, so a pipeline over three nodes mostly completes within a few;
-/// holding on until the slowest node has answered puts the clients in lock-step (each
-/// waits for every node, the nodes then wait for the clients) and throughput drops. Measured with 50 clients at -P 16 on
-/// three nodes: 1, 2, 4 and 8 turns; 4 cost the least CPU per request and gave the
-/// most throughput.
-const HOLD_TURNS: u32 = 4;
 /// While retries wait, look at them at least this often.
 const RETRY_POLL: Duration = Duration::from_millis(5);
 
@@ -301,15 +294,13 @@ impl EventLoop {
             session.dirty = false;
             if session.awaits_more() {
                 let until = *session.held_since.get_or_insert(now) + HOLD_AT_MOST;
-                session.held_turns += 1;
-                if now < until && session.held_turns <= HOLD_TURNS {
+                if now < until {
                     self.held.push(key);
                     self.hold_until = Some(self.hold_until.map_or(until, |u| u.min(until)));
                     continue;
                 }
             }
             session.held_since = None;
-            session.held_turns = 0;
             let writes = session.writes;
             let flushed = session.flush(&mut self.out);
             if session.writes != writes {

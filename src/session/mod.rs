@@ -73,8 +73,6 @@ pub struct Session {
     /// When the event loop first held back this session's ready replies, waiting for
     /// the rest of their batch.
     pub held_since: Option<Instant>,
-    /// Turns of the event loop it has been held back so far.
-    pub held_turns: u32,
     /// Bytes a blocked write left behind.
     wbuf: BytesMut,
     write_blocked: bool,
@@ -119,7 +117,6 @@ impl Session {
             pending: 0,
             batch_ends: VecDeque::new(),
             held_since: None,
-            held_turns: 0,
             wbuf: BytesMut::new(),
             write_blocked: false,
             closing: false,
