@@ -190,23 +190,39 @@ echo
 echo "table: $out_csv"
 echo "raw runs: $raw_csv"
 
-# The chart: matplotlib from python3, else from a venv under target/.
-chart_python=""
-if python3 -c 'import matplotlib' 2>/dev/null; then
-  chart_python=python3
-else
-  venv="$repo/target/bench-venv"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
-    note "matplotlib is not importable; installing it into $venv"
-    if timeout 300 python3 -m venv "$venv" >"$work_dir/venv.log" 2>&1 &&
-      timeout 300 "$venv/bin/pip" install --quiet matplotlib >>"$work_dir/venv.log" 2>&1; then
-      :
-    else
-      note "could not set up matplotlib in $venv; last lines:"
-      tail -n 5 "$work_dir/venv.log" >&2
+# The chart: matplotlib from python3 or the system's /usr/bin/python3 (on a
+# Debian/Ubuntu machine, apt's python3-matplotlib is installed when neither has it),
+# else from a venv under target/.
+with_matplotlib() { # prints the first interpreter that imports matplotlib
+  local py
+  for py in python3 /usr/bin/python3 "$repo/target/bench-venv/bin/python"; do
+    if [ -x "$(command -v "$py" 2>/dev/null)" ] && "$py" -c 'import matplotlib' 2>/dev/null; then
+      echo "$py"
+      return 0
     fi
+  done
+  return 1
+}
+chart_python="$(with_matplotlib || true)"
+if [ -z "$chart_python" ] && [ "${BENCH_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  note "matplotlib is not importable; installing python3-matplotlib (BENCH_NO_INSTALL=1 to skip)"
+  DEBIAN_FRONTEND=noninteractive timeout 600 $sudo apt-get install -y -qq python3-matplotlib \
+    >"$work_dir/apt-matplotlib.log" 2>&1 || note "apt-get install python3-matplotlib failed; trying a venv"
+  chart_python="$(with_matplotlib || true)"
+fi
+if [ -z "$chart_python" ]; then
+  venv="$repo/target/bench-venv"
+  note "matplotlib is not importable; installing it into $venv"
+  if timeout 300 python3 -m venv "$venv" >"$work_dir/venv.log" 2>&1 &&
+    timeout 300 "$venv/bin/pip" install --quiet matplotlib >>"$work_dir/venv.log" 2>&1; then
+    :
+  else
+    note "could not set up matplotlib in $venv; last lines:"
+    tail -n 5 "$work_dir/venv.log" >&2
   fi
-  if "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then chart_python="$venv/bin/python"; fi
+  chart_python="$(with_matplotlib || true)"
 fi
 if [ -n "$chart_python" ]; then
   "$chart_python" "$bench_dir/e2e_report.py" chart "$out_csv" "$out_png"
