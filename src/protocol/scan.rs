@@ -2370,6 +2370,43 @@ mod tests {
         }
     }
 
+    /// Streams of well-formed requests (sometimes over the tight limits of
+    /// `scan_requests`, sometimes with one byte changed), scanned whole (the fast path
+    /// takes every complete request) and byte by byte (the state machine alone): the
+    /// same requests, bytes and error.
+    #[test]
+    fn fuzz_fast_path_agrees_with_the_state_machine() {
+        let mut rng = Rng(0x5eed_fa57_0bad_c0de);
+        for _ in 0..5_000 {
+            let mut stream = Vec::new();
+            for _ in 0..1 + rng.below(4) {
+                let argc = 1 + rng.below(8);
+                stream.extend_from_slice(format!("*{argc}\r\n").as_bytes());
+                for _ in 0..argc {
+                    let len = rng.below(20);
+                    stream.extend_from_slice(format!("${len}\r\n").as_bytes());
+                    let pieces: [&[u8]; 4] = [b"\r", b"\n", b"a", b"$"];
+                    for _ in 0..len {
+                        stream.extend_from_slice(rng.pick(&pieces));
+                    }
+                    stream.extend_from_slice(b"\r\n");
+                }
+            }
+            if rng.below(3) == 0 {
+                let at = rng.below(stream.len());
+                stream[at] = *rng
+                    .pick(&[&b"\r"[..], b"0", b"*", b"x", b"-"])
+                    .first()
+                    .unwrap_or(&0);
+            }
+            let whole = scan_requests(&stream, &[stream.len()]);
+            let byte_by_byte: Vec<usize> = (1..=stream.len()).collect();
+            let slow = scan_requests(&stream, &byte_by_byte);
+            assert_eq!(whole.0, slow.0, "{stream:?}");
+            assert_eq!(whole.1, slow.1, "{stream:?}");
+        }
+    }
+
     #[test]
     fn fuzz_replies_never_panic_and_split_feeding_agrees() {
         let mut rng = Rng(0xfeed_face_1234_5678);
