@@ -14,7 +14,7 @@ use mio::{Registry, Token};
 
 use super::connection::{Conn, ReadOutcome, State};
 use super::handshake::hello_command;
-use super::{take_dropped, BackendError, BackendRequest, Place, ReplyResult, ReplyTo};
+use super::{take_dropped, BackendError, BackendRequest, Place, ReplyResult, ReplyTo, Target};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
@@ -63,9 +63,9 @@ pub struct Worker {
     by_addr: HashMap<NodeAddr, usize>,
     /// This worker's view of the published slot table: a load costs one atomic read
     /// while the table is unchanged, not the shared load's reference counting.
-    pub table: Cache<PublishedTable, Arc<SlotTable>>,
+    table: Cache<PublishedTable, Arc<SlotTable>>,
     /// Shard index → node index, for the table of `generation`.
-    pub by_shard: (u64, Vec<usize>),
+    by_shard: (u64, Vec<usize>),
     conns: Vec<Conn>,
     /// Connections with something to write (or to connect) at the end of this turn.
     dirty: Vec<usize>,
@@ -173,10 +173,20 @@ impl Worker {
         index
     }
 
-    /// The master node of shard `index` in `table`.
+    /// The node that serves `target` in the current slot table: its shard's master.
     #[inline]
-    pub fn shard_node(&mut self, table: &SlotTable, index: usize) -> Option<usize> {
+    pub fn target_node(&mut self, target: Target) -> Option<usize> {
+        let table = self.table.load();
+        let shard = match target {
+            Target::Slot(slot) => table.shard_for(slot)?,
+            Target::Any(n) => match table.shards().len() {
+                0 => return None,
+                len => n as usize % len,
+            },
+        };
         if self.by_shard.0 != table.generation() {
+            // A new table (rare): map its shards to this worker's nodes once.
+            let table = Arc::clone(table);
             let nodes: Vec<usize> = table
                 .shards()
                 .iter()
@@ -184,7 +194,7 @@ impl Worker {
                 .collect();
             self.by_shard = (table.generation(), nodes);
         }
-        self.by_shard.1.get(index).copied()
+        self.by_shard.1.get(shard).copied()
     }
 
     /// Queue a request on one of the node's connections (chosen by its `conn_hint`);

@@ -130,26 +130,7 @@ impl Worker {
 
     /// Send a request to the node its target names in the current table.
     pub fn dispatch_now(&mut self, req: BackendRequest) {
-        let table = self.table.load();
-        let shard = match req.target {
-            Target::Slot(slot) => table.shard_for(slot),
-            Target::Any(n) => match table.shards().len() {
-                0 => None,
-                len => Some(n as usize % len),
-            },
-        };
-        let node = match shard {
-            // The usual case: the shard → node map is the current table's.
-            Some(index) if self.by_shard.0 == table.generation() => {
-                self.by_shard.1.get(index).copied()
-            }
-            Some(index) => {
-                let table = Arc::clone(table);
-                self.shard_node(&table, index)
-            }
-            None => None,
-        };
-        match node {
+        match self.target_node(req.target) {
             Some(node) => self.send(node, req),
             None => {
                 let err = match req.target {
