@@ -359,25 +359,28 @@ impl Worker {
     /// The connection died: what was in flight gets an error (it may have run); what
     /// was queued goes out on the next connection.
     fn conn_lost(&mut self, ci: usize, reason: &str) {
-        let conn = &mut self.conns[ci];
-        tracing::warn!(node = %conn.addr(), %reason, "backend connection closed");
-        let addr = conn.addr().clone();
-        let in_flight = conn.close(&self.registry);
-        if !in_flight.is_empty() {
+        tracing::warn!(node = %self.conns[ci].addr(), %reason, "backend connection closed");
+        let err = BackendError::Lost {
+            addr: self.conns[ci].addr().clone(),
+            reason: reason.to_string(),
+        };
+        if self.close_with(ci, err) > 0 {
             Metrics::inc(&METRICS.backend_connections_lost);
         }
+    }
+
+    /// Close connection `ci`: every request in flight gets `err` (it may have run); what
+    /// is queued goes out on the next connection. Returns how many were in flight.
+    fn close_with(&mut self, ci: usize, err: BackendError) -> usize {
+        let in_flight = self.conns[ci].close(&self.registry);
+        let count = in_flight.len();
         for req in in_flight {
-            self.deliver(
-                req.reply,
-                Err(BackendError::Lost {
-                    addr: addr.clone(),
-                    reason: reason.to_string(),
-                }),
-            );
+            self.deliver(req.reply, Err(err.clone()));
         }
         if !self.conns[ci].queue.is_empty() {
             self.mark_dirty(ci);
         }
+        count
     }
 
     /// The watchdog, once per tick: time out connections whose in-flight requests got no
@@ -401,19 +404,8 @@ impl Worker {
                 State::Ready if conn.busy() && waited > limit => {
                     let addr = conn.addr().clone();
                     tracing::warn!(node = %addr, ?timeout, "backend reply overdue; closing the connection");
-                    let in_flight = self.conns[ci].close(&self.registry);
-                    for req in in_flight {
-                        self.deliver(
-                            req.reply,
-                            Err(BackendError::Timeout {
-                                addr: addr.clone(),
-                                millis: timeout.as_millis(),
-                            }),
-                        );
-                    }
-                    if !self.conns[ci].queue.is_empty() {
-                        self.mark_dirty(ci);
-                    }
+                    let millis = timeout.as_millis();
+                    self.close_with(ci, BackendError::Timeout { addr, millis });
                 }
                 _ => {}
             }
