@@ -149,12 +149,14 @@ impl Worker {
             self.deliver(req.reply, Ok(frame));
             return;
         }
-        let from = self.conn_addr(conn).clone();
-        let from = &from;
-        let Some(redirect) = parse_redirect(&frame, from) else {
+        let Some(redirect) = parse_redirect(&frame, self.conn_addr(conn)) else {
             self.deliver(req.reply, Ok(frame));
             return;
         };
+        // Only redirects need the address past this point (an error reply like
+        // `-WRONGTYPE` is delivered above without touching it).
+        let from = self.conn_addr(conn).clone();
+        let from = &from;
         match redirect {
             Redirect::Moved { slot, addr } => {
                 Metrics::inc(&METRICS.redirects_moved);
