@@ -30,7 +30,7 @@ impl Session {
             }
             Local::Quit => {
                 self.push_local(|w| w.ok());
-                self.close();
+                self.stop();
             }
             Local::Select => {
                 if req.arg(1) == b"0" {
@@ -102,7 +102,7 @@ impl Session {
                 self.push_local(|w| w.verbatim(&text))
             }
             Local::Reset => {
-                self.set_proto(Proto::Resp2);
+                self.proto = Proto::Resp2;
                 self.name = None;
                 self.push_local(|w| w.simple("RESET"))
             }
@@ -114,7 +114,7 @@ impl Session {
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switch protocol and describe the
     /// server as one standalone Redis, so clients do not go into cluster mode.
     fn hello(&mut self, req: &Request) {
-        let mut proto = self.proto();
+        let mut proto = self.proto;
         if req.argc() >= 2 {
             proto = match req.arg(1) {
                 b"2" => Proto::Resp2,
@@ -159,7 +159,7 @@ impl Session {
         if let Some(n) = name {
             self.name = n;
         }
-        self.set_proto(proto);
+        self.proto = proto;
         let version = self.server_version();
         let id = self.id.0 as i64;
         let proto_num = if proto == Proto::Resp3 { 3 } else { 2 };
@@ -202,7 +202,7 @@ impl Session {
             self.peer,
             self.local_addr,
             text(&self.name),
-            if self.proto() == Proto::Resp3 { 3 } else { 2 },
+            if self.proto == Proto::Resp3 { 3 } else { 2 },
             text(&self.lib_name),
             text(&self.lib_ver),
         )

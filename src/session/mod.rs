@@ -217,7 +217,8 @@ impl Session {
         self.read_paused && !self.closing && self.places.len() < self.router.config.max_pipeline
     }
 
-    /// Shutdown: read no more requests; end once the replies owed are written.
+    /// Read no more requests (QUIT, a protocol error, shutdown); end once the replies
+    /// owed are written.
     pub fn stop(&mut self) {
         self.closing = true;
     }
@@ -340,19 +341,6 @@ impl Session {
         std::mem::take(&mut self.rbuf)
     }
 
-    /// Read no more requests; end once the replies owed are written.
-    fn close(&mut self) {
-        self.closing = true;
-    }
-
-    fn proto(&self) -> Proto {
-        self.proto
-    }
-
-    fn set_proto(&mut self, proto: Proto) {
-        self.proto = proto;
-    }
-
     /// Frame and handle every complete request in the read buffer.
     fn take_requests(&mut self, w: &mut Worker) {
         loop {
@@ -367,7 +355,7 @@ impl Session {
                 Err(e) => {
                     tracing::info!(client = self.id.0, peer = %self.peer, error = %e, "closing client after a protocol error");
                     self.push_error(&format!("ERR {e}"));
-                    self.close();
+                    self.stop();
                     return;
                 }
             }
@@ -483,7 +471,7 @@ impl Session {
         let mut out = BytesMut::new();
         f(&mut ReplyWriter {
             out: &mut out,
-            proto: self.proto(),
+            proto: self.proto,
         });
         self.places.push_back(Some(Ok(out.freeze())));
     }
