@@ -25,6 +25,7 @@ use slab::Slab;
 use crate::admin::{Metrics, METRICS};
 use crate::backend::worker::WATCHDOG_TICK;
 use crate::backend::Worker;
+use crate::dispatch::retry::RETRY_POLL;
 use crate::dispatch::Router;
 use crate::session::{ClientId, Flushed, Session};
 
@@ -37,8 +38,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// A session's ready replies wait at most this long for the rest of the requests that
 /// came in the same read (replies from the other nodes usually take a fraction of it).
 const HOLD_AT_MOST: Duration = Duration::from_millis(1);
-/// While retries wait, look at them at least this often.
-const RETRY_POLL: Duration = Duration::from_millis(5);
 
 /// Session tokens are even, from 4 up; backend connections' are odd.
 fn session_token(key: usize) -> Token {

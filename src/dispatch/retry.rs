@@ -11,9 +11,9 @@ use bytes::Bytes;
 use crate::backend::{BackendError, BackendRequest, Target, Worker};
 use crate::slot::SLOT_COUNT;
 
-/// While a request waits for a refresh, the worker looks at the refresh counter this
-/// often.
-const REFRESH_POLL: Duration = Duration::from_millis(5);
+/// While requests wait to be retried (for a refresh, say), the worker looks at them at
+/// least this often.
+pub const RETRY_POLL: Duration = Duration::from_millis(5);
 
 /// When a waiting request may go.
 pub enum When {
@@ -117,7 +117,7 @@ impl Worker {
                         }
                         now >= not_before
                     } else {
-                        next = Some(now + REFRESH_POLL);
+                        next = Some(now + RETRY_POLL);
                         false
                     }
                 }
