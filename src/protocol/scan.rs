@@ -393,6 +393,8 @@ pub(crate) fn parse_int(s: &[u8]) -> Option<i64> {
 /// A plain decimal at `buf[at..]` ending in `\r\n`: digits only, no sign, no leading
 /// zero unless it is `0`, at most 18 digits (so it cannot overflow). Returns the value
 /// and the index after the `\n`; `None` for anything else, including too few bytes.
+/// For the fast paths only: one pass that finds the line end as it goes, where
+/// [`strict_line`] + [`parse_int`] take two. What it refuses, they decide.
 #[inline(always)]
 fn fast_decimal(buf: &[u8], at: usize) -> Option<(usize, usize)> {
     let digits = buf.get(at..)?;
