@@ -20,7 +20,7 @@
 #   E2E_RUN_TIMEOUT    seconds one redis-benchmark run may take           120
 #   E2E_MAX_SECONDS    the whole measurement loop stops after this        1500
 #   E2E_BASE_PORT      first port tried (cluster P..P+2, standalone P+3, slotgate P+4)  7401
-#   E2E_VARIANT        a second slotgate target, NAME=FLAGS, run beside the first   "sg-w1=--workers 1"
+#   E2E_VARIANT        a second slotgate target, NAME=FLAGS, run beside the first   "sg-wN=--workers N"
 #                      (empty: none). Same cluster, same runs, its own row in the table.
 #   SLOTGATE_BIN       binary ($CARGO_TARGET_DIR or <repo>/target)/release/slotgate; built if missing
 #   SLOTGATE_ARGS      extra slotgate flags, e.g. "--log-level warn"
@@ -48,9 +48,10 @@ install_cleanup
 make_work_dir e2e
 
 # A second slotgate, NAME=FLAGS: the same proxy with other flags, measured in the same
-# runs (by default one worker thread: on a small machine shared with the client and the
-# nodes, that costs less CPU per request than one worker per core; README says when).
-variant="${E2E_VARIANT-sg-w1=--workers 1}"
+# runs. By default one worker per core (N = nproc): the default slotgate leaves a core
+# to each node on this host, so the two rows show what that choice is worth here.
+cores="$(nproc)"
+variant="${E2E_VARIANT-sg-w$cores=--workers $cores}"
 variant_name=""
 variant_flags=()
 if [ -n "$variant" ]; then

@@ -80,8 +80,8 @@ impl Metrics {
         out.push_str("# Proxy\r\n");
         let _ = write!(
             out,
-            "requests:{}\r\nbackend_writes:{}\r\nclient_writes:{}\r\n",
-            workers.requests, workers.backend_writes, workers.client_writes
+            "workers:{}\r\nrequests:{}\r\nbackend_writes:{}\r\nclient_writes:{}\r\n",
+            workers.workers, workers.requests, workers.backend_writes, workers.client_writes
         );
         for (name, value) in rows {
             let _ = write!(out, "{name}:{}\r\n", value.load(Relaxed));

@@ -35,7 +35,8 @@ pub struct Cli {
     /// Log format: text or json [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
-    /// Worker threads; 0 means one per CPU core [default: 0]
+    /// Worker threads; 0 means one per CPU core, less one per cluster node on this
+    /// host's loopback (at least 1) [default: 0]
     #[arg(long, value_name = "N")]
     pub workers: Option<u64>,
 }
@@ -118,8 +119,9 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub max_clients: usize,
-    /// Worker threads, each with its own event loop, listener socket and connections.
-    pub workers: usize,
+    /// Worker threads, each with its own event loop, listener socket and connections;
+    /// `None`: chosen at start-up from the cores and the nodes (`server::auto_workers`).
+    pub workers: Option<usize>,
     pub backend: BackendConfig,
     /// Periodic topology refresh, on top of the refreshes redirects trigger.
     pub refresh_interval: Duration,
@@ -235,9 +237,9 @@ impl Config {
 
         let max_clients = positive("max_clients", file.max_clients, 10_000)?;
         let workers = match cli.workers.or(file.workers).unwrap_or(0) {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => None,
             n if n > 256 => return Err(invalid("workers", "at most 256")),
-            n => n as usize,
+            n => Some(n as usize),
         };
         let backend = BackendConfig {
             connections_per_node: positive(

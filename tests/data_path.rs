@@ -234,6 +234,36 @@ fn crossslot_unknown_and_refused_commands() {
     assert_eq!(pong, "PONG");
 }
 
+/// `INFO`'s `workers` line.
+fn workers_of(proxy: &Proxy) -> usize {
+    let info: String = redis::cmd("INFO").query(&mut proxy.client()).unwrap();
+    let line = info.lines().find(|l| l.starts_with("workers:"));
+    let line = line.unwrap_or_else(|| panic!("no workers line in INFO:\n{info}"));
+    line["workers:".len()..].trim().parse().unwrap()
+}
+
+#[test]
+fn default_workers_leave_the_local_nodes_a_core_each() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The three nodes run on this host's loopback: one worker per core they leave.
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    assert_eq!(workers_of(&proxy), cores.saturating_sub(3).max(1));
+    // Chosen on the command line, the count is taken as given, and clients on every
+    // worker are served.
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "3"]);
+    assert_eq!(workers_of(&proxy), 3);
+    let mut clients: Vec<_> = (0..12).map(|_| proxy.client()).collect();
+    for (i, con) in clients.iter_mut().enumerate() {
+        let _: () = con.set(format!("w{i}"), i).unwrap();
+    }
+    for (i, con) in clients.iter_mut().enumerate() {
+        let got: usize = con.get(format!("w{}", 11 - i)).unwrap();
+        assert_eq!(got, 11 - i);
+    }
+}
+
 #[test]
 fn local_handshake_commands() {
     require_redis();

@@ -102,7 +102,9 @@ fn assert_no_redirect_leaked(errors: &[(Instant, String)]) {
 fn manual_failover_under_load() {
     require_redis();
     let cluster = Cluster::start(3, 1);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    // Two workers whatever the machine: the load's clients spread over both, and each
+    // worker must follow the failover on its own connections.
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "2"]);
     let keys = keys_on_every_master(&cluster, "fo", 30);
     let old_master = cluster.master_ports()[0];
     let replica = cluster.replica_of(old_master).expect("a replica");

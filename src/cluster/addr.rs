@@ -30,6 +30,18 @@ impl NodeAddr {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A loopback address (`127.0.0.0/8`, `::1`) or `localhost`: a node on this host.
+    pub fn is_loopback(&self) -> bool {
+        let Some((host, _)) = self.0.rsplit_once(':') else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        }
+    }
 }
 
 impl fmt::Display for NodeAddr {
@@ -56,5 +68,26 @@ mod tests {
         assert!(NodeAddr::parse("127.0.0.1").is_none());
         assert!(NodeAddr::parse(":7001").is_none());
         assert!(NodeAddr::parse("h:99999").is_none());
+    }
+
+    #[test]
+    fn loopback_addresses_are_on_this_host() {
+        for local in [
+            "127.0.0.1:7001",
+            "127.3.2.1:1",
+            "[::1]:7001",
+            "localhost:7001",
+        ] {
+            assert!(NodeAddr::parse(local).unwrap().is_loopback(), "{local}");
+        }
+        assert!(NodeAddr::new("LocalHost", 7001).is_loopback());
+        for remote in [
+            "10.0.0.5:7001",
+            "[fe80::1]:7001",
+            "redis-0.svc:7001",
+            "128.0.0.1:1",
+        ] {
+            assert!(!NodeAddr::parse(remote).unwrap().is_loopback(), "{remote}");
+        }
     }
 }

@@ -40,6 +40,8 @@ pub struct WorkerStats {
 /// [`WorkerStats`] summed over the workers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StatsTotal {
+    /// Worker threads running.
+    pub workers: usize,
     pub requests: u64,
     pub backend_writes: u64,
     pub client_writes: u64,
@@ -59,8 +61,11 @@ pub struct Router {
     pub refreshed: watch::Sender<u64>,
     /// `redis_version` of the cluster's nodes, learned at start-up (for `HELLO`/`INFO`).
     pub server_version: ArcSwapOption<String>,
-    /// One set of counters per worker (summed for `INFO`).
+    /// One set of counters per worker (summed for `INFO`); room for the most workers
+    /// that may run.
     pub stats: Box<[WorkerStats]>,
+    /// How many workers run, once the server has chosen.
+    pub workers: std::sync::OnceLock<usize>,
     /// What every worker knows about each node (dial address, down or up).
     pub registry: NodeRegistry,
     /// Commands the built-in table lacks, learned from a node at start-up.
@@ -68,6 +73,7 @@ pub struct Router {
 }
 
 impl Router {
+    /// `workers`: the most worker threads that may run.
     pub fn new(config: Config, workers: usize) -> Arc<Router> {
         Arc::new(Router {
             config,
@@ -78,6 +84,7 @@ impl Router {
             stats: (0..workers.max(1))
                 .map(|_| WorkerStats::default())
                 .collect(),
+            workers: std::sync::OnceLock::new(),
             registry: NodeRegistry::default(),
             learned: std::sync::OnceLock::new(),
         })
@@ -91,7 +98,10 @@ impl Router {
     }
 
     pub fn stats_total(&self) -> StatsTotal {
-        let mut total = StatsTotal::default();
+        let mut total = StatsTotal {
+            workers: self.workers.get().copied().unwrap_or(0),
+            ..StatsTotal::default()
+        };
         for s in self.stats.iter() {
             total.requests += s.requests.load(Relaxed);
             total.backend_writes += s.backend_writes.load(Relaxed);
