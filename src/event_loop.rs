@@ -1,9 +1,9 @@
 //! A worker thread's event loop: one `epoll` instance (through `mio`, edge-triggered)
 //! for the worker's listener, its client sessions and its backend connections. Each
 //! turn handles every ready socket, then runs the timers (watchdog, retries), then
-//! writes every backend connection and every session that has something to write —
-//! once per turn, so the requests of many clients leave in one syscall per node and a
-//! client whose pipeline spans several nodes gets one write.
+//! writes every session that has replies ready and then every backend connection that
+//! has requests — once per turn, so the requests of many clients leave in one syscall
+//! per node and a client whose pipeline spans several nodes gets one write.
 //!
 //! This is STYLE.md's "one task owns each socket" taken one step further: one loop owns
 //! every socket of its thread, and sessions reach a backend connection by queueing a
@@ -158,10 +158,18 @@ impl EventLoop {
             if retry_at.is_some() || !self.worker.retry.is_empty() {
                 retry_at = self.worker.run_retries(now);
             }
+            // Replies to clients first, then this turn's requests to the nodes. On a
+            // machine the nodes share, the send that wakes a node usually hands it the
+            // core at once (perf: the proxy is preempted right after `send`), so
+            // replies written after the node writes would wait for the nodes' turns.
+            // Measured side by side (-P 1 GET, 50 clients): 3-10% more throughput and
+            // 2-8% less CPU per request; elsewhere within the noise.
+            self.deliver_and_flush(now);
             self.worker.flush_conns();
-            self.worker.collect_dropped();
-            self.deliver();
-            self.flush_sessions(now);
+            if !self.worker.deliveries.is_empty() {
+                // Requests a failed write or connect gave back, answered this turn.
+                self.deliver_and_flush(now);
+            }
             if !self.worker.retry.is_empty() {
                 let soon = now + RETRY_POLL;
                 retry_at = Some(retry_at.map_or(soon, |r| r.min(soon)));
@@ -262,6 +270,14 @@ impl EventLoop {
         if let Some(session) = self.sessions.get_mut(key) {
             mark_dirty(session, key, &mut self.dirty);
         }
+    }
+
+    /// Hand the replies the worker collected (and the dropped ones) to their sessions
+    /// and write every session that has some ready.
+    fn deliver_and_flush(&mut self, now: Instant) {
+        self.worker.collect_dropped();
+        self.deliver();
+        self.flush_sessions(now);
     }
 
     /// Hand the replies the worker collected to their sessions.
