@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::admin::METRICS;
-use crate::cluster::refresh;
+use crate::cluster::{refresh, NodeAddr};
 use crate::config::Config;
 use crate::dispatch::Router;
 use crate::event_loop::{EventLoop, WAKER};
@@ -154,12 +154,14 @@ pub fn auto_workers(cores: usize, local_nodes: usize) -> usize {
 /// loopback address, after `[address_map]`: they run on this host.
 fn nodes_on_this_host(router: &Router) -> usize {
     let table = router.table.load();
-    let dialed: std::collections::HashSet<_> = table
-        .masters()
-        .chain(table.replicas())
-        .map(|addr| router.config.dial_addr(addr))
-        .collect();
-    dialed.into_iter().filter(|addr| addr.is_loopback()).count()
+    let dialed = table.masters().chain(table.replicas());
+    loopback_count(dialed.map(|addr| router.config.dial_addr(addr)))
+}
+
+/// How many distinct addresses in `dialed` are loopback addresses.
+fn loopback_count<'a>(dialed: impl Iterator<Item = &'a NodeAddr>) -> usize {
+    let local: std::collections::HashSet<_> = dialed.filter(|addr| addr.is_loopback()).collect();
+    local.len()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
@@ -209,7 +211,25 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::auto_workers;
+    use super::{auto_workers, loopback_count};
+    use crate::cluster::NodeAddr;
+
+    #[test]
+    fn local_nodes_are_the_distinct_loopback_addresses_dialed() {
+        let dialed: Vec<NodeAddr> = [
+            "127.0.0.1:7001",
+            "127.0.0.1:7001", // two announced addresses mapped to one node
+            "[::1]:7002",
+            "10.0.0.5:7003",
+            "redis-4.svc:7004",
+            "localhost:7005",
+        ]
+        .iter()
+        .map(|a| NodeAddr::parse(a).unwrap())
+        .collect();
+        assert_eq!(loopback_count(dialed.iter()), 3);
+        assert_eq!(loopback_count(std::iter::empty()), 0);
+    }
 
     #[test]
     fn auto_workers_leave_a_core_per_local_node_and_keep_one() {
