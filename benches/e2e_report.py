@@ -42,6 +42,7 @@ COLUMNS = [
     ("p99_vs_cluster", "p99/clu", 7, ".2f"),
     ("cpu_slotgate_vs_servers", "sgCPU/srv", 9, ".2f"),
     ("cpu_slotgate_vs_direct", "sgCPU/dir", 9, ".2f"),
+    ("cpu_slotgate_vs_standalone", "sgCPU/std", 9, ".2f"),
     ("errors", "errors", 6, "s"),
     ("other_cores_max", "other", 5, ".2f"),
 ]
@@ -125,9 +126,12 @@ def summarise(raw_path):
                         sg[col] = sg["rps_median"] / base[ref]["rps_median"]
                 if sg.get("p99_ms") is not None and clu.get("p99_ms"):
                     sg["p99_vs_cluster"] = sg["p99_ms"] / clu["p99_ms"]
-                # The nodes' own cost of serving the same requests directly (--cluster).
-                if sg.get("slotgate_cpu_s_per_m") is not None and clu.get("servers_cpu_s_per_m"):
-                    sg["cpu_slotgate_vs_direct"] = sg["slotgate_cpu_s_per_m"] / clu["servers_cpu_s_per_m"]
+                # What the servers spend serving the same requests directly: the cluster
+                # nodes (--cluster), and one standalone redis-server.
+                for ref, col in (("cluster", "cpu_slotgate_vs_direct"), ("standalone", "cpu_slotgate_vs_standalone")):
+                    ref_cpu = base.get(ref, {}).get("servers_cpu_s_per_m")
+                    if sg.get("slotgate_cpu_s_per_m") is not None and ref_cpu:
+                        sg[col] = sg["slotgate_cpu_s_per_m"] / ref_cpu
     return out
 
 
@@ -163,6 +167,7 @@ def print_table(rows):
         "\ncluster nodes' CPU in the same run (nodes behind slotgate get batched requests and"
         "\ncost less than when clients reach them directly); sgCPU/dir: slotgate CPU/M / the"
         "\nnodes' CPU/M when redis-benchmark --cluster reaches them directly (cluster row);"
+        "\nsgCPU/std: slotgate CPU/M / the standalone redis-server's CPU/M (standalone row);"
         "\nother slotgate rows: the same proxy with other flags (E2E_VARIANT);"
         "\nruns: good runs (+nF failed, left out);"
         "\nerrors: runs that got an error reply (redis-benchmark 7.0 stops at the first one)"
