@@ -109,7 +109,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         threads.push(thread);
     }
 
-    let workers = router.workers.get().copied().unwrap_or(1);
+    let workers = threads.len();
     tracing::info!(%local, workers, masters = router.table.load().masters().count(), "slotgate ready");
     println!("slotgate listening on {local}");
     let _ = std::io::stdout().flush();
