@@ -58,8 +58,8 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 /// Index of the first `byte` in `data`, eight bytes at a time: XOR makes the wanted
 /// byte zero, and `(x - 0x01..) & !x & 0x80..` marks zero bytes. A borrow only runs
 /// upwards from a zero byte, so the lowest mark (little-endian: the first byte in
-/// memory) is always a true one.
-fn find_byte(data: &[u8], byte: u8) -> Option<usize> {
+/// memory) is always a true one. The frame scanners search lines with it too.
+pub(crate) fn find_byte(data: &[u8], byte: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO * u64::from(byte);

@@ -418,11 +418,9 @@ fn fast_decimal(buf: &[u8], at: usize) -> Option<(usize, usize)> {
     (*digits.get(i + 1)? == b'\n').then_some((value, at + i + 2))
 }
 
+/// Index of the first `byte` in `buf` at or after `from`.
 fn find_byte(buf: &[u8], from: usize, byte: u8) -> Option<usize> {
-    buf.get(from..)?
-        .iter()
-        .position(|&b| b == byte)
-        .map(|i| from + i)
+    crate::slot::find_byte(buf.get(from..)?, byte).map(|i| from + i)
 }
 
 /// Where a strict count/length line stands: the line starts at `start` (its type byte),
