@@ -75,16 +75,14 @@ run_one() {
     -t "$test" -P "$pipe" -n "$n" --csv >"$out" 2>&1 || rc=$?
   sg1="$(cpu_ticks "$pid")"
   srv1="$(cpu_ticks "${cluster_pids[@]}")"
-  # 7.0's --csv row: "TEST","rps","avg","min","p50","p95","p99","max"
-  row="$(tr -d '\r"' <"$out" | grep "^$name," | tail -n 1 || true)"
+  row="$(bench_csv_row "$out" "$name")"
   if [ "$rc" -ne 0 ] || [ -z "$row" ] || grep -q 'Error from server' "$out"; then
     tail -n 5 "$out" >&2
     die "run $round on $side failed (exit $rc); nothing to compare"
   fi
   printf '%s,%s,%s,%s,%s,%s\n' "$round" "$side" "$(cut -d, -f2 <<<"$row")" \
     "$(cut -d, -f7 <<<"$row")" \
-    "$(awk -v a="$sg0" -v b="$sg1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
-    "$(awk -v a="$srv0" -v b="$srv1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
+    "$(ticks_s "$sg0" "$sg1")" "$(ticks_s "$srv0" "$srv1")" \
     >>"$runs"
   note "$(tail -n 1 "$runs")"
 }

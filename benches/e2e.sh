@@ -140,7 +140,7 @@ run_one() {
   local name row errors ok=1
   name="$(tr '[:lower:]' '[:upper:]' <<<"$test")"
   # 7.0's --csv row: "TEST","rps","avg","min","p50","p95","p99","max"
-  row="$(tr -d '\r"' <"$out" | grep "^$name," | tail -n 1 | cut -d, -f2-8 || true)"
+  row="$(bench_csv_row "$out" "$name" | cut -d, -f2-8)"
   errors="$(grep -c 'Error from server' "$out" || true)"
   if [ "$rc" -ne 0 ] || [ -z "$row" ]; then
     ok=0
@@ -153,11 +153,10 @@ run_one() {
   other=$(((mach1 - mach0) - (all1 - all0) - (kids1 - kids0)))
   printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$rep" "$target" "$name" "$pipe" "$n" \
     "$wall" "$row" \
-    "$(awk -v a="$sg0" -v b="$sg1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
-    "$(awk -v a="$srv0" -v b="$srv1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
+    "$(ticks_s "$sg0" "$sg1")" "$(ticks_s "$srv0" "$srv1")" \
     "$errors" "$((perr_after - perr_before))" "$ok" \
     "$(awk -v o="$other" -v w="$wall" -v t="$clk_tck" 'BEGIN { printf "%.2f", (o < 0 ? 0 : o) / t / w }')" \
-    "$(awk -v a="$kids0" -v b="$kids1" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }')" \
+    "$(ticks_s "$kids0" "$kids1")" \
     >>"$raw_csv"
   note "$(tail -n 1 "$raw_csv")"
 }

@@ -225,6 +225,17 @@ start_slotgate() {
 # shellcheck disable=SC2034 # used by the scripts that source this file
 clk_tck="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
+# ticks_s FROM TO: the clock ticks between two cpu_ticks readings, as seconds (%.2f).
+ticks_s() {
+  awk -v a="$1" -v b="$2" -v t="$clk_tck" 'BEGIN { printf "%.2f", (b - a) / t }'
+}
+
+# bench_csv_row FILE TEST: redis-benchmark 7's --csv row for TEST (upper case) in FILE,
+# without quotes: TEST,rps,avg,min,p50,p95,p99,max. Empty when there is none.
+bench_csv_row() {
+  tr -d '\r"' <"$1" | grep "^$2," | tail -n 1 || true
+}
+
 # cpu_ticks PID...: utime+stime of all PIDs, in clock ticks.
 cpu_ticks() {
   local pid total=0 stat f
