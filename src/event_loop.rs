@@ -166,8 +166,10 @@ impl EventLoop {
             // GET 5% more throughput for 6% less CPU per request; -P 1 within the noise.
             self.deliver_and_flush(now);
             self.worker.flush_conns();
+            self.worker.collect_dropped();
             if !self.worker.deliveries.is_empty() {
-                // Requests a failed write or connect gave back, answered this turn.
+                // Requests a failed write or connect gave back (or dropped), answered
+                // this turn rather than after the next wait.
                 self.deliver_and_flush(now);
             }
             if !self.worker.retry.is_empty() {
