@@ -22,6 +22,9 @@
 #   E2E_BASE_PORT      first port tried (cluster P..P+2, standalone P+3, slotgate P+4)  7401
 #   E2E_VARIANT        a second slotgate target, NAME=FLAGS, run beside the first   "sg-wN=--workers N"
 #                      (empty: none). Same cluster, same runs, its own row in the table.
+#   E2E_PEERS          other proxies to measure in the same runs: "twemproxy" (nutcracker,
+#                      installed with apt-get when missing, in front of three standalone
+#                      redis-servers of its own)                          (none)
 #   SLOTGATE_BIN       binary ($CARGO_TARGET_DIR or <repo>/target)/release/slotgate; built if missing
 #   SLOTGATE_ARGS      extra slotgate flags, e.g. "--log-level warn"
 #   BENCH_KEEP=1       keep the temp dir (logs, per-run redis-benchmark output)
@@ -65,12 +68,28 @@ if [ -n "$variant" ]; then
   esac
 fi
 
-base="$(free_port_block "${E2E_BASE_PORT:-7401}" 6)"
+# Peers: other proxies in the same runs, each with servers of its own.
+peers="${E2E_PEERS:-}"
+twemproxy_port=""
+for peer in $peers; do
+  case "$peer" in
+    twemproxy) need nutcracker ;;
+    *) die "E2E_PEERS: unknown peer '$peer' (known: twemproxy)" ;;
+  esac
+done
+
+# Ports: cluster P..P+2, standalone P+3, slotgate P+4, the variant P+5; twemproxy P+6
+# with its servers on P+7..P+9 and its stats on P+10.
+base="$(free_port_block "${E2E_BASE_PORT:-7401}" 11)"
 std_port=$((base + 3))
 sg_port=$((base + 4))
 variant_port=$((base + 5))
 start_cluster "$base"
 start_standalone "$std_port"
+if [[ " $peers " == *" twemproxy "* ]]; then
+  twemproxy_port=$((base + 6))
+  start_twemproxy "$twemproxy_port" $((base + 7)) $((base + 10))
+fi
 variant_pid=""
 if [ -n "$variant_name" ]; then
   start_slotgate "$variant_port" 30 "${variant_flags[@]}"
@@ -85,6 +104,12 @@ if [ -n "$variant_name" ]; then
   proxy_ports+=("$variant_port")
   proxy_pids+=("$variant_pid")
 fi
+peer_servers=()
+if [ -n "$twemproxy_port" ]; then
+  targets+=(twemproxy)
+  proxy_pids+=("$twemproxy_pid")
+  peer_servers+=("${twemproxy_server_pids[@]}")
+fi
 
 info_field() { # PORT FIELD
   timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
@@ -93,7 +118,7 @@ info_field() { # PORT FIELD
 # Fill the key space (-r 100000 keys, 64-byte values) so GETs find values; also warms
 # up every server and slotgate's backend connections.
 note "prefilling standalone and cluster (through slotgate) with 64-byte values"
-for port in "$std_port" "${proxy_ports[@]}"; do
+for port in "$std_port" "${proxy_ports[@]}" $twemproxy_port; do
   timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -d 64 -r 100000 \
     -t set -P 16 -n 400000 -q >/dev/null || die "prefill against port $port failed"
 done
@@ -104,25 +129,31 @@ echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p
 run_one() {
   local rep="$1" target="$2" test="$3" pipe="$4" n="$5"
   local args=(-h 127.0.0.1 -c 50 -d 64 -r 100000 -t "$test" -P "$pipe" -n "$n" --csv)
-  local servers=() proxy_pid="$slotgate_pid" proxy_port=""
+  local servers=() proxy_pid="$slotgate_pid" proxy_port="" sg_port_info=""
   case "$target" in
     standalone) args+=(-p "$std_port"); servers=("$standalone_pid") ;;
     cluster) args+=(--cluster -p "$base"); servers=("${cluster_pids[@]}") ;;
+    twemproxy)
+      args+=(-p "$twemproxy_port")
+      proxy_pid="$twemproxy_pid"
+      servers=("${twemproxy_server_pids[@]}")
+      ;;
     slotgate) proxy_port="$sg_port" ;;
     *) proxy_port="$variant_port" proxy_pid="$variant_pid" ;;
   esac
   if [ -n "$proxy_port" ]; then
     args+=(-p "$proxy_port")
     servers=("${cluster_pids[@]}")
+    sg_port_info="$proxy_port" # slotgate's INFO counts the errors it answered
   fi
   local out="$work_dir/run-$rep-$target-$test-$pipe.out"
   local perr_before=0 perr_after=0
-  if [ -n "$proxy_port" ]; then perr_before="$(info_field "$proxy_port" proxy_errors)"; fi
+  if [ -n "$sg_port_info" ]; then perr_before="$(info_field "$sg_port_info" proxy_errors)"; fi
   local sg0 srv0 t0 sg1 srv1 t1 rc=0 all0 all1 mach0 mach1 kids0 kids1
   # Besides the processes measured: the machine's busy time, and ours (every server,
   # slotgate, redis-benchmark as a waited-for child), to show CPU used by strangers.
   children_ticks kids0
-  all0="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}")"
+  all0="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}" "${peer_servers[@]}")"
   sg0="$(cpu_ticks "$proxy_pid")"
   srv0="$(cpu_ticks "${servers[@]}")"
   mach0="$(machine_busy_ticks)"
@@ -132,9 +163,9 @@ run_one() {
   mach1="$(machine_busy_ticks)"
   sg1="$(cpu_ticks "$proxy_pid")"
   srv1="$(cpu_ticks "${servers[@]}")"
-  all1="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}")"
+  all1="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}" "${peer_servers[@]}")"
   children_ticks kids1
-  if [ -n "$proxy_port" ]; then perr_after="$(info_field "$proxy_port" proxy_errors)"; fi
+  if [ -n "$sg_port_info" ]; then perr_after="$(info_field "$sg_port_info" proxy_errors)"; fi
   perr_before="${perr_before:-0}" perr_after="${perr_after:-0}" # INFO unanswered: count nothing
 
   local name row errors ok=1

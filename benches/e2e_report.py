@@ -8,8 +8,10 @@ Raw columns (one row per redis-benchmark run): rep, target, test, pipeline, requ
 wall_s, rps, avg_ms, min_ms, p50_ms, p95_ms, p99_ms, max_ms, slotgate_cpu_s,
 servers_cpu_s, bench_errors, proxy_errors, ok, other_cores (CPU used during the run by
 processes outside the benchmark, in cores), client_cpu_s (redis-benchmark's own CPU;
-absent in files from before it was recorded). Targets: standalone, cluster, slotgate, and
-any other name is a slotgate run with other flags (E2E_VARIANT), treated as slotgate.
+absent in files from before it was recorded). Targets: standalone, cluster, slotgate,
+a peer proxy (E2E_PEERS: twemproxy, in front of three standalone servers of its own,
+whose CPU is in servers_cpu_s and its own in slotgate_cpu_s), and any other name is a
+slotgate run with other flags (E2E_VARIANT), treated as slotgate.
 """
 
 import csv
@@ -17,11 +19,16 @@ import statistics
 import sys
 
 DIRECT = ("standalone", "cluster")
+PEERS = ("twemproxy",)
 
 
 def is_proxy(target):
-    """slotgate, or a slotgate variant (any target that is not a server run directly)."""
+    """slotgate, a slotgate variant or a peer (any target that is not a server run directly)."""
     return target not in DIRECT
+
+
+def is_slotgate(target):
+    return is_proxy(target) and target not in PEERS
 
 COLUMNS = [
     # (CSV name, table header, width, format)
@@ -34,15 +41,15 @@ COLUMNS = [
     ("rps_max", "rps max", 10, ".0f"),
     ("p50_ms", "p50 ms", 7, ".3f"),
     ("p99_ms", "p99 ms", 7, ".3f"),
-    ("slotgate_cpu_s_per_m", "sg CPU/M", 9, ".2f"),
+    ("slotgate_cpu_s_per_m", "px CPU/M", 9, ".2f"),
     ("servers_cpu_s_per_m", "srv CPU/M", 9, ".2f"),
     ("client_cpu_s_per_m", "cli CPU/M", 9, ".2f"),
     ("tput_vs_standalone", "tput/std", 8, ".2f"),
     ("tput_vs_cluster", "tput/clu", 8, ".2f"),
     ("p99_vs_cluster", "p99/clu", 7, ".2f"),
-    ("cpu_slotgate_vs_servers", "sgCPU/srv", 9, ".2f"),
-    ("cpu_slotgate_vs_direct", "sgCPU/dir", 9, ".2f"),
-    ("cpu_slotgate_vs_standalone", "sgCPU/std", 9, ".2f"),
+    ("cpu_slotgate_vs_servers", "pxCPU/srv", 9, ".2f"),
+    ("cpu_slotgate_vs_direct", "pxCPU/dir", 9, ".2f"),
+    ("cpu_slotgate_vs_standalone", "pxCPU/std", 9, ".2f"),
     ("errors", "errors", 6, "s"),
     ("other_cores_max", "other", 5, ".2f"),
 ]
@@ -115,7 +122,7 @@ def summarise(raw_path):
                         row["cpu_slotgate_vs_servers"] = median(ratios)
                 key = (target, test, pipe)
                 row["errors"] = str(bench_errors.get(key, 0))
-                if is_proxy(target):
+                if is_slotgate(target):
                     row["errors"] += f"/{proxy_errors.get(key, 0)}"
                 base[target] = row
                 out.append(row)
@@ -159,16 +166,18 @@ def print_table(rows):
         )
     print(
         "\nrps: requests/s; p50/p99: median over runs of redis-benchmark's percentiles;"
-        "\nsg CPU/M, srv CPU/M: CPU-seconds (user+sys) per million requests of slotgate and of"
-        "\nthe redis-servers in the run (the standalone one, or the 3 cluster nodes);"
+        "\npx CPU/M, srv CPU/M: CPU-seconds (user+sys) per million requests of the row's proxy"
+        "\n(slotgate, or a peer) and of the redis-servers in the run (the standalone one, the 3"
+        "\ncluster nodes, or a peer's own 3 standalone servers);"
         "\ncli CPU/M: the same for redis-benchmark itself (all share the machine's cores);"
-        "\ntput/std, tput/clu: slotgate rps / standalone or cluster rps (medians);"
-        "\np99/clu: slotgate p99 / cluster p99; sgCPU/srv: median over runs of slotgate CPU /"
-        "\ncluster nodes' CPU in the same run (nodes behind slotgate get batched requests and"
-        "\ncost less than when clients reach them directly); sgCPU/dir: slotgate CPU/M / the"
+        "\ntput/std, tput/clu: proxy rps / standalone or cluster rps (medians);"
+        "\np99/clu: proxy p99 / cluster p99; pxCPU/srv: median over runs of the proxy's CPU /"
+        "\nits servers' CPU in the same run (servers behind a proxy get batched requests and"
+        "\ncost less than when clients reach them directly); pxCPU/dir: proxy CPU/M / the"
         "\nnodes' CPU/M when redis-benchmark --cluster reaches them directly (cluster row);"
-        "\nsgCPU/std: slotgate CPU/M / the standalone redis-server's CPU/M (standalone row);"
+        "\npxCPU/std: proxy CPU/M / the standalone redis-server's CPU/M (standalone row);"
         "\nother slotgate rows: the same proxy with other flags (E2E_VARIANT);"
+        "\ntwemproxy (E2E_PEERS): nutcracker sharding over 3 standalone servers of its own;"
         "\nruns: good runs (+nF failed, left out);"
         "\nerrors: runs that got an error reply (redis-benchmark 7.0 stops at the first one)"
         "\nand, after the /, the growth of slotgate's INFO proxy_errors over its runs;"
@@ -234,7 +243,8 @@ def chart(csv_path, png_path):
         if is_proxy(target):
             sg = [value(by_group[g], "slotgate_cpu_s_per_m") if g in by_group else 0 for g in groups]
             nodes_color = light.get(target, colors[target])
-            ax2.bar(xs, srv, width, label=f"{target} run: cluster nodes", color=nodes_color, alpha=0.45)
+            servers = "its redis-servers" if target in PEERS else "cluster nodes"
+            ax2.bar(xs, srv, width, label=f"{target} run: {servers}", color=nodes_color, alpha=0.45)
             ax2.bar(xs, sg, width, bottom=srv, label=f"{target} run: {target}", color=colors[target])
         else:
             ax2.bar(xs, srv, width, label=f"{target}: redis-server(s)", color=colors[target])

@@ -179,18 +179,64 @@ start_cluster() {
   note "cluster up: $cluster_seeds (pids ${cluster_pids[*]})"
 }
 
-# start_standalone PORT [EXTRA ARGS...]: a redis-server without persistence, in the
-# foreground of a background job (so its pid is ours). Sets standalone_pid.
-start_standalone() {
-  local port="$1"
-  shift
-  mkdir -p "$work_dir/standalone"
+# start_redis PORT DIR [EXTRA ARGS...]: a redis-server (not a cluster node) without
+# persistence under $work_dir/DIR, in the foreground of a background job (so its pid is
+# ours). Sets redis_pid.
+start_redis() {
+  local port="$1" dir="$work_dir/$2"
+  shift 2
+  mkdir -p "$dir"
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-    --dir "$work_dir/standalone" --logfile "$work_dir/standalone/redis.log" "$@" &
-  standalone_pid=$!
-  track "$standalone_pid"
-  wait_ping "$port" 30 || die "standalone redis-server on $port did not answer PING"
-  note "standalone redis-server on 127.0.0.1:$port (pid $standalone_pid)"
+    --dir "$dir" --logfile "$dir/redis.log" "$@" &
+  redis_pid=$!
+  track "$redis_pid"
+  wait_ping "$port" 30 || die "redis-server on $port did not answer PING"
+}
+
+# start_standalone PORT [EXTRA ARGS...]: the standalone redis-server. Sets standalone_pid.
+start_standalone() {
+  start_redis "$1" standalone "${@:2}"
+  standalone_pid="$redis_pid"
+  note "standalone redis-server on 127.0.0.1:$1 (pid $standalone_pid)"
+}
+
+# start_twemproxy PORT FIRST_SERVER_PORT STATS_PORT: twemproxy (nutcracker) on PORT in
+# front of three standalone redis-servers on FIRST_SERVER_PORT..+2 (ketama over the key,
+# as twemproxy is deployed), its stats server on 127.0.0.1:STATS_PORT (by default it
+# would take 0.0.0.0:22222), all in the foreground of background jobs. A peer to compare with: it
+# shards over plain servers, so it has no slot table and no redirects to handle.
+# Sets twemproxy_pid and twemproxy_server_pids.
+start_twemproxy() {
+  local port="$1" first="$2" stats="$3" p conf="$work_dir/twemproxy/nutcracker.yml" deadline
+  twemproxy_server_pids=()
+  mkdir -p "$work_dir/twemproxy"
+  {
+    echo "pool:"
+    echo "  listen: 127.0.0.1:$port"
+    echo "  hash: fnv1a_64"
+    echo "  distribution: ketama"
+    echo "  redis: true"
+    echo "  auto_eject_hosts: false"
+    echo "  servers:"
+  } >"$conf"
+  for ((p = first; p < first + 3; p++)); do
+    start_redis "$p" "twemproxy/$p"
+    twemproxy_server_pids+=("$redis_pid")
+    echo "   - 127.0.0.1:$p:1" >>"$conf"
+  done
+  nutcracker -c "$conf" -a 127.0.0.1 -s "$stats" -o "$work_dir/twemproxy/nutcracker.log" &
+  twemproxy_pid=$!
+  track "$twemproxy_pid"
+  # twemproxy answers no PING of its own: a SET through it says it reaches its servers.
+  deadline=$((SECONDS + 30))
+  until [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" SET e2e:twemproxy:ready 1 2>/dev/null)" = OK ]; do
+    if ! alive "$twemproxy_pid" || [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 20 "$work_dir/twemproxy/nutcracker.log" >&2
+      die "twemproxy on $port did not get ready"
+    fi
+    sleep 0.2
+  done
+  note "twemproxy $(nutcracker --version 2>&1 | head -n 1 | awk '{print $NF}') on 127.0.0.1:$port (pid $twemproxy_pid) in front of 127.0.0.1:$first..$((first + 2)) (pids ${twemproxy_server_pids[*]})"
 }
 
 # start_slotgate PORT SECONDS [EXTRA ARGS...]: slotgate in front of the cluster; waits
