@@ -19,6 +19,8 @@
 #                        written in the warm-up, so the GETs spread over the 3 nodes
 #   With CALLGRIND_CLIENTS=50 CALLGRIND_PIPELINE=16 CALLGRIND_KEYS=100000 GETS=200000:
 #   the cost per GET when requests and replies travel in batches.
+#   CALLGRIND_PEERS      "twemproxy": also count twemproxy (nutcracker, in front of three
+#                        standalone redis-servers, not counted) answering the same GETs
 #   CALLGRIND_TOP        functions listed                    15
 #   CALLGRIND_BASE_PORT  first port tried (cluster P..P+2, slotgate P+3, redis-server P+4)  7451
 #   CALLGRIND_OUT_DIR    where the callgrind dumps are kept (default: a temp dir, removed)
@@ -40,7 +42,13 @@ top="${CALLGRIND_TOP:-15}"
 ready_secs=90
 bench_timeout=900
 
+peers="${CALLGRIND_PEERS:-}"
 need redis-server redis-cli redis-benchmark valgrind callgrind_control python3 timeout
+case "$peers" in
+  "") ;;
+  twemproxy) need nutcracker ;;
+  *) die "CALLGRIND_PEERS: unknown peer '$peers' (known: twemproxy)" ;;
+esac
 ensure_binary
 
 install_cleanup
@@ -48,7 +56,9 @@ make_work_dir callgrind
 out_dir="${CALLGRIND_OUT_DIR:-$work_dir/dumps}"
 mkdir -p "$out_dir"
 
-base="$(free_port_block "${CALLGRIND_BASE_PORT:-7451}" 5)"
+# Ports: cluster P..P+2, slotgate P+3, redis-server P+4; twemproxy P+5, its servers
+# P+6..P+8 and its stats P+9.
+base="$(free_port_block "${CALLGRIND_BASE_PORT:-7451}" 10)"
 sg_port=$((base + 3))
 std_port=$((base + 4))
 
@@ -151,12 +161,28 @@ measure redis-server "$rs_pid" "$std_port"
 rs_ir="$ir_per_get"
 stop_pid "$rs_pid"
 
+# ---- a peer proxy ----
+tw_ir=""
+if [ "$peers" = twemproxy ]; then
+  TWEMPROXY_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$out_dir/twemproxy.callgrind.%p" \
+    start_twemproxy $((base + 5)) $((base + 6)) $((base + 9)) "$ready_secs"
+  measure twemproxy "$twemproxy_pid" $((base + 5))
+  tw_ir="$ir_per_get"
+  stop_pid "$twemproxy_pid"
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "instructions per GET (callgrind Ir, $gets GETs, $shape, idle subtracted):"
 printf '  slotgate      %8s Ir/GET  (proxy only; the cluster node that answers is not counted)\n' "$sg_ir"
 printf '  redis-server  %8s Ir/GET  (standalone, answering the same GETs)\n' "$rs_ir"
-printf '  ratio slotgate : redis-server = %s\n' \
-  "$(awk -v a="$sg_ir" -v b="$rs_ir" 'BEGIN { printf "%.2f", a / b }')"
+if [ -n "$tw_ir" ]; then
+  printf '  twemproxy     %8s Ir/GET  (proxy only; its servers are not counted)\n' "$tw_ir"
+fi
+printf '  ratio slotgate : redis-server = %s\n' "$(ratio "$sg_ir" "$rs_ir")"
+if [ -n "$tw_ir" ]; then
+  printf '  ratio twemproxy : redis-server = %s\n' "$(ratio "$tw_ir" "$rs_ir")"
+fi
 
 echo
 echo "slotgate profile of the $gets GETs (busy dump, idle not subtracted; Ir/GET = Ir / $gets):"

@@ -200,14 +200,16 @@ start_standalone() {
   note "standalone redis-server on 127.0.0.1:$1 (pid $standalone_pid)"
 }
 
-# start_twemproxy PORT FIRST_SERVER_PORT STATS_PORT: twemproxy (nutcracker) on PORT in
-# front of three standalone redis-servers on FIRST_SERVER_PORT..+2 (ketama over the key,
-# as twemproxy is deployed), its stats server on 127.0.0.1:STATS_PORT (by default it
-# would take 0.0.0.0:22222), all in the foreground of background jobs. A peer to compare with: it
+# start_twemproxy PORT FIRST_SERVER_PORT STATS_PORT [SECONDS]: twemproxy (nutcracker) on
+# PORT in front of three standalone redis-servers on FIRST_SERVER_PORT..+2 (ketama over
+# the key, as twemproxy is deployed), its stats server on 127.0.0.1:STATS_PORT (by
+# default it would take 0.0.0.0:22222), all in the foreground of background jobs; waits
+# up to SECONDS (30) for it. TWEMPROXY_WRAPPER (e.g. valgrind ...) goes in front of it. A peer to compare with: it
 # shards over plain servers, so it has no slot table and no redirects to handle.
 # Sets twemproxy_pid and twemproxy_server_pids.
 start_twemproxy() {
-  local port="$1" first="$2" stats="$3" p conf="$work_dir/twemproxy/nutcracker.yml" deadline
+  local port="$1" first="$2" stats="$3" secs="${4:-30}" p conf="$work_dir/twemproxy/nutcracker.yml"
+  local deadline
   twemproxy_server_pids=()
   mkdir -p "$work_dir/twemproxy"
   {
@@ -224,14 +226,16 @@ start_twemproxy() {
     twemproxy_server_pids+=("$redis_pid")
     echo "   - 127.0.0.1:$p:1" >>"$conf"
   done
-  nutcracker -c "$conf" -a 127.0.0.1 -s "$stats" -o "$work_dir/twemproxy/nutcracker.log" &
+  # shellcheck disable=SC2086
+  ${TWEMPROXY_WRAPPER:-} nutcracker -c "$conf" -a 127.0.0.1 -s "$stats" \
+    -o "$work_dir/twemproxy/nutcracker.log" >"$work_dir/twemproxy/nutcracker.out" 2>&1 &
   twemproxy_pid=$!
   track "$twemproxy_pid"
   # twemproxy answers no PING of its own: a SET through it says it reaches its servers.
-  deadline=$((SECONDS + 30))
+  deadline=$((SECONDS + secs))
   until [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" SET e2e:twemproxy:ready 1 2>/dev/null)" = OK ]; do
     if ! alive "$twemproxy_pid" || [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 20 "$work_dir/twemproxy/nutcracker.log" >&2
+      tail -n 20 "$work_dir/twemproxy/nutcracker.log" "$work_dir/twemproxy/nutcracker.out" >&2
       die "twemproxy on $port did not get ready"
     fi
     sleep 0.2
