@@ -44,6 +44,8 @@ COLUMNS = [
     ("slotgate_cpu_s_per_m", "px CPU/M", 9, ".2f"),
     ("servers_cpu_s_per_m", "srv CPU/M", 9, ".2f"),
     ("client_cpu_s_per_m", "cli CPU/M", 9, ".2f"),
+    ("proxy_cores", "px cores", 8, ".2f"),
+    ("servers_cores", "srv cores", 9, ".2f"),
     ("tput_vs_standalone", "tput/std", 8, ".2f"),
     ("tput_vs_cluster", "tput/clu", 8, ".2f"),
     ("p99_vs_cluster", "p99/clu", 7, ".2f"),
@@ -105,6 +107,9 @@ def summarise(raw_path):
                     row["p99_ms"] = median([fl(r, "p99_ms") for r in runs])
                     per_m = lambda r, k: fl(r, k) / fl(r, "requests") * 1e6
                     row["servers_cpu_s_per_m"] = median([per_m(r, "servers_cpu_s") for r in runs])
+                    # CPU-seconds per wall second: how many cores the process(es) kept busy.
+                    cores = lambda r, k: fl(r, k) / fl(r, "wall_s") if fl(r, "wall_s") > 0 else 0.0
+                    row["servers_cores"] = median([cores(r, "servers_cpu_s") for r in runs])
                     if runs[0].get("client_cpu_s") not in (None, ""):
                         row["client_cpu_s_per_m"] = median(
                             [per_m(r, "client_cpu_s") for r in runs]
@@ -113,6 +118,7 @@ def summarise(raw_path):
                         row["slotgate_cpu_s_per_m"] = median(
                             [per_m(r, "slotgate_cpu_s") for r in runs]
                         )
+                        row["proxy_cores"] = median([cores(r, "slotgate_cpu_s") for r in runs])
                         # Per run: slotgate's CPU over the cluster nodes' CPU in that run.
                         ratios = [
                             fl(r, "slotgate_cpu_s") / fl(r, "servers_cpu_s")
@@ -170,6 +176,10 @@ def print_table(rows):
         "\n(slotgate, or a peer) and of the redis-servers in the run (the standalone one, the 3"
         "\ncluster nodes, or a peer's own 3 standalone servers);"
         "\ncli CPU/M: the same for redis-benchmark itself (all share the machine's cores);"
+        "\npx cores, srv cores: CPU-seconds per wall second of the proxy and of the servers"
+        "\n(median over runs). A process that never waits (the proxy, at -P 1 with 50 clients"
+        "\non 2 cores) keeps about the same cores from run to run, so its CPU/M is those"
+        "\ncores / the run's throughput: it falls when throughput rises, whatever its work;"
         "\ntput/std, tput/clu: proxy rps / standalone or cluster rps (medians);"
         "\np99/clu: proxy p99 / cluster p99; pxCPU/srv: median over runs of the proxy's CPU /"
         "\nits servers' CPU in the same run (servers behind a proxy get batched requests and"
