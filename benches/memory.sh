@@ -7,7 +7,10 @@
 # Environment:
 #   MEMORY_CLIENTS      connections opened                   10000
 #   MEMORY_SETTLE       seconds between the last PING and the RSS reading   3
-#   MEMORY_BASE_PORT    first port tried (cluster P..P+2, slotgate P+3, redis-server P+4)  7501
+#   MEMORY_BASE_PORT    first port tried (cluster P..P+2, slotgate P+3, redis-server P+4;
+#                       twemproxy P+5, its servers P+6..P+8, its stats P+9)   7501
+#   MEMORY_PEERS        "twemproxy": the same for twemproxy (nutcracker) in front of three
+#                       standalone redis-servers (its RSS only)
 #   SLOTGATE_BIN, SLOTGATE_ARGS, BENCH_KEEP as in e2e.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -15,7 +18,13 @@ source "$(dirname "$0")/lib.sh"
 clients="${MEMORY_CLIENTS:-10000}"
 settle="${MEMORY_SETTLE:-3}"
 
+peers="${MEMORY_PEERS:-}"
 need redis-server redis-cli redis-benchmark python3 timeout
+case "$peers" in
+  "") ;;
+  twemproxy) need nutcracker ;;
+  *) die "MEMORY_PEERS: unknown peer '$peers' (known: twemproxy)" ;;
+esac
 ensure_binary
 
 # Client sockets in the python process, accepted sockets in the server: each needs
@@ -31,11 +40,12 @@ fi
 install_cleanup
 make_work_dir memory
 
-base="$(free_port_block "${MEMORY_BASE_PORT:-7501}" 5)"
+base="$(free_port_block "${MEMORY_BASE_PORT:-7501}" 10)"
 sg_port=$((base + 3))
 std_port=$((base + 4))
 
 # open_idle NAME PID PORT COUNTER: warm-up, RSS before, open the connections, RSS after.
+# COUNTER: the INFO field that counts client connections ("-": the target has no INFO).
 open_idle() {
   local name="$1" pid="$2" port="$3" counter="$4"
   timeout 60 redis-benchmark -h 127.0.0.1 -p "$port" -c 4 -n 2000 -d 64 -t set,get -q >/dev/null ||
@@ -57,8 +67,11 @@ open_idle() {
   [ "$failed" -eq 0 ] || { cat "$out" >&2; note "$name: $failed connections failed"; }
   sleep "$settle"
   after="$(rss_kib "$pid")"
-  open_count="$(timeout 10 redis-cli -h 127.0.0.1 -p "$port" INFO 2>/dev/null | tr -d '\r' |
-    sed -n "s/^$counter://p")"
+  open_count=""
+  if [ "$counter" != - ]; then
+    open_count="$(timeout 10 redis-cli -h 127.0.0.1 -p "$port" INFO 2>/dev/null | tr -d '\r' |
+      sed -n "s/^$counter://p")"
+  fi
   stop_pid "$py_pid"
   sleep "$settle"
   closed="$(rss_kib "$pid")"
@@ -82,8 +95,17 @@ open_idle slotgate "$slotgate_pid" "$sg_port" connections_open
 sg_per_conn="$per_conn"
 open_idle redis-server "$standalone_pid" "$std_port" connected_clients
 rs_per_conn="$per_conn"
+tw_per_conn=""
+if [ "$peers" = twemproxy ]; then
+  start_twemproxy $((base + 5)) $((base + 6)) $((base + 9))
+  open_idle twemproxy "$twemproxy_pid" $((base + 5)) -
+  tw_per_conn="$per_conn"
+fi
 
 echo
 echo "RSS per idle connection ($clients connections, one PING each, loopback):"
 printf '  slotgate      %6s KiB\n' "$sg_per_conn"
 printf '  redis-server  %6s KiB\n' "$rs_per_conn"
+if [ -n "$tw_per_conn" ]; then
+  printf '  twemproxy     %6s KiB\n' "$tw_per_conn"
+fi
