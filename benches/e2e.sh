@@ -15,6 +15,7 @@
 #   E2E_N_P1           requests per run at -P 1                           300000
 #   E2E_N_P16          requests per run at -P 16                          2000000
 #   E2E_PIPELINES      pipelines to run                                   "1 16"
+#   E2E_CLIENTS        redis-benchmark -c for the measured runs            50
 #   E2E_TESTS          redis-benchmark tests, one per run                 "set get"
 #   E2E_OUT            table CSV   benches/results/e2e-<timestamp>.csv (raw: -raw.csv, chart: .png)
 #   E2E_RUN_TIMEOUT    seconds one redis-benchmark run may take           120
@@ -36,6 +37,8 @@ n_p1="${E2E_N_P1:-300000}"
 n_p16="${E2E_N_P16:-2000000}"
 pipelines="${E2E_PIPELINES:-1 16}"
 tests="${E2E_TESTS:-set get}"
+clients="${E2E_CLIENTS:-50}"
+[[ "$clients" =~ ^[1-9][0-9]*$ ]] || die "E2E_CLIENTS must be a positive integer, not '$clients'"
 run_timeout="${E2E_RUN_TIMEOUT:-120}"
 max_seconds="${E2E_MAX_SECONDS:-1500}"
 stamp="$(date +%Y%m%d-%H%M%S)"
@@ -128,7 +131,7 @@ echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p
 # run_one REP TARGET TEST PIPELINE N
 run_one() {
   local rep="$1" target="$2" test="$3" pipe="$4" n="$5"
-  local args=(-h 127.0.0.1 -c 50 -d 64 -r 100000 -t "$test" -P "$pipe" -n "$n" --csv)
+  local args=(-h 127.0.0.1 -c "$clients" -d 64 -r 100000 -t "$test" -P "$pipe" -n "$n" --csv)
   local servers=() proxy_pid="$slotgate_pid" proxy_port="" sg_port_info=""
   case "$target" in
     standalone) args+=(-p "$std_port"); servers=("$standalone_pid") ;;
@@ -215,7 +218,7 @@ if [ "$stopped_early" = 1 ]; then
 fi
 
 echo
-echo "slotgate e2e: $(nproc) cores, $(redis-server --version | awk '{print $3}'), repeats=$repeats, -P 1 n=$n_p1, -P 16 n=$n_p16"
+echo "slotgate e2e: $(nproc) cores, $(redis-server --version | awk '{print $3}'), repeats=$repeats, -c $clients, -P 1 n=$n_p1, -P 16 n=$n_p16"
 python3 "$bench_dir/e2e_report.py" table "$raw_csv" "$out_csv"
 echo
 echo "table: $out_csv"
@@ -256,7 +259,7 @@ if [ -z "$chart_python" ]; then
   chart_python="$(with_matplotlib || true)"
 fi
 if [ -n "$chart_python" ]; then
-  "$chart_python" "$bench_dir/e2e_report.py" chart "$out_csv" "$out_png"
+  E2E_CLIENTS="$clients" "$chart_python" "$bench_dir/e2e_report.py" chart "$out_csv" "$out_png"
   echo "chart: $out_png"
 else
   echo "chart: skipped (no matplotlib; see the message above)"

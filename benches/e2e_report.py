@@ -15,6 +15,7 @@ slotgate run with other flags (E2E_VARIANT), treated as slotgate.
 """
 
 import csv
+import os
 import statistics
 import sys
 
@@ -268,7 +269,8 @@ def chart(csv_path, png_path):
     ax2.set_ylabel("CPU-seconds per million requests (median)")
     ax2.set_title("CPU per million requests")
     ax2.legend(fontsize=8)
-    fig.suptitle("redis-benchmark -c 50 -d 64 -r 100000: " + " vs ".join(targets))
+    clients = os.environ.get("E2E_CLIENTS", "50")
+    fig.suptitle(f"redis-benchmark -c {clients} -d 64 -r 100000: " + " vs ".join(targets))
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
 
