@@ -20,7 +20,8 @@
 #   E2E_OUT            table CSV   benches/results/e2e-<timestamp>.csv (raw: -raw.csv, chart: .png)
 #   E2E_RUN_TIMEOUT    seconds one redis-benchmark run may take           120
 #   E2E_MAX_SECONDS    the whole measurement loop stops after this        1500
-#   E2E_BASE_PORT      first port tried (cluster P..P+2, standalone P+3, slotgate P+4)  7401
+#   E2E_BASE_PORT      first port tried (cluster P..P+2, standalone P+3, slotgate P+4,  7401
+#                      the variant P+5, twemproxy P+6, its servers P+7..P+9, its stats P+10)
 #   E2E_VARIANT        a second slotgate target, NAME=FLAGS, run beside the first   "sg-wN=--workers N"
 #                      (empty: none). Same cluster, same runs, its own row in the table.
 #   E2E_PEERS          other proxies to measure in the same runs: "twemproxy" (nutcracker,

@@ -13,6 +13,10 @@ prog="$(basename "$0")"
 # <repo>/target/release/slotgate.
 SLOTGATE_BIN="${SLOTGATE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/slotgate}"
 
+# Debian installs nutcracker (twemproxy, a peer in the benchmarks) in /usr/sbin, which
+# is not on a normal user's PATH.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin" ;; esac
+
 die() {
   echo "$prog: $*" >&2
   exit 1
@@ -204,9 +208,9 @@ start_standalone() {
 # PORT in front of three standalone redis-servers on FIRST_SERVER_PORT..+2 (ketama over
 # the key, as twemproxy is deployed), its stats server on 127.0.0.1:STATS_PORT (by
 # default it would take 0.0.0.0:22222), all in the foreground of background jobs; waits
-# up to SECONDS (30) for it. TWEMPROXY_WRAPPER (e.g. valgrind ...) goes in front of it. A peer to compare with: it
-# shards over plain servers, so it has no slot table and no redirects to handle.
-# Sets twemproxy_pid and twemproxy_server_pids.
+# up to SECONDS (30) for it. TWEMPROXY_WRAPPER (e.g. valgrind ...) goes in front of it.
+# A peer to compare with: it shards over plain servers, so it has no slot table and no
+# redirects to handle. Sets twemproxy_pid and twemproxy_server_pids.
 start_twemproxy() {
   local port="$1" first="$2" stats="$3" secs="${4:-30}" p conf="$work_dir/twemproxy/nutcracker.yml"
   local deadline
@@ -231,7 +235,7 @@ start_twemproxy() {
     -o "$work_dir/twemproxy/nutcracker.log" >"$work_dir/twemproxy/nutcracker.out" 2>&1 &
   twemproxy_pid=$!
   track "$twemproxy_pid"
-  # twemproxy answers no PING of its own: a SET through it says it reaches its servers.
+  # A SET, not a PING (twemproxy may answer that itself): it has to reach a server.
   deadline=$((SECONDS + secs))
   until [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" SET e2e:twemproxy:ready 1 2>/dev/null)" = OK ]; do
     if ! alive "$twemproxy_pid" || [ "$SECONDS" -ge "$deadline" ]; then
