@@ -58,8 +58,7 @@ SLOTGATE_BIN="$b_bin" start_slotgate $((base + 4)) 30 "${b_args[@]}"
 b_pid="$slotgate_pid"
 
 note "prefilling the key space through A"
-timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p $((base + 3)) -c 50 -d 64 -r 100000 \
-  -t set -P 16 -n 400000 -q >/dev/null || die "prefill failed"
+prefill $((base + 3)) "$run_timeout"
 
 runs="$work_dir/runs.csv"
 echo "round,side,rps,p99_ms,slotgate_cpu_s,nodes_cpu_s" >"$runs"

@@ -44,11 +44,7 @@ bench_timeout=900
 
 peers="${CALLGRIND_PEERS:-}"
 need redis-server redis-cli redis-benchmark valgrind callgrind_control python3 timeout
-case "$peers" in
-  "") ;;
-  twemproxy) need nutcracker ;;
-  *) die "CALLGRIND_PEERS: unknown peer '$peers' (known: twemproxy)" ;;
-esac
+need_peers "$peers" CALLGRIND_PEERS
 ensure_binary
 
 install_cleanup
@@ -163,7 +159,7 @@ stop_pid "$rs_pid"
 
 # ---- a peer proxy ----
 tw_ir=""
-if [ "$peers" = twemproxy ]; then
+if has_peer "$peers" twemproxy; then
   TWEMPROXY_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$out_dir/twemproxy.callgrind.%p" \
     start_twemproxy $((base + 5)) $((base + 6)) $((base + 9)) "$ready_secs"
   measure twemproxy "$twemproxy_pid" $((base + 5))

@@ -75,12 +75,7 @@ fi
 # Peers: other proxies in the same runs, each with servers of its own.
 peers="${E2E_PEERS:-}"
 twemproxy_port=""
-for peer in $peers; do
-  case "$peer" in
-    twemproxy) need nutcracker ;;
-    *) die "E2E_PEERS: unknown peer '$peer' (known: twemproxy)" ;;
-  esac
-done
+need_peers "$peers" E2E_PEERS
 
 # Ports: cluster P..P+2, standalone P+3, slotgate P+4, the variant P+5; twemproxy P+6
 # with its servers on P+7..P+9 and its stats on P+10.
@@ -90,7 +85,7 @@ sg_port=$((base + 4))
 variant_port=$((base + 5))
 start_cluster "$base"
 start_standalone "$std_port"
-if [[ " $peers " == *" twemproxy "* ]]; then
+if has_peer "$peers" twemproxy; then
   twemproxy_port=$((base + 6))
   start_twemproxy "$twemproxy_port" $((base + 7)) $((base + 10))
 fi
@@ -119,12 +114,11 @@ info_field() { # PORT FIELD
   timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
 }
 
-# Fill the key space (-r 100000 keys, 64-byte values) so GETs find values; also warms
-# up every server and slotgate's backend connections.
-note "prefilling standalone and cluster (through slotgate) with 64-byte values"
+# Every target's servers get the whole key space (the cluster through slotgate, a peer's
+# servers through the peer).
+note "prefilling standalone, cluster (through slotgate) and peers with 64-byte values"
 for port in "$std_port" "${proxy_ports[@]}" $twemproxy_port; do
-  timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -d 64 -r 100000 \
-    -t set -P 16 -n 400000 -q >/dev/null || die "prefill against port $port failed"
+  prefill "$port" "$run_timeout"
 done
 
 echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p99_ms,max_ms,slotgate_cpu_s,servers_cpu_s,bench_errors,proxy_errors,ok,other_cores,client_cpu_s" >"$raw_csv"
@@ -133,7 +127,7 @@ echo "rep,target,test,pipeline,requests,wall_s,rps,avg_ms,min_ms,p50_ms,p95_ms,p
 run_one() {
   local rep="$1" target="$2" test="$3" pipe="$4" n="$5"
   local args=(-h 127.0.0.1 -c "$clients" -d 64 -r 100000 -t "$test" -P "$pipe" -n "$n" --csv)
-  local servers=() proxy_pid="$slotgate_pid" proxy_port="" sg_port_info=""
+  local servers=() proxy_pid="$slotgate_pid" proxy_port=""
   case "$target" in
     standalone) args+=(-p "$std_port"); servers=("$standalone_pid") ;;
     cluster) args+=(--cluster -p "$base"); servers=("${cluster_pids[@]}") ;;
@@ -148,11 +142,11 @@ run_one() {
   if [ -n "$proxy_port" ]; then
     args+=(-p "$proxy_port")
     servers=("${cluster_pids[@]}")
-    sg_port_info="$proxy_port" # slotgate's INFO counts the errors it answered
   fi
   local out="$work_dir/run-$rep-$target-$test-$pipe.out"
   local perr_before=0 perr_after=0
-  if [ -n "$sg_port_info" ]; then perr_before="$(info_field "$sg_port_info" proxy_errors)"; fi
+  # slotgate's INFO counts the errors it answered (proxy_port is set for slotgate only).
+  if [ -n "$proxy_port" ]; then perr_before="$(info_field "$proxy_port" proxy_errors)"; fi
   local sg0 srv0 t0 sg1 srv1 t1 rc=0 all0 all1 mach0 mach1 kids0 kids1
   # Besides the processes measured: the machine's busy time, and ours (every server,
   # slotgate, redis-benchmark as a waited-for child), to show CPU used by strangers.
@@ -169,7 +163,7 @@ run_one() {
   srv1="$(cpu_ticks "${servers[@]}")"
   all1="$(cpu_ticks "${proxy_pids[@]}" "$standalone_pid" "${cluster_pids[@]}" "${peer_servers[@]}")"
   children_ticks kids1
-  if [ -n "$sg_port_info" ]; then perr_after="$(info_field "$sg_port_info" proxy_errors)"; fi
+  if [ -n "$proxy_port" ]; then perr_after="$(info_field "$proxy_port" proxy_errors)"; fi
   perr_before="${perr_before:-0}" perr_after="${perr_after:-0}" # INFO unanswered: count nothing
 
   local name row errors ok=1

@@ -247,6 +247,30 @@ start_twemproxy() {
   note "twemproxy $(nutcracker --version 2>&1 | head -n 1 | awk '{print $NF}') on 127.0.0.1:$port (pid $twemproxy_pid) in front of 127.0.0.1:$first..$((first + 2)) (pids ${twemproxy_server_pids[*]})"
 }
 
+# need_peers LIST VAR: every peer in LIST (space-separated, from the variable VAR) is
+# one the scripts can run, and is installed.
+need_peers() {
+  local peer
+  for peer in $1; do
+    case "$peer" in
+      twemproxy) need nutcracker ;;
+      *) die "$2: unknown peer '$peer' (known: twemproxy)" ;;
+    esac
+  done
+}
+
+# has_peer LIST PEER: PEER is in the space-separated LIST.
+has_peer() {
+  [[ " $1 " == *" $2 "* ]]
+}
+
+# prefill PORT SECONDS: 400,000 SETs of 64-byte values over the -r 100000 key space, so
+# that GETs find values; also warms up the server(s) and any proxy's connections.
+prefill() {
+  timeout "$2" redis-benchmark -h 127.0.0.1 -p "$1" -c 50 -d 64 -r 100000 \
+    -t set -P 16 -n 400000 -q >/dev/null || die "prefill against port $1 failed"
+}
+
 # start_slotgate PORT SECONDS [EXTRA ARGS...]: slotgate in front of the cluster; waits
 # up to SECONDS for its ready line. Sets slotgate_pid. SLOTGATE_WRAPPER (e.g. valgrind
 # ...) is put in front of the binary; SLOTGATE_ARGS is appended.

@@ -20,11 +20,7 @@ settle="${MEMORY_SETTLE:-3}"
 
 peers="${MEMORY_PEERS:-}"
 need redis-server redis-cli redis-benchmark python3 timeout
-case "$peers" in
-  "") ;;
-  twemproxy) need nutcracker ;;
-  *) die "MEMORY_PEERS: unknown peer '$peers' (known: twemproxy)" ;;
-esac
+need_peers "$peers" MEMORY_PEERS
 ensure_binary
 
 # Client sockets in the python process, accepted sockets in the server: each needs
@@ -96,7 +92,7 @@ sg_per_conn="$per_conn"
 open_idle redis-server "$standalone_pid" "$std_port" connected_clients
 rs_per_conn="$per_conn"
 tw_per_conn=""
-if [ "$peers" = twemproxy ]; then
+if has_peer "$peers" twemproxy; then
   start_twemproxy $((base + 5)) $((base + 6)) $((base + 9))
   open_idle twemproxy "$twemproxy_pid" $((base + 5)) -
   tw_per_conn="$per_conn"
