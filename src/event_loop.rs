@@ -164,6 +164,7 @@ impl EventLoop {
             // replies written after the node writes would wait for the nodes' turns.
             // Measured with benches/ab.sh against the old order (50 clients): -P 16
             // GET 5% more throughput for 6% less CPU per request; -P 1 within the noise.
+            self.worker.collect_dropped();
             self.deliver_and_flush(now);
             self.worker.flush_conns();
             self.worker.collect_dropped();
@@ -274,10 +275,9 @@ impl EventLoop {
         }
     }
 
-    /// Hand the replies the worker collected (and the dropped ones) to their sessions
-    /// and write every session that has some ready.
+    /// Hand the replies the worker collected to their sessions and write every session
+    /// that has some ready. The caller collects the dropped reply handles first.
     fn deliver_and_flush(&mut self, now: Instant) {
-        self.worker.collect_dropped();
         self.deliver();
         self.flush_sessions(now);
     }
