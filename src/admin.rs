@@ -14,6 +14,9 @@ pub struct Metrics {
     /// Clients closed because the replies waiting for them passed
     /// `limits.max_output_buffer`.
     pub clients_over_output_limit: AtomicU64,
+    /// Clients closed because all clients together held more than
+    /// `limits.max_output_total` and they held the most.
+    pub clients_over_output_total: AtomicU64,
     /// Requests answered by the proxy itself.
     pub requests_local: AtomicU64,
     /// Error replies the proxy made itself (not errors relayed from nodes).
@@ -37,6 +40,7 @@ pub static METRICS: Metrics = Metrics {
     connections_open: AtomicU64::new(0),
     connections_rejected: AtomicU64::new(0),
     clients_over_output_limit: AtomicU64::new(0),
+    clients_over_output_total: AtomicU64::new(0),
     requests_local: AtomicU64::new(0),
     proxy_errors: AtomicU64::new(0),
     redirects_moved: AtomicU64::new(0),
@@ -59,11 +63,12 @@ impl Metrics {
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `workers` are the per-worker counters, summed by the caller.
     pub fn info_section(&self, out: &mut String, workers: crate::dispatch::StatsTotal) {
-        let rows: [(&str, &AtomicU64); 16] = [
+        let rows: [(&str, &AtomicU64); 17] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
             ("clients_over_output_limit", &self.clients_over_output_limit),
+            ("clients_over_output_total", &self.clients_over_output_total),
             ("requests_local", &self.requests_local),
             ("proxy_errors", &self.proxy_errors),
             ("redirects_moved", &self.redirects_moved),
@@ -80,8 +85,12 @@ impl Metrics {
         out.push_str("# Proxy\r\n");
         let _ = write!(
             out,
-            "workers:{}\r\nrequests:{}\r\nbackend_writes:{}\r\nclient_writes:{}\r\n",
-            workers.workers, workers.requests, workers.backend_writes, workers.client_writes
+            "workers:{}\r\nrequests:{}\r\nbackend_writes:{}\r\nclient_writes:{}\r\nclient_output_bytes:{}\r\n",
+            workers.workers,
+            workers.requests,
+            workers.backend_writes,
+            workers.client_writes,
+            workers.output_bytes
         );
         for (name, value) in rows {
             let _ = write!(out, "{name}:{}\r\n", value.load(Relaxed));

@@ -54,6 +54,14 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// `limits.max_output_buffer` unless configured: a client that reads nothing while
+/// this much waits for it is closed.
+pub const DEFAULT_MAX_OUTPUT_BUFFER: u64 = 64 * 1024 * 1024;
+/// `limits.max_output_total` unless configured.
+pub const DEFAULT_MAX_OUTPUT_TOTAL: u64 = 512 * 1024 * 1024;
+/// `limits.reply_window` unless configured.
+pub const DEFAULT_REPLY_WINDOW: u64 = 4 * 1024 * 1024;
+
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -103,6 +111,8 @@ struct LimitsFile {
     max_bulk_len: Option<u64>,
     max_pipeline: Option<u64>,
     max_output_buffer: Option<u64>,
+    max_output_total: Option<u64>,
+    reply_window: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,9 +139,16 @@ pub struct Config {
     pub redirect_budget: u32,
     /// Replies a client may have outstanding before the proxy stops reading from it.
     pub max_pipeline: usize,
-    /// Bytes of replies slotgate may hold for a client that does not read them before
-    /// it closes that client; 0: no limit (Redis's default for normal clients).
+    /// Bytes of replies slotgate may hold for a client that does not read them (beyond
+    /// the one reply being written) before it closes that client; 0: no limit.
     pub max_output_buffer: usize,
+    /// Bytes of replies slotgate may hold for all clients together (as Redis's
+    /// `maxmemory-clients`); past it the client holding the most is closed. 0: no limit.
+    pub max_output_total: usize,
+    /// Bytes of replies one client may have on their way or unwritten before its next
+    /// requests wait in slotgate (reply sizes estimated from its recent replies): the
+    /// per-client flow control that keeps a big pipeline from crowding out others.
+    pub reply_window: usize,
     pub limits: Limits,
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
@@ -284,11 +301,31 @@ impl Config {
             limits.max_bulk_len = n as usize;
         }
         let max_pipeline = positive("limits.max_pipeline", file.limits.max_pipeline, 16_384)?;
-        let max_output_buffer = file.limits.max_output_buffer.unwrap_or(0);
+        let max_output_buffer = file
+            .limits
+            .max_output_buffer
+            .unwrap_or(DEFAULT_MAX_OUTPUT_BUFFER);
         if max_output_buffer > 0 && max_output_buffer < 64 * 1024 {
             return Err(invalid(
                 "limits.max_output_buffer",
                 "0 (no limit) or at least 65536 bytes",
+            ));
+        }
+        let max_output_total = file
+            .limits
+            .max_output_total
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOTAL);
+        if max_output_total > 0 && max_output_total < 1024 * 1024 {
+            return Err(invalid(
+                "limits.max_output_total",
+                "0 (no limit) or at least 1048576 bytes",
+            ));
+        }
+        let reply_window = file.limits.reply_window.unwrap_or(DEFAULT_REPLY_WINDOW);
+        if !(64 * 1024..=1 << 30).contains(&reply_window) {
+            return Err(invalid(
+                "limits.reply_window",
+                "between 65536 and 1073741824 bytes",
             ));
         }
 
@@ -313,6 +350,8 @@ impl Config {
             redirect_budget: redirect_budget as u32,
             max_pipeline,
             max_output_buffer: usize::try_from(max_output_buffer).unwrap_or(usize::MAX),
+            max_output_total: usize::try_from(max_output_total).unwrap_or(usize::MAX),
+            reply_window: reply_window as usize,
             limits,
             address_map,
         })
@@ -396,11 +435,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("limits.max_output_buffer"), "{e}");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[limits]\nreply_window = 10")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.reply_window"), "{e}");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[limits]\nmax_output_total = 10")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_output_total"), "{e}");
         let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
-        assert_eq!(
-            c.max_output_buffer, 0,
-            "no limit unless configured, as Redis"
-        );
+        assert_eq!(c.max_output_buffer, 64 << 20, "bounded unless configured");
+        assert_eq!(c.max_output_total, 512 << 20);
+        assert_eq!(c.reply_window, 4 << 20);
+        let c = Config::from_toml("seeds = [\"a:1\"]\n[limits]\nmax_output_buffer = 0").unwrap();
+        assert_eq!(c.max_output_buffer, 0, "0 switches the limit off");
     }
 
     #[test]

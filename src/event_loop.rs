@@ -115,7 +115,7 @@ impl EventLoop {
         let mut stopping: Option<Instant> = None;
         loop {
             // `now` is from the end of the last turn: one clock read per turn.
-            let timeout = if !self.resume.is_empty() {
+            let timeout = if !self.resume.is_empty() || self.worker.has_unread() {
                 Duration::ZERO
             } else if let Some(until) = self.hold_until {
                 until.saturating_duration_since(now)
@@ -132,6 +132,9 @@ impl EventLoop {
                     return;
                 }
             }
+            // Node connections that had more to read than their last turn took (before
+            // this turn's events, which may stop some at the limit again for next turn).
+            self.worker.read_unread();
             for event in events.iter() {
                 let token = event.token();
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
@@ -140,7 +143,8 @@ impl EventLoop {
                 } else if token == LISTENER {
                     self.accept();
                 } else if token != WAKER {
-                    self.session_event(token.0 / 2 - 2, readable, event.is_writable());
+                    let gone = event.is_read_closed() || event.is_error();
+                    self.session_event(token.0 / 2 - 2, readable, event.is_writable(), gone);
                 }
             }
             for key in std::mem::take(&mut self.resume) {
@@ -149,6 +153,7 @@ impl EventLoop {
             now = Instant::now();
             if now >= next_tick {
                 self.worker.watchdog();
+                self.enforce_output_total();
                 next_tick = now + WATCHDOG_TICK;
             }
             if self.accept_again.is_some_and(|t| now >= t) {
@@ -243,10 +248,18 @@ impl EventLoop {
         }
     }
 
-    fn session_event(&mut self, key: usize, readable: bool, writable: bool) {
+    /// `gone`: the client closed its side or the socket failed. A session that is not
+    /// reading (paused at a limit) would not find out by reading, and one whose writes
+    /// are blocked is not told it may write: it ends now, as Redis drops a client at
+    /// end of stream, and what it held is freed.
+    fn session_event(&mut self, key: usize, readable: bool, writable: bool, gone: bool) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
+        if gone && session.read_paused {
+            self.close_session(key);
+            return;
+        }
         if writable && session.writable() {
             self.mark_dirty(key);
         }
@@ -282,13 +295,16 @@ impl EventLoop {
         self.flush_sessions(now);
     }
 
-    /// Hand the replies the worker collected to their sessions.
+    /// Hand the replies the worker collected to their sessions. A reply for a client
+    /// that is gone is dropped here, as it arrives.
     fn deliver(&mut self) {
         for (place, reply) in self.worker.deliveries.drain(..) {
             let Some(session) = self.sessions.get_mut(place.session) else {
                 continue;
             };
-            if session.id.0 == place.client && session.fill(place.seq, reply) {
+            if session.id.0 == place.client
+                && (session.fill(place.seq, reply) || session.has_waiting())
+            {
                 mark_dirty(session, place.session, &mut self.dirty);
             }
         }
@@ -309,6 +325,9 @@ impl EventLoop {
                 continue;
             };
             session.dirty = false;
+            if session.has_waiting() {
+                session.send_waiting(&mut self.worker);
+            }
             if session.awaits_more() {
                 let until = *session.held_since.get_or_insert(now) + HOLD_AT_MOST;
                 if now < until {
@@ -323,8 +342,12 @@ impl EventLoop {
             if session.writes != writes {
                 self.worker.count(|s| &s.client_writes);
             }
+            if session.has_waiting() {
+                // Replies left: the window may have room again.
+                session.send_waiting(&mut self.worker);
+            }
             match flushed {
-                Flushed::Failed => self.close_session(key),
+                Flushed::Failed | Flushed::OverLimit => self.close_session(key),
                 Flushed::Blocked => {}
                 Flushed::Done if session.finished() => self.close_session(key),
                 Flushed::Done => {
@@ -338,6 +361,59 @@ impl EventLoop {
         if self.out.capacity() > 256 * 1024 {
             self.out = BytesMut::new();
         }
+    }
+
+    /// Once per watchdog tick: publish the bytes of replies this worker holds for its
+    /// clients, and when all workers together hold more than `limits.max_output_total`,
+    /// close this worker's clients holding the most until it is back under its share
+    /// (as Redis's `maxmemory-clients` evicts the biggest clients first).
+    fn enforce_output_total(&mut self) {
+        let router = self.worker.router.clone();
+        let mine: usize = self.sessions.iter().map(|(_, s)| s.held).sum();
+        let stats = &router.stats[self.worker.index % router.stats.len()];
+        stats.output_bytes.store(mine as u64, Relaxed);
+        let cap = router.config.max_output_total;
+        if cap == 0 {
+            return;
+        }
+        let total: u64 = router
+            .stats
+            .iter()
+            .map(|s| s.output_bytes.load(Relaxed))
+            .sum();
+        if total <= cap as u64 {
+            return;
+        }
+        let share = cap / router.workers.get().copied().unwrap_or(1).max(1);
+        let mut mine = mine;
+        while mine > share {
+            let Some((key, held)) = self
+                .sessions
+                .iter()
+                .map(|(k, s)| (k, s.held))
+                .max_by_key(|&(_, held)| held)
+            else {
+                break;
+            };
+            if held == 0 {
+                break;
+            }
+            if let Some(s) = self.sessions.get(key) {
+                tracing::warn!(
+                    client = s.id.0,
+                    peer = %s.peer(),
+                    held,
+                    total,
+                    limit = cap,
+                    "closing the client holding the most replies: all clients together hold \
+                     more than limits.max_output_total"
+                );
+            }
+            Metrics::inc(&METRICS.clients_over_output_total);
+            self.close_session(key);
+            mine -= held;
+        }
+        stats.output_bytes.store(mine as u64, Relaxed);
     }
 
     fn close_session(&mut self, key: usize) {

@@ -22,6 +22,10 @@ use crate::protocol::scan::{Limits, ReplyScanner};
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// Buffers bigger than this are given back once empty.
 const KEEP_BUFFER: usize = 64 * 1024;
+/// One turn of the event loop reads at most this much from one connection; the rest
+/// waits for the next turn, so a node streaming big replies for one client does not
+/// keep the worker from the others (the limit is checked between reads).
+pub const READ_PER_TURN: usize = 256 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +83,9 @@ pub struct Conn {
     /// The worker's watchdog tick at which a reply last arrived (or the connection last
     /// went from idle to busy, or the connect started).
     pub progress: u64,
+    /// The last read stopped at [`READ_PER_TURN`]: the socket may hold more, and no new
+    /// readiness event will say so (edge-triggered).
+    pub unread: bool,
 }
 
 impl Conn {
@@ -104,6 +111,7 @@ impl Conn {
             write_blocked: false,
             dirty: false,
             progress: 0,
+            unread: false,
         }
     }
 
@@ -217,13 +225,29 @@ impl Conn {
             return ReadOutcome::Open;
         };
         let mut outcome = ReadOutcome::Open;
+        let mut read = 0;
+        self.unread = false;
         loop {
+            if read >= READ_PER_TURN {
+                self.unread = true;
+                break;
+            }
             let n = match read_some(stream, scratch) {
                 ReadSome::Data(n) => n,
                 ReadSome::Drained => break,
                 ReadSome::Closed => return ReadOutcome::Failed("closed by the node".into()),
                 ReadSome::Failed(e) => return ReadOutcome::Failed(format!("read: {e}")),
             };
+            read += n;
+            // Room for the rest of a big reply in one allocation of the size it needs:
+            // its frame is not copied again as the buffer doubles, and holds no more
+            // memory than its length while it waits for its client.
+            let need = n.max(self.scanner.bytes_needed(self.rbuf.len()));
+            if need > n && self.rbuf.capacity() - self.rbuf.len() < need {
+                let mut exact = BytesMut::with_capacity(self.rbuf.len() + need);
+                exact.extend_from_slice(&self.rbuf);
+                self.rbuf = exact;
+            }
             self.rbuf.extend_from_slice(&scratch[..n]);
             self.progress = tick;
             loop {
@@ -270,6 +294,7 @@ impl Conn {
             let _ = registry.deregister(&mut stream);
         }
         self.state = State::Idle;
+        self.unread = false;
         self.wbuf.clear();
         self.rbuf = BytesMut::new();
         self.scanner.reset();

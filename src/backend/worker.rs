@@ -69,6 +69,8 @@ pub struct Worker {
     conns: Vec<Conn>,
     /// Connections with something to write (or to connect) at the end of this turn.
     dirty: Vec<usize>,
+    /// Connections whose last read stopped at the per-turn limit: read again next turn.
+    unread: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
     pub tick: u64,
     /// Requests waiting to be sent again, in order.
@@ -102,6 +104,7 @@ impl Worker {
             by_shard: (u64::MAX, Vec::new()),
             conns: Vec::new(),
             dirty: Vec::new(),
+            unread: Vec::new(),
             tick: 0,
             retry: RetryQueue::default(),
             deliveries: Vec::new(),
@@ -295,11 +298,28 @@ impl Worker {
         }
     }
 
+    /// Some connection has more to read than its last turn took.
+    pub fn has_unread(&self) -> bool {
+        !self.unread.is_empty()
+    }
+
+    /// Read again the connections whose last read stopped at the per-turn limit.
+    pub fn read_unread(&mut self) {
+        for ci in std::mem::take(&mut self.unread) {
+            if self.conns[ci].unread {
+                self.read_replies(ci);
+            }
+        }
+    }
+
     /// Read connection `ci` and hand each reply to the decision point, in order.
     fn read_replies(&mut self, ci: usize) {
         let tick = self.tick;
         let mut replies = std::mem::take(&mut self.replies);
         let outcome = self.conns[ci].read_in(&mut self.scratch, &mut replies, tick);
+        if self.conns[ci].unread {
+            self.unread.push(ci);
+        }
         for (req, frame) in replies.drain(..) {
             self.complete(req, frame, ci);
         }

@@ -35,6 +35,8 @@ pub struct WorkerStats {
     pub backend_writes: AtomicU64,
     /// Writes of replies to clients.
     pub client_writes: AtomicU64,
+    /// Bytes of replies held for this worker's clients, as of its last watchdog tick.
+    pub output_bytes: AtomicU64,
 }
 
 /// [`WorkerStats`] summed over the workers.
@@ -45,6 +47,7 @@ pub struct StatsTotal {
     pub requests: u64,
     pub backend_writes: u64,
     pub client_writes: u64,
+    pub output_bytes: u64,
 }
 
 /// Shared by every worker thread.
@@ -106,6 +109,7 @@ impl Router {
             total.requests += s.requests.load(Relaxed);
             total.backend_writes += s.backend_writes.load(Relaxed);
             total.client_writes += s.client_writes.load(Relaxed);
+            total.output_bytes += s.output_bytes.load(Relaxed);
         }
         total
     }

@@ -104,6 +104,7 @@ impl Session {
             Local::Reset => {
                 self.proto = Proto::Resp2;
                 self.name = None;
+                self.end_transaction();
                 self.push_local(|w| w.simple("RESET"))
             }
             #[allow(unreachable_patterns)]

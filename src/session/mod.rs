@@ -1,6 +1,17 @@
 //! One client connection, driven by its worker's event loop: read and frame requests,
 //! route each, and write the replies back strictly in request order, one write per
 //! turn of the loop for every reply that is ready.
+//!
+//! Memory a client can make slotgate hold is bounded (DESIGN.md, resource model):
+//! - requests: reading pauses at `limits.max_pipeline` unanswered requests, or when
+//!   1024 requests (or `limits.reply_window` bytes of them) wait to be sent;
+//! - replies: a request goes to its node only while the client's replies held here plus
+//!   those on their way (counted at the size its recent replies had) fit in
+//!   `limits.reply_window`; later ones wait in [`Session::waiting`], in order. A client
+//!   that stops reading therefore stops being served, holds about one window, and never
+//!   has more than a window's worth of work queued at a node ahead of other clients;
+//! - a client holding more than `limits.max_output_buffer` (besides the reply being
+//!   written, which may be bigger) is closed with a log line.
 
 mod local;
 
@@ -17,7 +28,7 @@ use crate::backend::{BackendRequest, Place, ReplyResult, ReplyTo, Target, Worker
 use crate::command::learned::LearnedRoute;
 use crate::command::{classify, CommandError, Route};
 use crate::dispatch::Router;
-use crate::net::{read_some, write_all_now, ReadSome, Written};
+use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::slot::Slot;
@@ -29,8 +40,18 @@ pub struct ClientId(pub u64);
 /// A client's read buffer grows by at least this much.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A write buffer bigger than this is given back once it is empty.
-const KEEP_WRITE_BUFFER: usize = 4096;
+/// Requests waiting for room in the reply window at which reading pauses.
+const WAITING_AT_MOST: usize = 1024;
+/// Replies from this size on are written from where they are, not copied first.
+const COPY_AT_MOST: usize = 16 * 1024;
+/// The smallest reply size the flow control assumes (a `+OK` costs more than its 5
+/// bytes in places and handles).
+const MIN_REPLY_ESTIMATE: usize = 64;
+/// A new client's replies are assumed to be this fraction of the window until some
+/// arrive: the first pipeline may send 8 requests before sizes are known (4 MiB of
+/// 1 MiB values with the default window). Smaller replies then open the window by a
+/// sixteenth per reply: about 150 replies of a few bytes open it fully.
+const FIRST_WINDOW_REQUESTS: usize = 8;
 
 /// What [`Session::flush`] left behind.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +62,17 @@ pub enum Flushed {
     Blocked,
     /// The client is gone.
     Failed,
+    /// The client holds more than `limits.max_output_buffer` (logged): close it.
+    OverLimit,
+}
+
+/// Where the client is in its conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Normal,
+    /// `MULTI` was refused: everything up to `EXEC`/`DISCARD` is refused too, so nothing
+    /// of the transaction runs (the client believes it is queueing it).
+    MultiRefused,
 }
 
 /// Per-client state. Buffers exist only while there is something in them, so an idle
@@ -73,9 +105,23 @@ pub struct Session {
     /// When the event loop first held back this session's ready replies, waiting for
     /// the rest of their batch.
     pub held_since: Option<Instant>,
-    /// Bytes a blocked write left behind.
-    wbuf: BytesMut,
+    /// Replies a blocked write left behind, in order; the first from `unwritten_offset`.
+    unwritten: VecDeque<Bytes>,
+    unwritten_offset: usize,
     write_blocked: bool,
+    /// Requests routed but not sent yet because the reply window is full; sent in order
+    /// as replies leave. Their places are reserved.
+    waiting: VecDeque<BackendRequest>,
+    /// Bytes of the requests in `waiting`.
+    waiting_bytes: usize,
+    /// Requests sent to nodes whose replies have not arrived.
+    sent: usize,
+    /// Bytes of replies held for the client: ready in `places` and in `unwritten`.
+    pub held: usize,
+    /// The size this client's next replies are expected to have: the largest recent one,
+    /// decaying by 1/16 per reply.
+    reply_estimate: usize,
+    mode: Mode,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -99,6 +145,8 @@ impl Session {
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
         let limits = router.config.limits;
+        let reply_estimate =
+            (router.config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
         Session {
             router,
             id,
@@ -117,8 +165,15 @@ impl Session {
             pending: 0,
             batch_ends: VecDeque::new(),
             held_since: None,
-            wbuf: BytesMut::new(),
+            unwritten: VecDeque::new(),
+            unwritten_offset: 0,
             write_blocked: false,
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            sent: 0,
+            held: 0,
+            reply_estimate,
+            mode: Mode::Normal,
             closing: false,
             read_paused: false,
             dirty: false,
@@ -150,7 +205,7 @@ impl Session {
             if self.closing {
                 return true;
             }
-            if self.places.len() >= max_pipeline {
+            if self.places.len() >= max_pipeline || self.waiting_full() {
                 self.read_paused = true;
                 return true;
             }
@@ -209,12 +264,55 @@ impl Session {
 
     /// Closing, and everything owed is written.
     pub fn finished(&self) -> bool {
-        self.closing && self.places.is_empty() && self.wbuf.is_empty()
+        self.closing && self.places.is_empty() && self.unwritten.is_empty()
     }
 
-    /// May read again: it paused at the pipeline limit and replies have left since.
+    /// May read again: it paused at a limit and replies have left since.
     pub fn may_resume(&self) -> bool {
-        self.read_paused && !self.closing && self.places.len() < self.router.config.max_pipeline
+        self.read_paused
+            && !self.closing
+            && self.places.len() < self.router.config.max_pipeline
+            && !self.waiting_full()
+    }
+
+    /// Enough requests wait for room in the reply window: reading more would only queue
+    /// them here rather than in the client's socket.
+    fn waiting_full(&self) -> bool {
+        self.waiting.len() >= WAITING_AT_MOST
+            || self.waiting_bytes > self.router.config.reply_window
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Requests wait for room in the reply window.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Whether one more request may go to a node: the replies held plus those on their
+    /// way, at the estimated size, fit in the window. With nothing on its way, one may
+    /// go whatever its size, unless the client already holds a window's worth.
+    fn may_send(&self) -> bool {
+        let window = self.router.config.reply_window;
+        if self.sent == 0 {
+            return self.held < window;
+        }
+        let owed = (self.sent + 1).saturating_mul(self.reply_estimate);
+        self.held.saturating_add(owed) <= window
+    }
+
+    /// Send the waiting requests the window now has room for, in order.
+    pub fn send_waiting(&mut self, w: &mut Worker) {
+        while !self.waiting.is_empty() && self.may_send() {
+            if let Some(req) = self.waiting.pop_front() {
+                self.waiting_bytes -= req.bytes.len();
+                self.sent += 1;
+                w.dispatch(req);
+            }
+        }
     }
 
     /// Read no more requests (QUIT, a protocol error, shutdown); end once the replies
@@ -228,82 +326,127 @@ impl Session {
         std::mem::replace(&mut self.write_blocked, false)
     }
 
-    /// Fill place `seq`; true when that completed the front.
+    /// Fill place `seq` with a node's reply (or the error that stands for it); true when
+    /// that completed the front.
     pub fn fill(&mut self, seq: u64, reply: ReplyResult) -> bool {
         let Some(index) = seq.checked_sub(self.front_seq) else {
             return false;
         };
-        match self.places.get_mut(index as usize) {
-            Some(place) => {
-                if place.is_none() {
-                    self.pending -= 1;
-                }
-                *place = Some(reply);
-                index == 0
-            }
-            None => false,
+        let Some(place) = self.places.get_mut(index as usize) else {
+            return false;
+        };
+        if place.is_some() {
+            return false;
         }
+        if let Ok(bytes) = &reply {
+            let size = bytes.len();
+            self.held += size;
+            let decayed = self.reply_estimate - self.reply_estimate / 16;
+            self.reply_estimate = size.max(decayed).max(MIN_REPLY_ESTIMATE);
+        }
+        *place = Some(reply);
+        self.pending -= 1;
+        self.sent = self.sent.saturating_sub(1);
+        index == 0
     }
 
     /// Write every reply that is ready at the front, in order, in one write. `out` is
-    /// the worker's write buffer; only bytes a blocked write leaves stay with the session.
+    /// the worker's write buffer: ready replies are copied into it and written at once;
+    /// only what a blocked write leaves stays with the session, and replies that become
+    /// ready behind it queue as they are (no copy), written with vectored writes.
     pub fn flush(&mut self, out: &mut BytesMut) -> Flushed {
-        let result = if self.wbuf.is_empty() && !self.write_blocked {
-            out.clear();
-            self.take_ready(out);
-            let (written, result) = self.write_some(out);
-            if result == Flushed::Blocked {
-                self.wbuf.extend_from_slice(&out[written..]);
-            }
-            result
-        } else {
-            // Behind a blocked write: queue after what waits.
-            let mut own = std::mem::take(&mut self.wbuf);
-            self.take_ready(&mut own);
-            let result = if self.write_blocked {
-                Flushed::Blocked
+        let (written, end) =
+            if self.unwritten.is_empty() && !self.write_blocked && !self.front_is_big() {
+                out.clear();
+                self.take_ready(|bytes| out.extend_from_slice(&bytes));
+                let (written, end) = write_all_now(&mut self.stream, out);
+                if matches!(end, Written::Blocked) {
+                    self.unwritten
+                        .push_back(Bytes::copy_from_slice(&out[written..]));
+                }
+                (written, end)
             } else {
-                let (written, result) = self.write_some(&own);
-                bytes::Buf::advance(&mut own, written);
-                result
+                let mut unwritten = std::mem::take(&mut self.unwritten);
+                self.take_ready(|bytes| unwritten.push_back(bytes));
+                self.unwritten = unwritten;
+                if self.write_blocked {
+                    (0, Written::Blocked)
+                } else {
+                    write_chunks(
+                        &mut self.stream,
+                        &mut self.unwritten,
+                        &mut self.unwritten_offset,
+                    )
+                }
             };
-            if own.is_empty() && own.capacity() > KEEP_WRITE_BUFFER {
-                own = BytesMut::new();
-            }
-            self.wbuf = own;
-            result
-        };
-        // What waits for a client that does not read stays bounded when asked to.
-        let limit = self.router.config.max_output_buffer;
-        if result == Flushed::Blocked && limit > 0 && self.wbuf.len() > limit {
-            Metrics::inc(&METRICS.clients_over_output_limit);
-            tracing::warn!(
-                client = self.id.0,
-                peer = %self.peer,
-                bytes = self.wbuf.len(),
-                limit,
-                "closing a client that does not read its replies (limits.max_output_buffer)"
-            );
-            return Flushed::Failed;
+        self.held -= written;
+        if written > 0 {
+            self.writes += 1;
         }
-        result
+        match end {
+            Written::All => Flushed::Done,
+            Written::Blocked => {
+                self.write_blocked = true;
+                if self.over_output_limit() {
+                    return Flushed::OverLimit;
+                }
+                Flushed::Blocked
+            }
+            Written::Failed(e) => {
+                tracing::debug!(client = self.id.0, error = %e, "client write failed");
+                Flushed::Failed
+            }
+        }
     }
 
-    /// Move the replies ready at the front into `buf`, in order.
-    fn take_ready(&mut self, buf: &mut BytesMut) {
+    /// The front reply is big enough that copying it into the write buffer costs more
+    /// than a vectored write of it as it is (and would hold it twice meanwhile).
+    fn front_is_big(&self) -> bool {
+        matches!(self.places.front(), Some(Some(Ok(b))) if b.len() >= COPY_AT_MOST)
+    }
+
+    /// The client holds more than `limits.max_output_buffer`, not counting the rest of
+    /// the reply being written (one reply may be bigger than the limit); logged.
+    fn over_output_limit(&self) -> bool {
+        let limit = self.router.config.max_output_buffer;
+        let writing = self
+            .unwritten
+            .front()
+            .map_or(0, |b| b.len() - self.unwritten_offset);
+        if limit == 0 || self.held - writing <= limit {
+            return false;
+        }
+        Metrics::inc(&METRICS.clients_over_output_limit);
+        tracing::warn!(
+            client = self.id.0,
+            peer = %self.peer,
+            held = self.held,
+            limit,
+            "closing a client that does not read its replies (limits.max_output_buffer)"
+        );
+        true
+    }
+
+    /// Hand the replies ready at the front to `take`, in order (errors made into their
+    /// reply frames here, and counted as held).
+    fn take_ready(&mut self, mut take: impl FnMut(Bytes)) {
         while let Some(Some(_)) = self.places.front() {
             if let Some(Some(reply)) = self.places.pop_front() {
-                match reply {
-                    Ok(bytes) => buf.extend_from_slice(&bytes),
+                let bytes = match reply {
+                    Ok(bytes) => bytes,
                     Err(e) => {
                         Metrics::inc(&METRICS.proxy_errors);
+                        let mut buf = BytesMut::new();
                         ReplyWriter {
-                            out: buf,
+                            out: &mut buf,
                             proto: self.proto,
                         }
                         .error(&format!("ERR slotgate: {e}"));
+                        self.held += buf.len();
+                        buf.freeze()
                     }
-                }
+                };
+                take(bytes);
             }
             self.front_seq += 1;
         }
@@ -314,26 +457,6 @@ impl Session {
         {
             self.batch_ends.pop_front();
         }
-    }
-
-    /// Write `buf` until done or the socket would block; how much went, and how it ended.
-    fn write_some(&mut self, buf: &[u8]) -> (usize, Flushed) {
-        let (written, end) = write_all_now(&mut self.stream, buf);
-        if written > 0 {
-            self.writes += 1;
-        }
-        let result = match end {
-            Written::All => Flushed::Done,
-            Written::Blocked => {
-                self.write_blocked = true;
-                Flushed::Blocked
-            }
-            Written::Failed(e) => {
-                tracing::debug!(client = self.id.0, error = %e, "client write failed");
-                Flushed::Failed
-            }
-        };
-        (written, result)
     }
 
     /// The read buffer, given back when the session ends.
@@ -365,6 +488,9 @@ impl Session {
     /// Route one request: answer it here, or send it to a node.
     fn handle(&mut self, w: &mut Worker, request: Request) {
         w.count_request();
+        if self.mode == Mode::MultiRefused && self.refused_multi_takes(&request) {
+            return;
+        }
         let classified = match classify(&request) {
             Ok(c) => c,
             Err(e @ CommandError::Unknown { .. }) => return self.handle_learned(w, request, e),
@@ -401,10 +527,7 @@ impl Session {
                 classified.spec.name,
                 "blocking commands are not supported by slotgate yet",
             ),
-            Route::Transaction => self.refuse(
-                classified.spec.name,
-                "transactions are not supported by slotgate yet",
-            ),
+            Route::Transaction => self.transaction(classified.spec.name),
             Route::PubSub => self.refuse(
                 classified.spec.name,
                 "pub/sub is not supported by slotgate yet",
@@ -438,25 +561,81 @@ impl Session {
         }
     }
 
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH` outside a transaction. Until
+    /// transactions are supported, `MULTI` is refused and so is everything up to the
+    /// `EXEC`/`DISCARD` that ends it ([`Mode::MultiRefused`]): nothing of it runs.
+    fn transaction(&mut self, name: &str) {
+        match name {
+            "multi" => {
+                self.mode = Mode::MultiRefused;
+                self.refuse(name, "transactions are not supported by slotgate yet");
+            }
+            "exec" => self.push_error("ERR EXEC without MULTI"),
+            "discard" => self.push_error("ERR DISCARD without MULTI"),
+            // Nothing is watched, so there is nothing to forget.
+            "unwatch" => self.push_local(|w| w.ok()),
+            _ => self.refuse(name, "transactions are not supported by slotgate yet"),
+        }
+    }
+
+    /// In a refused `MULTI`: answer `request` as Redis answers inside a transaction that
+    /// will abort, without running it. False for the commands that act as usual there
+    /// (`QUIT`, `RESET`).
+    fn refused_multi_takes(&mut self, request: &Request) -> bool {
+        let name = request.arg(0);
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("exec") {
+            self.mode = Mode::Normal;
+            self.push_error("EXECABORT Transaction discarded because of previous errors.");
+        } else if is("discard") {
+            self.mode = Mode::Normal;
+            self.push_local(|w| w.ok());
+        } else if is("quit") || is("reset") {
+            return false;
+        } else if is("multi") {
+            self.push_error("ERR MULTI calls can not be nested");
+        } else if is("watch") {
+            self.push_error("ERR WATCH inside MULTI is not allowed");
+        } else {
+            self.push_error(
+                "ERR slotgate: not run: this transaction's MULTI was refused (EXEC or DISCARD ends it)",
+            );
+        }
+        true
+    }
+
+    /// Leave any transaction state (`RESET`).
+    fn end_transaction(&mut self) {
+        self.mode = Mode::Normal;
+    }
+
     fn refuse(&mut self, name: &str, reason: &str) {
         let name = name.replace('|', " ").to_uppercase();
         self.push_error(&format!("ERR '{name}' is not supported: {reason}"));
     }
 
-    /// Send to a node; the reply fills this request's place in the queue.
+    /// Send to a node, or queue behind the requests waiting for room in the reply
+    /// window; the reply fills this request's place in the queue.
     fn forward(&mut self, w: &mut Worker, request: Request, target: Target) {
         let place = Place {
             session: self.key,
             client: self.id.0,
             seq: self.reserve(),
         };
-        w.dispatch(BackendRequest::new(
+        let req = BackendRequest::new(
             request.into_raw(),
             target,
             self.proto,
             self.id.0 as u32,
             ReplyTo::new(place),
-        ));
+        );
+        if self.waiting.is_empty() && self.may_send() {
+            self.sent += 1;
+            w.dispatch(req);
+        } else {
+            self.waiting_bytes += req.bytes.len();
+            self.waiting.push_back(req);
+        }
     }
 
     /// Reserve the next place for a reply on its way; its sequence number.
@@ -473,6 +652,7 @@ impl Session {
             out: &mut out,
             proto: self.proto,
         });
+        self.held += out.len();
         self.places.push_back(Some(Ok(out.freeze())));
     }
 

@@ -47,6 +47,19 @@ def exercise(port, **kwargs):
         pipe.get(f"py:{label}:pipe:{i}")
     results = pipe.execute()
     check(f"{label} pipeline", results[1000:], [str(i).encode() for i in range(1000)])
+    # The default pipeline() is a transaction, which slotgate refuses for now: it must
+    # raise, and none of its writes may be applied.
+    tx = r.pipeline()
+    tx.set(f"py:{label}:tx", "applied")
+    tx.incr(f"py:{label}:tx:n")
+    try:
+        tx.execute()
+        check(f"{label} transaction refused", "executed", "raised")
+    except redis.exceptions.ResponseError as e:
+        check(f"{label} transaction refused", "MULTI" in str(e), True)
+    check(f"{label} refused transaction applied nothing", r.get(f"py:{label}:tx"), None)
+    check(f"{label} refused transaction applied nothing", r.get(f"py:{label}:tx:n"), None)
+    check(f"{label} usable after", r.set(f"py:{label}:tx:after", 1), True)
     r.close()
 
 

@@ -88,3 +88,13 @@ pub fn keys_in_slot(slot: u16, prefix: &str, count: usize) -> Vec<String> {
         .take(count)
         .collect()
 }
+
+/// Resident memory of process `pid` now, in bytes (`VmRSS` from /proc; 0 if gone).
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

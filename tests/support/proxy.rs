@@ -18,6 +18,14 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_TAIL_LINES: usize = 50;
 const READY_PREFIX: &str = "slotgate listening on ";
 
+/// The binary the tests start: this crate's, or `SLOTGATE_TEST_BIN` when set (to show
+/// that a new test fails against an older build).
+pub fn binary() -> PathBuf {
+    std::env::var_os("SLOTGATE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_slotgate")))
+}
+
 /// A running slotgate. Dropping it SIGKILLs and reaps the process; if the thread is
 /// panicking it first prints the log tail to stderr.
 pub struct Proxy {
@@ -38,7 +46,7 @@ impl Proxy {
     /// `--listen 127.0.0.1:0 --seeds <seeds> <extra_args...>` and waits for it to say
     /// where it listens.
     pub fn start(seeds: &str, extra_args: &[&str]) -> Proxy {
-        Self::start_bin(Path::new(env!("CARGO_BIN_EXE_slotgate")), seeds, extra_args)
+        Self::start_bin(&binary(), seeds, extra_args)
     }
 
     /// [`Proxy::start`] with an explicit binary.
@@ -57,7 +65,7 @@ impl Proxy {
     /// Starts this crate's `slotgate` binary with exactly `args` (e.g. `--config f.toml`);
     /// they must make it listen on 127.0.0.1.
     pub fn start_args(args: &[&str]) -> Proxy {
-        Self::start_bin_args(Path::new(env!("CARGO_BIN_EXE_slotgate")), args)
+        Self::start_bin_args(&binary(), args)
     }
 
     /// Spawns `bin args...` (stdout piped, stderr to `slotgate.log` in a temp dir,
@@ -187,6 +195,11 @@ impl Proxy {
             log.push_str(&rest);
         }
         log
+    }
+
+    /// The proxy's resident memory now, in bytes (`VmRSS` from /proc).
+    pub fn rss(&self) -> u64 {
+        super::rss_of(self.pid)
     }
 
     /// Path of the stderr log file.
