@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
+use tracing_subscriber::EnvFilter;
 
 use crate::cluster::NodeAddr;
 use crate::protocol::scan::Limits;
@@ -29,7 +30,8 @@ pub struct Cli {
     /// TOML configuration file
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info]
+    /// Log filter: off, error, warn, info, debug, trace, or tracing directives such as
+    /// info,slotgate=debug [default: RUST_LOG, else info]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Log format: text or json [default: text]
@@ -126,7 +128,9 @@ pub enum LogFormat {
 pub struct Config {
     pub listen: SocketAddr,
     pub seeds: Vec<NodeAddr>,
-    pub log_level: String,
+    /// A filter [`log_filter`] accepts; `None`: neither `--log-level` nor the file sets
+    /// one (the binary then uses `RUST_LOG`, else `info`).
+    pub log_level: Option<String>,
     pub log_format: LogFormat,
     pub max_clients: usize,
     /// Worker threads, each with its own event loop, listener socket and connections;
@@ -230,11 +234,10 @@ impl Config {
             ));
         }
 
-        let log_level = cli
-            .log_level
-            .clone()
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".to_string());
+        let log_level = cli.log_level.clone().or(file.log_level);
+        if let Some(filter) = &log_level {
+            log_filter(filter).map_err(|e| invalid("log_level", e))?;
+        }
         let log_format = match cli
             .log_format
             .clone()
@@ -358,6 +361,49 @@ impl Config {
     }
 }
 
+/// The levels a filter may name, matched in any case.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// The tracing filter `text` (`log_level`, `--log-level` or `RUST_LOG`), or why it is
+/// not one. Stricter than tracing's parser, which takes a misspelt level (`inof`) for a
+/// target and so logs next to nothing: a bare word must be a level, and so must the
+/// part after `=` of each `target[span]=level` directive. Spaces around commas are
+/// dropped.
+pub fn log_filter(text: &str) -> Result<EnvFilter, String> {
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err("empty: name a level (off logs nothing)".to_string());
+    }
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word));
+    for directive in &directives {
+        // Span fields may hold `=`: the level's `=` is the first after the span's `]`.
+        let head = directive.rfind(']').map_or(0, |i| i + 1);
+        match directive[head..].split_once('=') {
+            None if head == 0 && is_level(directive) => {}
+            None if head == 0 => {
+                return Err(format!(
+                    "`{directive}` is not a level: use off, error, warn, info, debug or \
+                     trace, or target=level directives such as slotgate=debug"
+                ))
+            }
+            None => return Err(format!("`{directive}` has no level: add =LEVEL")),
+            Some((_, level)) if is_level(level) => {}
+            Some((_, level)) => {
+                return Err(format!(
+                    "`{directive}`: `{level}` is not a level (off, error, warn, info, \
+                     debug, trace)"
+                ))
+            }
+        }
+    }
+    let text = directives.join(",");
+    EnvFilter::try_new(&text).map_err(|e| format!("`{text}`: {e}"))
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -449,6 +495,68 @@ mod tests {
         assert_eq!(c.reply_window, 4 << 20);
         let c = Config::from_toml("seeds = [\"a:1\"]\n[limits]\nmax_output_buffer = 0").unwrap();
         assert_eq!(c.max_output_buffer, 0, "0 switches the limit off");
+    }
+
+    #[test]
+    fn log_filters_are_levels_or_directives_with_levels() {
+        for good in [
+            "off",
+            "error",
+            "warn",
+            "info",
+            "debug",
+            "trace",
+            "INFO",
+            "Debug",
+            "slotgate=debug",
+            "info,slotgate::backend=trace",
+            "warn,mio=off",
+            "info, slotgate=DEBUG,",
+            "[refresh]=debug",
+            "slotgate[refresh{node=a}]=trace",
+        ] {
+            assert!(
+                log_filter(good).is_ok(),
+                "{good:?}: {:?}",
+                log_filter(good).err()
+            );
+        }
+        for (bad, says) in [
+            ("inof", "`inof` is not a level"),
+            ("slotgate", "`slotgate` is not a level"),
+            ("info,slotgate", "`slotgate` is not a level"),
+            ("slotgate=verbose", "`verbose` is not a level"),
+            ("slotgate=", "`` is not a level"),
+            ("info=", "`` is not a level"),
+            ("slotgate=3", "`3` is not a level"),
+            ("warn,mio=of", "`of` is not a level"),
+            ("slotgate[refresh]", "has no level"),
+            ("", "empty"),
+            (" , ", "empty"),
+            ("slotgate[refresh=debug", "slotgate[refresh=debug"),
+        ] {
+            match log_filter(bad) {
+                Ok(_) => panic!("{bad:?} accepted"),
+                Err(e) => assert!(e.contains(says), "{bad:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_log_level_names_its_key() {
+        let e = Config::from_toml("seeds = [\"a:1\"]\nlog_level = \"inof\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`log_level`") && e.contains("inof"), "{e}");
+        let cli = Cli {
+            log_level: Some("slotgate=verbose".into()),
+            ..Cli::default()
+        };
+        let file = parse_file(Path::new("x"), "seeds = [\"a:1\"]\nlog_level = \"info\"").unwrap();
+        let e = Config::build(&cli, file).unwrap_err().to_string();
+        assert!(e.contains("`log_level`") && e.contains("verbose"), "{e}");
+        let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
+        assert_eq!(c.log_level, None, "unset, so RUST_LOG can apply");
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! The `slotgate` binary: parse flags, set up logging, run the proxy.
 
 use clap::Parser;
-use slotgate::config::{Cli, Config, LogFormat};
-use tracing_subscriber::EnvFilter;
+use slotgate::config::{log_filter, Cli, Config, LogFormat};
 
 /// mimalloc rather than the system allocator: after a burst of big replies, glibc's
 /// malloc kept the freed memory (RSS stayed at 405 MiB ten seconds after ten slow
@@ -20,14 +19,22 @@ fn main() -> anyhow::Result<()> {
         }
     };
 
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directive) if cli.log_level.is_none() => EnvFilter::try_new(directive),
-        _ => EnvFilter::try_new(&config.log_level),
+    // The level from the flag or the file (already checked), else RUST_LOG (set and not
+    // empty), else info. A bad filter names where it came from and exits 2, like any
+    // bad value.
+    let (source, filter) = match (&config.log_level, std::env::var("RUST_LOG")) {
+        (Some(level), _) => ("config key `log_level`", level.clone()),
+        (None, Ok(directives)) if !directives.trim().is_empty() => ("RUST_LOG", directives),
+        (None, Err(std::env::VarError::NotUnicode(_))) => {
+            eprintln!("slotgate: RUST_LOG: not UTF-8");
+            std::process::exit(2);
+        }
+        (None, _) => ("config key `log_level`", "info".to_string()),
     };
-    let filter = match filter {
+    let filter = match log_filter(&filter) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("slotgate: config key `log_level`: {e}");
+            eprintln!("slotgate: {source}: {e}");
             std::process::exit(2);
         }
     };

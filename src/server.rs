@@ -22,6 +22,8 @@ use crate::event_loop::{EventLoop, WAKER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("cannot listen on {addr}: address in use (another process listens there)")]
+    InUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -46,8 +48,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 
     // Bind the first socket before asking the cluster anything (a port in use fails at
     // once), then one more per worker on the same port (so a port-0 listen resolves to
-    // one port) once the topology says how many workers to run.
+    // one port) once the topology says how many workers to run. The probe makes "in
+    // use" include another process's reuseport group, which our sockets would join.
     let listeners = control.block_on(async {
+        probe(listen)?;
         let first = bind(listen)?;
         let local = first.local_addr().map_err(|source| ServerError::Bind {
             addr: listen,
@@ -171,14 +175,46 @@ fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
         .map_err(ServerError::Runtime)
 }
 
-fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    let err = |source| ServerError::Bind { addr, source };
-    let socket = if addr.is_ipv4() {
+/// Fails with [`ServerError::InUse`] if any socket listens on `addr` (an explicit port),
+/// a reuseport group included: our listeners set `SO_REUSEPORT`, so binding them would
+/// silently join another slotgate's group and take half its new clients. The probe sets
+/// `SO_REUSEADDR` (a restart beside connections in TIME_WAIT still binds) but not
+/// `SO_REUSEPORT`: Linux refuses it beside a listening socket and allows it otherwise.
+/// It is closed on return. Held on, it would not help: a bound probe that does not
+/// listen never makes another process's probe fail (checked on Linux 6.18), and where
+/// only `SO_REUSEPORT` sockets may share an address (the BSDs; untested) it would
+/// refuse our own binds.
+///
+/// The window left: two slotgates that both probe before either listens (starts within
+/// the same few microseconds) both pass, and share the port.
+fn probe(addr: SocketAddr) -> Result<(), ServerError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let err = |source| bind_error(addr, source);
+    let socket = new_socket(addr).map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)
+}
+
+fn bind_error(addr: SocketAddr, source: std::io::Error) -> ServerError {
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => ServerError::InUse { addr },
+        _ => ServerError::Bind { addr, source },
+    }
+}
+
+fn new_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .map_err(err)?;
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let err = |source| bind_error(addr, source);
+    let socket = new_socket(addr).map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
     #[cfg(unix)]
     socket.set_reuseport(true).map_err(err)?;
