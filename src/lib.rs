@@ -12,8 +12,9 @@
 //! - [`backend`]: per worker thread, its pipelined connections to each node (connect,
 //!   handshake, flush, replies, timeouts); the node registry shared by the workers; the
 //!   `ReplyTo` contract between a request and its client's reply queue.
-//! - [`dispatch`]: the router: picks the node for a request and decides what happens
-//!   after a redirect, a retryable error or a dead node; the ordered retry queue.
+//! - [`dispatch`]: the router: picks the node for a request; `decide` (pure): what
+//!   happens after a reply, a redirect, a retryable error or a dead node, carried out by
+//!   the worker; the ordered retry queue.
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.

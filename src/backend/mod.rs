@@ -22,8 +22,21 @@ use crate::slot::Slot;
 pub use registry::{NodeRegistry, NodeShared};
 pub use worker::Worker;
 
+/// Which side of the proxy a failure comes from (pingora's `ErrorSource`), so logs and
+/// counters can tell a misbehaving client from a sick cluster from a proxy fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent what the proxy cannot serve (the session's errors; no
+    /// [`BackendError`] is the client's).
+    Client,
+    /// A node, or the cluster as a whole, did not serve the request.
+    Node,
+    /// The proxy itself gave the request up.
+    Proxy,
+}
+
 /// Why a request got no reply from a node. Each says which backend failed and how.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     /// The request was never written: the node could not be reached.
     #[error("backend {addr}: cannot connect: {reason}")]
@@ -41,6 +54,23 @@ pub enum BackendError {
     NoNodes,
     #[error("request dropped by the proxy before a reply arrived")]
     Dropped,
+}
+
+impl BackendError {
+    /// Which side failed: the node or cluster, except for a request the proxy dropped.
+    pub fn side(&self) -> Side {
+        match self {
+            BackendError::Unreachable { .. }
+            | BackendError::Lost { .. }
+            | BackendError::Timeout { .. }
+            // The nodes kept redirecting, or the cluster's topology leaves the slot out,
+            // or no node of the cluster could be learned.
+            | BackendError::TooManyRedirects { .. }
+            | BackendError::SlotNotServed(_)
+            | BackendError::NoNodes => Side::Node,
+            BackendError::Dropped => Side::Proxy,
+        }
+    }
 }
 
 pub type ReplyResult = Result<Bytes, BackendError>;

@@ -138,3 +138,107 @@ impl SlotTable {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::topology::ShardInfo;
+
+    fn node(text: &str) -> NodeAddr {
+        NodeAddr::parse(text).unwrap()
+    }
+
+    fn slot(n: u16) -> Slot {
+        Slot::new(n).unwrap()
+    }
+
+    fn shard(master: &str, replica: &str, slots: &[(u16, u16)]) -> ShardInfo {
+        ShardInfo {
+            slots: slots.to_vec(),
+            master: node(master),
+            master_id: None,
+            replicas: vec![node(replica)],
+        }
+    }
+
+    /// Three masters over the whole range, as a fresh cluster has them.
+    fn three_shards() -> Topology {
+        Topology {
+            shards: vec![
+                shard("10.0.0.1:7000", "10.0.0.4:7003", &[(0, 5460)]),
+                shard("10.0.0.2:7001", "10.0.0.5:7004", &[(5461, 10922)]),
+                shard("10.0.0.3:7002", "10.0.0.6:7005", &[(10923, 16383)]),
+            ],
+        }
+    }
+
+    #[test]
+    fn build_routes_each_slot_to_its_master() {
+        let table = SlotTable::build(&three_shards(), &SlotTable::empty());
+        assert_eq!(table.unserved(), 0);
+        assert_eq!(table.master(slot(0)), Some(&node("10.0.0.1:7000")));
+        assert_eq!(table.master(slot(5461)), Some(&node("10.0.0.2:7001")));
+        assert_eq!(table.master(slot(16383)), Some(&node("10.0.0.3:7002")));
+        assert_eq!(SlotTable::empty().unserved(), SLOT_COUNT);
+        assert_eq!(SlotTable::empty().master(slot(0)), None);
+    }
+
+    #[test]
+    fn slots_a_new_topology_leaves_uncovered_keep_their_previous_owner() {
+        let previous = SlotTable::build(&three_shards(), &SlotTable::empty());
+        // The node asked lost its view of the third shard, and moved slot 0 to the second.
+        let partial = Topology {
+            shards: vec![
+                shard("10.0.0.1:7000", "10.0.0.4:7003", &[(1, 5460)]),
+                shard("10.0.0.2:7001", "10.0.0.5:7004", &[(0, 0), (5461, 10922)]),
+            ],
+        };
+        let table = SlotTable::build(&partial, &previous);
+        assert_eq!(table.unserved(), 0);
+        assert_eq!(table.master(slot(10923)), Some(&node("10.0.0.3:7002")));
+        assert_eq!(table.master(slot(16383)), Some(&node("10.0.0.3:7002")));
+        // What the new topology covers, it decides.
+        assert_eq!(table.master(slot(0)), Some(&node("10.0.0.2:7001")));
+        // The kept shard keeps its replicas.
+        assert!(table.replicas().any(|r| *r == node("10.0.0.6:7005")));
+        assert_ne!(table.generation(), previous.generation());
+        // With no previous owner an uncovered slot stays unserved.
+        let alone = SlotTable::build(&partial, &SlotTable::empty());
+        assert_eq!(alone.master(slot(10923)), None);
+        assert_eq!(alone.unserved(), 16383 - 10923 + 1);
+    }
+
+    #[test]
+    fn with_slot_moved_points_one_slot_elsewhere() {
+        let table = SlotTable::build(&three_shards(), &SlotTable::empty());
+        // To a master the table knows: no new shard.
+        let moved = table.with_slot_moved(slot(100), &node("10.0.0.2:7001"));
+        assert_eq!(moved.master(slot(100)), Some(&node("10.0.0.2:7001")));
+        assert_eq!(moved.master(slot(99)), Some(&node("10.0.0.1:7000")));
+        assert_eq!(moved.master(slot(101)), Some(&node("10.0.0.1:7000")));
+        assert_eq!(moved.shards().len(), 3);
+        assert_ne!(moved.generation(), table.generation());
+        // The original is unchanged (it may still be published).
+        assert_eq!(table.master(slot(100)), Some(&node("10.0.0.1:7000")));
+        // To a master it does not know: a new shard, with no replicas known yet.
+        let moved = moved.with_slot_moved(slot(16383), &node("10.0.0.9:7009"));
+        assert_eq!(moved.master(slot(16383)), Some(&node("10.0.0.9:7009")));
+        assert_eq!(moved.shards().len(), 4);
+        assert!(moved.shards()[3].replicas.is_empty());
+        assert_eq!(
+            moved.ranges(),
+            vec![
+                (0, 99, node("10.0.0.1:7000")),
+                (100, 100, node("10.0.0.2:7001")),
+                (101, 5460, node("10.0.0.1:7000")),
+                (5461, 10922, node("10.0.0.2:7001")),
+                (10923, 16382, node("10.0.0.3:7002")),
+                (16383, 16383, node("10.0.0.9:7009")),
+            ]
+        );
+        // An unserved slot can be pointed somewhere too.
+        let empty = SlotTable::empty().with_slot_moved(slot(7), &node("10.0.0.1:7000"));
+        assert_eq!(empty.master(slot(7)), Some(&node("10.0.0.1:7000")));
+        assert_eq!(empty.unserved(), SLOT_COUNT - 1);
+    }
+}

@@ -1,11 +1,13 @@
-//! Routing. [`Router`] is what all worker threads share: configuration, the published
-//! slot table and the refresh signals. The methods on [`Worker`] here pick the node for
-//! a request and are the one place that decides what happens after a node's reply —
-//! deliver it, follow a redirect, or retry after a refresh.
+//! Routing. [`Router`] is what all worker threads share: configuration, the decision
+//! [`Policy`], the published slot table and the refresh signals. The methods on
+//! [`Worker`] here pick the node for a request and carry out what [`decide()`] (pure,
+//! in [`decide`](mod@decide)) says after a node's reply or a failure to send: deliver it, follow a
+//! redirect, retry after a backoff or a refresh, or fail. Requests waiting to be sent
+//! again queue in [`retry`], in each slot's order.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -17,11 +19,12 @@ use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
 use crate::config::Config;
-use crate::protocol::redirect::{parse_redirect, Redirect};
 use crate::slot::Slot;
 
+pub mod decide;
 pub mod retry;
 
+use decide::{decide, Cause, Decision, Failure, Outcome, Policy, RequestState};
 use retry::When;
 
 /// Counters written by one worker thread only (a plain load and store, no atomic
@@ -53,6 +56,8 @@ pub struct StatsTotal {
 /// Shared by every worker thread.
 pub struct Router {
     pub config: Config,
+    /// What [`decide()`] applies, from `config`.
+    pub policy: Policy,
     /// The published slot table: readers `load()` without locking; the refresher and
     /// `MOVED` handling swap in a new table.
     pub table: ArcSwap<SlotTable>,
@@ -79,6 +84,7 @@ impl Router {
     /// `workers`: the most worker threads that may run.
     pub fn new(config: Config, workers: usize) -> Arc<Router> {
         Arc::new(Router {
+            policy: Policy::new(&config),
             config,
             table: ArcSwap::from_pointee(SlotTable::empty()),
             refresh_wanted: Notify::new(),
@@ -135,8 +141,7 @@ impl Worker {
     #[inline]
     pub fn dispatch(&mut self, req: BackendRequest) {
         if self.retry.holds(req.target) {
-            self.retry
-                .push(req, When::Now, (BackendError::Dropped, None));
+            self.retry.push(req, When::Now, Err(BackendError::Dropped));
             return;
         }
         self.dispatch_now(req);
@@ -151,128 +156,116 @@ impl Worker {
                     Target::Slot(slot) => BackendError::SlotNotServed(slot),
                     Target::Any(_) => BackendError::NoNodes,
                 };
-                self.retry_after_refresh(req, err, None);
+                self.not_sent(req, err);
             }
         }
     }
 
-    /// The one decision point for a node's reply to `req`, read from connection `conn`.
+    /// A node's reply to `req`, read from connection `conn`: [`decide()`] what happens
+    /// and carry it out.
     #[inline]
     pub fn complete(&mut self, req: BackendRequest, frame: Bytes, conn: usize) {
-        if frame.first() != Some(&b'-') {
+        // What `decide` does with a reply that is not an error, without reading the clock
+        // or parsing anything. An error reply costs one clock read.
+        if !decide::is_error(&frame) {
             self.deliver(req.reply, Ok(frame));
             return;
         }
-        let Some(redirect) = parse_redirect(&frame, self.conn_addr(conn)) else {
-            self.deliver(req.reply, Ok(frame));
-            return;
+        let state = RequestState::of(&req);
+        let outcome = Outcome::Reply {
+            frame,
+            from: self.conn_addr(conn),
         };
-        // Only redirects need the address past this point (an error reply like
-        // `-WRONGTYPE` is delivered above without touching it).
-        let from = self.conn_addr(conn).clone();
-        let from = &from;
-        match redirect {
-            Redirect::Moved { slot, addr } => {
-                Metrics::inc(&METRICS.redirects_moved);
-                let Some(mut req) = self.take_redirect(req, &frame) else {
-                    return;
-                };
-                tracing::debug!(%slot, from = %from, to = %addr, "MOVED");
-                req.asking = false;
-                // Resend before patching the table: a later request from the same
-                // client, routed by the patched table, then queues behind this one on
-                // the same connection and cannot overtake it.
-                let node = self.node(&addr);
-                self.send(node, req);
-                self.patch_slot(slot, &addr);
-                self.router.refresh_wanted.notify_one();
-            }
-            Redirect::Ask { slot, addr } => {
-                Metrics::inc(&METRICS.redirects_ask);
-                let Some(mut req) = self.take_redirect(req, &frame) else {
-                    return;
-                };
-                tracing::debug!(%slot, from = %from, to = %addr, "ASK");
-                req.asking = true;
-                let node = self.node(&addr);
-                self.send(node, req);
-            }
-            Redirect::TryAgain | Redirect::Loading => {
-                let mut req = req;
-                Metrics::inc(&METRICS.retries_tryagain);
-                if !self.within_deadline(&mut req) {
-                    self.deliver(req.reply, Ok(frame));
-                    return;
-                }
-                req.retries += 1;
-                let delay = Duration::from_millis(5 * u64::from(req.retries.min(20)));
-                let err = BackendError::Lost {
-                    addr: from.clone(),
-                    reason: "retried until the deadline".into(),
-                };
-                self.retry
-                    .push(req, When::After(Instant::now() + delay), (err, Some(frame)));
-            }
-            Redirect::ClusterDown | Redirect::MasterDown => {
-                Metrics::inc(&METRICS.retries_clusterdown);
-                let err = BackendError::Lost {
-                    addr: from.clone(),
-                    reason: String::from_utf8_lossy(&frame[1..]).trim_end().to_string(),
-                };
-                self.retry_after_refresh(req, err, Some(frame));
-            }
+        let decision = decide(outcome, &state, &self.router.policy, Instant::now());
+        // Counted whatever became of the request (over the budget, past the deadline).
+        let counter = match decision.cause() {
+            Some(Cause::Moved) => Some(&METRICS.redirects_moved),
+            Some(Cause::Ask) => Some(&METRICS.redirects_ask),
+            Some(Cause::TryAgain) => Some(&METRICS.retries_tryagain),
+            Some(Cause::ClusterDown) => Some(&METRICS.retries_clusterdown),
+            // Delivered as it is; no reply is `NotSent`.
+            None | Some(Cause::NotSent) => None,
+        };
+        if let Some(counter) = counter {
+            Metrics::inc(counter);
         }
+        match &decision {
+            Decision::PatchAndResend { slot, to, .. } => {
+                tracing::debug!(%slot, from = %self.conn_addr(conn), %to, "MOVED");
+            }
+            Decision::Resend { slot, to, .. } => {
+                tracing::debug!(%slot, from = %self.conn_addr(conn), %to, "ASK");
+            }
+            _ => {}
+        }
+        self.carry_out(req, decision);
     }
 
     /// A request that never reached its node (it could not be connected).
     pub fn unsent(&mut self, req: BackendRequest, err: BackendError) {
         Metrics::inc(&METRICS.retries_unreachable);
-        self.retry_after_refresh(req, err, None);
+        self.not_sent(req, err);
     }
 
-    /// Count a redirect against the budget; when it is spent, answer the client with an
-    /// error and return `None`.
-    fn take_redirect(&mut self, mut req: BackendRequest, frame: &Bytes) -> Option<BackendRequest> {
-        req.redirects += 1;
-        if req.redirects > self.router.config.redirect_budget {
-            let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
-            tracing::warn!(%last, "redirect budget spent");
-            self.deliver(req.reply, Err(BackendError::TooManyRedirects { last }));
-            return None;
-        }
-        Some(req)
+    /// A request that reached no node, for the reason `err`.
+    fn not_sent(&mut self, req: BackendRequest, err: BackendError) {
+        let state = RequestState::of(&req);
+        let outcome = Outcome::NotSent(err);
+        let decision = decide(outcome, &state, &self.router.policy, Instant::now());
+        self.carry_out(req, decision);
     }
 
-    /// Starts the retry clock on first use; false once it has run out.
-    fn within_deadline(&self, req: &mut BackendRequest) -> bool {
-        let now = Instant::now();
-        let deadline = *req
-            .retry_deadline
-            .get_or_insert(now + self.router.config.backend.timeout);
-        now < deadline
-    }
-
-    /// Ask for a refresh, wait for it, and send `req` again — until its deadline, when
-    /// the client gets `final_reply` (the node's own error) or `err`.
-    fn retry_after_refresh(
-        &mut self,
-        mut req: BackendRequest,
-        err: BackendError,
-        final_reply: Option<Bytes>,
-    ) {
-        if !self.within_deadline(&mut req) {
-            match final_reply {
-                Some(frame) => self.deliver(req.reply, Ok(frame)),
-                None => self.deliver(req.reply, Err(err)),
+    /// Do what [`decide()`] said with `req`.
+    fn carry_out(&mut self, mut req: BackendRequest, decision: Decision) {
+        match decision {
+            Decision::Deliver(frame) => self.deliver(req.reply, Ok(frame)),
+            Decision::Resend {
+                to, asking, state, ..
+            } => {
+                state.write_to(&mut req);
+                req.asking = asking;
+                let node = self.node(&to);
+                self.send(node, req);
             }
-            return;
+            Decision::PatchAndResend { slot, to, state } => {
+                state.write_to(&mut req);
+                req.asking = false;
+                // Resend before patching the table: a later request from the same
+                // client, routed by the patched table, then queues behind this one on
+                // the same connection and cannot overtake it.
+                let node = self.node(&to);
+                self.send(node, req);
+                self.patch_slot(slot, &to);
+                self.router.refresh_wanted.notify_one();
+            }
+            Decision::RetryAfter {
+                at,
+                state,
+                on_deadline,
+            } => {
+                state.write_to(&mut req);
+                self.retry
+                    .push(req, When::After(at), on_deadline.into_result());
+            }
+            Decision::RetryAfterRefresh {
+                not_before,
+                state,
+                on_deadline,
+                ..
+            } => {
+                state.write_to(&mut req);
+                let seen = *self.router.refreshed.borrow();
+                self.router.refresh_wanted.notify_one();
+                let when = When::Refresh { seen, not_before };
+                self.retry.push(req, when, on_deadline.into_result());
+            }
+            Decision::Fail { failure, .. } => {
+                if let Failure::Proxy(BackendError::TooManyRedirects { last }) = &failure {
+                    tracing::warn!(%last, "redirect budget spent");
+                }
+                self.deliver(req.reply, failure.into_result());
+            }
         }
-        let seen = *self.router.refreshed.borrow();
-        self.router.refresh_wanted.notify_one();
-        // A moment after the refresh at least, so a node that is down is not hammered.
-        let not_before = Instant::now() + Duration::from_millis(10);
-        self.retry
-            .push(req, When::Refresh { seen, not_before }, (err, final_reply));
     }
 
     /// Point one slot at `addr` at once (after `MOVED`); the full refresh follows.

@@ -6,9 +6,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::backend::{BackendError, BackendRequest, Target, Worker};
+use crate::backend::{BackendRequest, ReplyResult, ReplyTo, Target, Worker};
 use crate::slot::SLOT_COUNT;
 
 /// While requests wait to be retried (for a refresh, say), the worker looks at them at
@@ -30,8 +28,18 @@ struct Waiting {
     req: BackendRequest,
     when: When,
     /// What the client gets if the deadline passes first: the node's own reply, or else
-    /// the error.
-    on_deadline: (BackendError, Option<Bytes>),
+    /// the proxy's error (decided when the request queued).
+    on_deadline: ReplyResult,
+}
+
+/// What the front of the queue is ready for ([`RetryQueue::next_due`]).
+pub enum Due {
+    /// Its turn came: send it.
+    Send(BackendRequest),
+    /// Its deadline passed first: answer the client with this.
+    Expired(ReplyTo, ReplyResult),
+    /// Nothing more leaves now; look again at this instant (`None`: nothing waits).
+    Wait(Option<Instant>),
 }
 
 pub struct RetryQueue {
@@ -66,12 +74,7 @@ impl RetryQueue {
         self.items.is_empty()
     }
 
-    pub fn push(
-        &mut self,
-        req: BackendRequest,
-        when: When,
-        on_deadline: (BackendError, Option<Bytes>),
-    ) {
+    pub fn push(&mut self, req: BackendRequest, when: When, on_deadline: ReplyResult) {
         if let Target::Slot(slot) = req.target {
             self.held[slot.index()] += 1;
         }
@@ -89,6 +92,41 @@ impl RetryQueue {
         }
         Some(item)
     }
+
+    /// Take the front if its time has come or its deadline has passed (a request ready
+    /// to go goes, even at its deadline), at `now`, with `refreshes` refreshes finished.
+    /// Only the front leaves, so each slot's requests leave in the order they queued.
+    pub fn next_due(&mut self, now: Instant, refreshes: u64) -> Due {
+        let Some(front) = self.items.front() else {
+            return Due::Wait(None);
+        };
+        // The earliest instant the front may change by itself.
+        let (ready, next) = match front.when {
+            When::Now => (true, None),
+            When::After(t) => (now >= t, Some(t)),
+            When::Refresh { seen, not_before } if refreshes > seen => {
+                (now >= not_before, Some(not_before))
+            }
+            When::Refresh { .. } => (false, Some(now + RETRY_POLL)),
+        };
+        let deadline = front.req.retry_deadline;
+        let expired = deadline.is_some_and(|d| now >= d);
+        if !ready && !expired {
+            let next = match (next, deadline) {
+                (Some(n), Some(d)) => Some(n.min(d)),
+                (n, d) => n.or(d),
+            };
+            return Due::Wait(next);
+        }
+        let Some(item) = self.pop() else {
+            return Due::Wait(None);
+        };
+        if ready {
+            Due::Send(item.req)
+        } else {
+            Due::Expired(item.req.reply, item.on_deadline)
+        }
+    }
 }
 
 impl Worker {
@@ -98,52 +136,212 @@ impl Worker {
         if self.retry.is_empty() {
             return None;
         }
-        let refresh_count = *self.router.refreshed.borrow();
-        // The earliest instant the front may change by itself.
-        let mut next: Option<Instant> = None;
-        while let Some(front) = self.retry.items.front() {
-            let ready = match front.when {
-                When::Now => true,
-                When::After(t) => {
-                    if now < t {
-                        next = Some(t);
-                    }
-                    now >= t
+        let refreshes = *self.router.refreshed.borrow();
+        loop {
+            match self.retry.next_due(now, refreshes) {
+                Due::Send(mut req) => {
+                    // Re-routed by the current table: an `ASK` does not carry over.
+                    req.asking = false;
+                    self.dispatch_now(req);
                 }
-                When::Refresh { seen, not_before } => {
-                    if refresh_count > seen {
-                        if now < not_before {
-                            next = Some(not_before);
-                        }
-                        now >= not_before
-                    } else {
-                        next = Some(now + RETRY_POLL);
-                        false
-                    }
-                }
-            };
-            let deadline = front.req.retry_deadline;
-            let expired = deadline.is_some_and(|d| now >= d);
-            if !ready && !expired {
-                if let Some(d) = deadline {
-                    next = Some(next.map_or(d, |n| n.min(d)));
-                }
-                break;
-            }
-            let Some(item) = self.retry.pop() else {
-                break;
-            };
-            if ready {
-                let mut req = item.req;
-                req.asking = false;
-                self.dispatch_now(req);
-            } else {
-                match item.on_deadline {
-                    (_, Some(frame)) => self.deliver(item.req.reply, Ok(frame)),
-                    (err, None) => self.deliver(item.req.reply, Err(err)),
-                }
+                Due::Expired(reply, answer) => self.deliver(reply, answer),
+                Due::Wait(next) => return next,
             }
         }
-        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::backend::{BackendError, Place};
+    use crate::cluster::table::SlotTable;
+    use crate::cluster::topology::{ShardInfo, Topology};
+    use crate::cluster::NodeAddr;
+    use crate::config::Config;
+    use crate::dispatch::Router;
+    use crate::protocol::reply::Proto;
+    use crate::slot::Slot;
+
+    fn slot(n: u16) -> Slot {
+        Slot::new(n).unwrap()
+    }
+
+    /// Request number `seq` for `target`.
+    fn request(seq: u64, target: Target) -> BackendRequest {
+        let place = Place {
+            session: 0,
+            client: 1,
+            seq,
+        };
+        BackendRequest::new(
+            Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+            target,
+            Proto::Resp2,
+            0,
+            ReplyTo::new(place),
+        )
+    }
+
+    /// The sequence number of a request sent, answering its place.
+    fn sent(due: Due) -> u64 {
+        match due {
+            Due::Send(req) => req.reply.into_place().seq,
+            Due::Expired(reply, _) => panic!("#{} expired", reply.into_place().seq),
+            Due::Wait(next) => panic!("nothing left; next look at {next:?}"),
+        }
+    }
+
+    fn waits(due: Due) -> Option<Instant> {
+        match due {
+            Due::Wait(next) => next,
+            Due::Send(req) => panic!("#{} sent", req.reply.into_place().seq),
+            Due::Expired(reply, _) => panic!("#{} expired", reply.into_place().seq),
+        }
+    }
+
+    #[test]
+    fn requests_behind_a_waiting_one_leave_after_it_in_order() {
+        let t0 = Instant::now();
+        let backoff = t0 + Duration::from_millis(10);
+        let mut queue = RetryQueue::default();
+        assert!(!queue.holds(Target::Slot(slot(5))));
+        queue.push(
+            request(1, Target::Slot(slot(5))),
+            When::After(backoff),
+            Err(BackendError::Dropped),
+        );
+        // Slot 5 has one waiting: a new request for it queues behind (`Worker::dispatch`);
+        // other slots and keyless requests go at once.
+        assert!(queue.holds(Target::Slot(slot(5))));
+        assert!(!queue.holds(Target::Slot(slot(6))));
+        assert!(!queue.holds(Target::Any(5)));
+        queue.push(
+            request(2, Target::Slot(slot(5))),
+            When::Now,
+            Err(BackendError::Dropped),
+        );
+        queue.push(
+            request(3, Target::Slot(slot(5))),
+            When::Now,
+            Err(BackendError::Dropped),
+        );
+        // #2 and #3 may go now, but not ahead of #1.
+        assert_eq!(waits(queue.next_due(t0, 0)), Some(backoff));
+        assert!(queue.holds(Target::Slot(slot(5))));
+        assert_eq!(sent(queue.next_due(backoff, 0)), 1);
+        assert!(queue.holds(Target::Slot(slot(5))));
+        assert_eq!(sent(queue.next_due(backoff, 0)), 2);
+        assert_eq!(sent(queue.next_due(backoff, 0)), 3);
+        assert_eq!(waits(queue.next_due(backoff, 0)), None);
+        assert!(!queue.holds(Target::Slot(slot(5))));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_refresh_retry_waits_for_the_refresh_and_its_pause() {
+        let t0 = Instant::now();
+        let not_before = t0 + Duration::from_millis(10);
+        let mut queue = RetryQueue::default();
+        queue.push(
+            request(1, Target::Any(0)),
+            When::Refresh {
+                seen: 3,
+                not_before,
+            },
+            Err(BackendError::NoNodes),
+        );
+        // No refresh since it queued: look again soon.
+        let late = t0 + Duration::from_millis(50);
+        assert_eq!(waits(queue.next_due(late, 3)), Some(late + RETRY_POLL));
+        // Refreshed, but too soon after the failure.
+        assert_eq!(waits(queue.next_due(t0, 4)), Some(not_before));
+        assert_eq!(sent(queue.next_due(not_before, 4)), 1);
+    }
+
+    #[test]
+    fn a_request_past_its_deadline_gets_its_answer_and_the_next_goes() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(1);
+        let frame = Bytes::from_static(b"-CLUSTERDOWN The cluster is down\r\n");
+        let mut queue = RetryQueue::default();
+        let mut first = request(1, Target::Slot(slot(5)));
+        first.retry_deadline = Some(deadline);
+        queue.push(
+            first,
+            When::Refresh {
+                seen: 0,
+                not_before: t0,
+            },
+            Ok(frame.clone()),
+        );
+        queue.push(
+            request(2, Target::Slot(slot(5))),
+            When::Now,
+            Err(BackendError::Dropped),
+        );
+        // Waiting for a refresh: the deadline is later than the next poll.
+        assert_eq!(waits(queue.next_due(t0, 0)), Some(t0 + RETRY_POLL));
+        let Due::Expired(reply, answer) = queue.next_due(deadline, 0) else {
+            panic!("#1 did not expire at its deadline");
+        };
+        assert_eq!(reply.into_place().seq, 1);
+        assert_eq!(answer, Ok(frame), "the client gets the node's own error");
+        assert_eq!(sent(queue.next_due(deadline, 0)), 2);
+    }
+
+    #[test]
+    fn a_request_ready_at_its_deadline_still_goes() {
+        let t0 = Instant::now();
+        let mut queue = RetryQueue::default();
+        let mut req = request(1, Target::Slot(slot(5)));
+        req.retry_deadline = Some(t0);
+        queue.push(req, When::After(t0), Err(BackendError::Dropped));
+        assert_eq!(sent(queue.next_due(t0, 0)), 1);
+    }
+
+    #[test]
+    fn dispatch_queues_behind_a_waiting_request_of_the_same_slot_only() {
+        let config = Config::from_toml("seeds = [\"127.0.0.1:1\"]").unwrap();
+        let router = Router::new(config, 1);
+        let serving = |slots: Vec<(u16, u16)>| {
+            let topology = Topology {
+                shards: vec![ShardInfo {
+                    slots,
+                    master: NodeAddr::parse("127.0.0.1:1").unwrap(),
+                    master_id: None,
+                    replicas: Vec::new(),
+                }],
+            };
+            Arc::new(SlotTable::build(&topology, &SlotTable::empty()))
+        };
+        // Slot 6 is served, slot 5 is not (yet).
+        router.table.store(serving(vec![(6, 6)]));
+        let poll = mio::Poll::new().unwrap();
+        let registry = poll.registry().try_clone().unwrap();
+        let mut worker = Worker::new(Arc::clone(&router), 0, registry);
+
+        worker.dispatch(request(1, Target::Slot(slot(5))));
+        assert_eq!(worker.retry.items.len(), 1, "no node serves slot 5");
+        worker.dispatch(request(2, Target::Slot(slot(5))));
+        assert_eq!(worker.retry.items.len(), 2, "#2 queues behind #1");
+        assert!(matches!(worker.retry.items[1].when, When::Now));
+        worker.dispatch(request(3, Target::Slot(slot(6))));
+        assert_eq!(worker.retry.items.len(), 2, "slot 6 goes at once");
+
+        // A refresh finds slot 5: both leave, and nothing waits.
+        router.table.store(serving(vec![(5, 6)]));
+        router.refreshed.send_replace(1);
+        let later = Instant::now() + Duration::from_secs(1);
+        assert_eq!(worker.run_retries(later), None);
+        assert!(worker.retry.is_empty());
+        assert!(
+            worker.deliveries.is_empty(),
+            "nobody was answered with an error"
+        );
     }
 }
