@@ -17,7 +17,9 @@
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.
-//! - [`net`]: non-blocking socket reads and writes shared by sessions and connections.
+//! - [`net`]: `Transport`, the one socket type sessions and node connections read and
+//!   write through (plain TCP; TLS is to be one more variant), and the non-blocking
+//!   read/write helpers over it.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals), shutdown.
 //! - [`admin`]: counters shown by `INFO`.

@@ -10,12 +10,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::{BackendRequest, NodeShared};
 use crate::cluster::NodeAddr;
-use crate::net::{read_some, write_all_now, ReadSome, Written};
+use crate::net::{read_some, write_all_now, ReadSome, Transport, Written};
 use crate::protocol::reply::Proto;
 use crate::protocol::scan::{Limits, ReplyScanner};
 
@@ -65,7 +64,7 @@ pub struct Conn {
     pub proto: Proto,
     pub token: Token,
     pub state: State,
-    stream: Option<TcpStream>,
+    stream: Option<Transport>,
     /// Requests not yet written, in order.
     pub queue: VecDeque<BackendRequest>,
     in_flight: VecDeque<InFlight>,
@@ -119,7 +118,7 @@ impl Conn {
     /// Start a non-blocking connect to the node's dial address.
     pub fn start_connect(&mut self, registry: &Registry, tick: u64) -> Result<(), String> {
         let addr = resolve(&self.node)?;
-        let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let mut stream = Transport::connect(addr).map_err(|e| e.to_string())?;
         registry
             .register(
                 &mut stream,
