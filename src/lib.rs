@@ -11,7 +11,9 @@
 //! - [`cluster`]: node addresses, topology parsing (pure), the slot table and its refresher.
 //! - [`backend`]: per worker thread, its pipelined connections to each node (connect,
 //!   handshake, flush, replies, timeouts); the node registry shared by the workers; the
-//!   `ReplyTo` contract between a request and its client's reply queue.
+//!   `ReplyTo` contract between a request and its client's reply queue; the one
+//!   `Handshake` (AUTH, HELLO) both planes open a node connection with (pure); the
+//!   control plane's own connections for its queries (tokio, redis-protocol's codec).
 //! - [`dispatch`]: the router: picks the node for a request and decides what happens
 //!   after a redirect, a retryable error or a dead node; the ordered retry queue.
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
