@@ -27,6 +27,7 @@ use crate::backend::worker::WATCHDOG_TICK;
 use crate::backend::Worker;
 use crate::dispatch::retry::RETRY_POLL;
 use crate::dispatch::Router;
+use crate::net::Transport;
 use crate::session::{ClientId, Flushed, Session};
 
 const LISTENER: Token = Token(0);
@@ -208,7 +209,7 @@ impl EventLoop {
         let max_clients = self.worker.router.config.max_clients as u64;
         loop {
             let (mut stream, peer) = match listener.accept() {
-                Ok(pair) => pair,
+                Ok((stream, peer)) => (Transport::from(stream), peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

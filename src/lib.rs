@@ -11,14 +11,18 @@
 //! - [`cluster`]: node addresses, topology parsing (pure), the slot table and its refresher.
 //! - [`backend`]: per worker thread, its pipelined connections to each node (connect,
 //!   handshake, flush, replies, timeouts); the node registry shared by the workers; the
-//!   `ReplyTo` contract between a request and its client's reply queue.
+//!   `ReplyTo` contract between a request and its client's reply queue; the one
+//!   `Handshake` (AUTH, HELLO) both planes open a node connection with (pure); the
+//!   control plane's own connections for its queries (tokio, redis-protocol's codec).
 //! - [`dispatch`]: the router: picks the node for a request; `decide` (pure): what
 //!   happens after a reply, a redirect, a retryable error or a dead node, carried out by
 //!   the worker; the ordered retry queue.
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.
-//! - [`net`]: non-blocking socket reads and writes shared by sessions and connections.
+//! - [`net`]: `Transport`, the one socket type sessions and node connections read and
+//!   write through (plain TCP; TLS is to be one more variant), and the non-blocking
+//!   read/write helpers over it.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals), shutdown.
 //! - [`admin`]: counters shown by `INFO`.

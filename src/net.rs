@@ -1,8 +1,13 @@
-//! Non-blocking socket reads and writes as the event loop uses them, shared by client
-//! sessions and backend connections: interrupted calls are retried, "would block" is an
-//! outcome rather than an error.
+//! The sockets of the data plane: [`Transport`], the one stream type that client
+//! sessions and backend connections hold (plain TCP now, TLS as one more variant), and
+//! the non-blocking reads and writes the event loop does on it: interrupted calls are
+//! retried, "would block" is an outcome rather than an error.
+
+mod transport;
 
 use std::io::{self, Read, Write};
+
+pub use transport::Transport;
 
 /// What one read brought.
 pub enum ReadSome {

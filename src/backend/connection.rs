@@ -10,14 +10,14 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::handshake::{Handshake, HandshakeError, Reply, Step};
 use super::{BackendRequest, NodeShared};
 use crate::cluster::NodeAddr;
-use crate::net::{read_some, write_all_now, ReadSome, Written};
+use crate::net::{read_some, write_all_now, ReadSome, Transport, Written};
 use crate::protocol::reply::Proto;
-use crate::protocol::scan::{Limits, ReplyScanner};
+use crate::protocol::scan::{Limits, ProtocolError, ReplyScanner};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 /// Buffers bigger than this are given back once empty.
@@ -40,10 +40,35 @@ pub enum State {
     Ready,
 }
 
+/// Why a connection failed. The worker adds which node, as the reason of a
+/// [`BackendError`](super::BackendError) (`backend {addr}: ...`) and in its log line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("resolving {dial}: {source}")]
+    Resolve { dial: NodeAddr, source: io::Error },
+    #[error("resolving {dial}: no address")]
+    NoAddress { dial: NodeAddr },
+    /// Opening or registering the socket, or the connect itself, failed.
+    #[error("{0}")]
+    Connect(#[source] io::Error),
+    #[error("no socket")]
+    NoSocket,
+    #[error("write: {0}")]
+    Write(#[source] io::Error),
+    #[error("read: {0}")]
+    Read(#[source] io::Error),
+    #[error("closed by the node")]
+    Closed,
+    #[error("bad reply: {0}")]
+    BadReply(#[source] ProtocolError),
+    #[error("reply with no request waiting")]
+    Unexpected,
+}
+
 /// An entry waiting for its reply, in the order the requests were written.
 enum InFlight {
-    /// The reply to the connection's `HELLO`/`AUTH`.
-    Handshake,
+    /// The reply to one step of the connection's handshake (`HELLO`/`AUTH`).
+    Handshake(Step),
     /// The `+OK` of an `ASKING` written just before the request that follows it.
     AskingAck,
     Request(BackendRequest),
@@ -55,10 +80,10 @@ pub enum ReadOutcome {
     Open,
     /// The handshake completed: queued requests may go.
     HandshakeDone,
-    /// The node refused the handshake (the reason), e.g. a wrong password.
-    HandshakeRefused(String),
-    /// The socket is dead (the reason).
-    Failed(String),
+    /// The node refused the handshake, e.g. a wrong password.
+    HandshakeRefused(HandshakeError),
+    /// The socket is dead.
+    Failed(ConnError),
 }
 
 pub struct Conn {
@@ -69,7 +94,7 @@ pub struct Conn {
     pub proto: Proto,
     pub token: Token,
     pub state: State,
-    stream: Option<TcpStream>,
+    stream: Option<Transport>,
     /// Requests not yet written, in order.
     pub queue: VecDeque<BackendRequest>,
     in_flight: VecDeque<InFlight>,
@@ -125,16 +150,16 @@ impl Conn {
     }
 
     /// Start a non-blocking connect to the node's dial address.
-    pub fn start_connect(&mut self, registry: &Registry, tick: u64) -> Result<(), String> {
+    pub fn start_connect(&mut self, registry: &Registry, tick: u64) -> Result<(), ConnError> {
         let addr = resolve(&self.node)?;
-        let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        let mut stream = Transport::connect(addr).map_err(ConnError::Connect)?;
         registry
             .register(
                 &mut stream,
                 self.token,
                 Interest::READABLE | Interest::WRITABLE,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(ConnError::Connect)?;
         self.stream = Some(stream);
         self.state = State::Connecting;
         self.progress = tick;
@@ -142,28 +167,34 @@ impl Conn {
     }
 
     /// After an event on a connecting socket: `Ok(true)` once connected (then the
-    /// handshake, if any, is written next), `Ok(false)` while still connecting.
-    pub fn finish_connect(&mut self, hello: Option<BytesMut>, tick: u64) -> Result<bool, String> {
+    /// handshake's commands, if any, are written next), `Ok(false)` while still
+    /// connecting.
+    pub fn finish_connect(
+        &mut self,
+        handshake: Handshake<'_>,
+        tick: u64,
+    ) -> Result<bool, ConnError> {
         let Some(stream) = self.stream.as_ref() else {
-            return Err("no socket".into());
+            return Err(ConnError::NoSocket);
         };
-        if let Some(e) = stream.take_error().map_err(|e| e.to_string())? {
-            return Err(e.to_string());
+        if let Some(e) = stream.take_error().map_err(ConnError::Connect)? {
+            return Err(ConnError::Connect(e));
         }
         match stream.peer_addr() {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ConnError::Connect(e)),
         }
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(ConnError::Connect)?;
         self.progress = tick;
-        match hello {
-            Some(hello) => {
-                self.wbuf.extend_from_slice(&hello);
-                self.in_flight.push_back(InFlight::Handshake);
-                self.state = State::Handshaking;
-            }
-            None => self.state = State::Ready,
+        let steps = handshake.steps();
+        if steps.is_empty() {
+            self.state = State::Ready;
+        } else {
+            self.wbuf.extend_from_slice(&handshake.encode());
+            let entries = steps.iter().map(|&step| InFlight::Handshake(step));
+            self.in_flight.extend(entries);
+            self.state = State::Handshaking;
         }
         Ok(true)
     }
@@ -188,18 +219,18 @@ impl Conn {
 
     /// Write what the write buffer holds, until done or the socket would block; true
     /// when something was written.
-    pub fn write_out(&mut self) -> Result<bool, String> {
+    pub fn write_out(&mut self) -> Result<bool, ConnError> {
         if self.write_blocked || self.wbuf.is_empty() {
             return Ok(false);
         }
         let Some(stream) = self.stream.as_mut() else {
-            return Err("no socket".into());
+            return Err(ConnError::NoSocket);
         };
         let (written, end) = write_all_now(stream, &self.wbuf);
         match end {
             Written::All => {}
             Written::Blocked => self.write_blocked = true,
-            Written::Failed(e) => return Err(format!("write: {e}")),
+            Written::Failed(e) => return Err(ConnError::Write(e)),
         }
         self.wbuf.drain(..written);
         if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_BUFFER {
@@ -235,8 +266,8 @@ impl Conn {
             let n = match read_some(stream, scratch) {
                 ReadSome::Data(n) => n,
                 ReadSome::Drained => break,
-                ReadSome::Closed => return ReadOutcome::Failed("closed by the node".into()),
-                ReadSome::Failed(e) => return ReadOutcome::Failed(format!("read: {e}")),
+                ReadSome::Closed => return ReadOutcome::Failed(ConnError::Closed),
+                ReadSome::Failed(e) => return ReadOutcome::Failed(ConnError::Read(e)),
             };
             read += n;
             // Room for the rest of a big reply in one allocation of the size it needs:
@@ -254,7 +285,7 @@ impl Conn {
                 let len = match self.scanner.scan(&self.rbuf) {
                     Ok(Some(len)) => len,
                     Ok(None) => break,
-                    Err(e) => return ReadOutcome::Failed(format!("bad reply: {e}")),
+                    Err(e) => return ReadOutcome::Failed(ConnError::BadReply(e)),
                 };
                 let frame = self.rbuf.split_to(len).freeze();
                 if self.proto == Proto::Resp3 && frame[0] == b'>' {
@@ -265,14 +296,16 @@ impl Conn {
                 match self.in_flight.pop_front() {
                     Some(InFlight::Request(req)) => out.push((req, frame)),
                     Some(InFlight::AskingAck) => {}
-                    Some(InFlight::Handshake) => {
-                        if let Some(reason) = super::handshake::handshake_refusal(&frame) {
-                            return ReadOutcome::HandshakeRefused(reason);
+                    Some(InFlight::Handshake(step)) => {
+                        if let Err(refused) = step.read_reply(Reply::from_wire(&frame)) {
+                            return ReadOutcome::HandshakeRefused(refused);
                         }
-                        self.state = State::Ready;
-                        outcome = ReadOutcome::HandshakeDone;
+                        if !matches!(self.in_flight.front(), Some(InFlight::Handshake(_))) {
+                            self.state = State::Ready;
+                            outcome = ReadOutcome::HandshakeDone;
+                        }
                     }
-                    None => return ReadOutcome::Failed("reply with no request waiting".into()),
+                    None => return ReadOutcome::Failed(ConnError::Unexpected),
                 }
             }
             // A short read emptied the socket: with edge-triggered readiness the next
@@ -312,7 +345,7 @@ impl Conn {
 /// The socket address to dial: an IP literal as is; a host name as the refresher last
 /// found it, or else through the system resolver (which blocks this worker, so it is
 /// only the fallback for a node the refresher has not seen yet).
-fn resolve(node: &NodeShared) -> Result<SocketAddr, String> {
+fn resolve(node: &NodeShared) -> Result<SocketAddr, ConnError> {
     if let Some(addr) = node.dial_ip().or_else(|| node.resolved()) {
         return Ok(addr);
     }
@@ -320,9 +353,12 @@ fn resolve(node: &NodeShared) -> Result<SocketAddr, String> {
     let found: Vec<SocketAddr> = dial
         .as_str()
         .to_socket_addrs()
-        .map_err(|e| format!("resolving {dial}: {e}"))?
+        .map_err(|source| ConnError::Resolve {
+            dial: dial.clone(),
+            source,
+        })?
         .collect();
-    let addr = prefer_ipv4(&found).ok_or_else(|| format!("resolving {dial}: no address"))?;
+    let addr = prefer_ipv4(&found).ok_or_else(|| ConnError::NoAddress { dial: dial.clone() })?;
     node.set_resolved(addr, "worker (blocking)");
     Ok(addr)
 }

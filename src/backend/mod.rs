@@ -2,9 +2,12 @@
 //! ([`worker::Worker`]), driven by the worker's event loop ([`connection`]); what all
 //! workers share about a node lives in the [`registry`]. Requests reach a connection as
 //! [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered exactly once, with
-//! the node's reply or an error, even when it is dropped.
+//! the node's reply or an error, even when it is dropped. Every connection to a node,
+//! the workers' and the control plane's own ([`control`]), opens with the one
+//! [`handshake::Handshake`].
 
 pub mod connection;
+pub mod control;
 pub mod handshake;
 pub mod registry;
 pub mod worker;

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use mio::{Registry, Token};
 
 use super::connection::{Conn, ReadOutcome, State};
-use super::handshake::hello_command;
+use super::handshake::Handshake;
 use super::{take_dropped, BackendError, BackendRequest, Place, ReplyResult, ReplyTo, Target};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::table::SlotTable;
@@ -241,7 +241,7 @@ impl Worker {
                     match conn.write_out() {
                         Ok(true) => self.count(|s| &s.backend_writes),
                         Ok(false) => {}
-                        Err(reason) => self.failed(ci, &reason),
+                        Err(e) => self.failed(ci, &e.to_string()),
                     }
                 }
             }
@@ -261,8 +261,8 @@ impl Worker {
             return;
         }
         let tick = self.tick;
-        if let Err(reason) = self.conns[ci].start_connect(&self.registry, tick) {
-            self.connect_failed(ci, &reason);
+        if let Err(e) = self.conns[ci].start_connect(&self.registry, tick) {
+            self.connect_failed(ci, &e.to_string());
         }
     }
 
@@ -273,9 +273,9 @@ impl Worker {
             return;
         }
         if self.conns[ci].state == State::Connecting {
-            let hello = hello_command(self.conns[ci].proto, &self.router.config.backend);
+            let handshake = Handshake::new(self.conns[ci].proto, &self.router.config.backend);
             let tick = self.tick;
-            match self.conns[ci].finish_connect(hello, tick) {
+            match self.conns[ci].finish_connect(handshake, tick) {
                 Ok(false) => return,
                 Ok(true) => {
                     Metrics::inc(&METRICS.backend_connects);
@@ -286,7 +286,7 @@ impl Worker {
                     self.nodes[node].backoff = MIN_BACKOFF;
                     self.mark_dirty(ci);
                 }
-                Err(reason) => return self.connect_failed(ci, &reason),
+                Err(e) => return self.connect_failed(ci, &e.to_string()),
             }
         }
         if writable {
@@ -327,8 +327,8 @@ impl Worker {
         match outcome {
             ReadOutcome::Open => {}
             ReadOutcome::HandshakeDone => self.mark_dirty(ci),
-            ReadOutcome::HandshakeRefused(reason) => self.connect_failed(ci, &reason),
-            ReadOutcome::Failed(reason) => self.failed(ci, &reason),
+            ReadOutcome::HandshakeRefused(e) => self.connect_failed(ci, &e.to_string()),
+            ReadOutcome::Failed(e) => self.failed(ci, &e.to_string()),
         }
     }
 

@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 use redis_protocol::resp2::types::OwnedFrame;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::handshake::{connect, exchange};
+use crate::backend::control::{self, ControlError};
 use crate::cluster::table::SlotTable;
 use crate::cluster::topology::{
-    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology,
+    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology, TopologyError,
 };
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
 use crate::dispatch::Router;
-use crate::protocol::reply::{encode_command, Proto};
 
 /// At most one refresh per this interval, however many are asked for.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
@@ -27,6 +26,22 @@ pub enum RefreshError {
     NoAnswer(String),
     #[error("slots {0} are not served by any node")]
     Uncovered(String),
+}
+
+/// Why one node gave no topology (or no answer to another query).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("backend {addr}: {source}")]
+    Node {
+        addr: NodeAddr,
+        source: ControlError,
+    },
+    /// The node answered both `CLUSTER SHARDS` and `CLUSTER SLOTS` with an error.
+    #[error("backend {addr}: CLUSTER SLOTS refused: {text}")]
+    Refused { addr: NodeAddr, text: String },
+    /// The message names the command and the node.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
 }
 
 /// Learn the topology from the seeds and publish the first table; fails when no seed
@@ -133,44 +148,45 @@ async fn fetch_any(router: &Arc<Router>, addrs: &[NodeAddr]) -> Result<Topology,
                     best = Some(topology);
                 }
             }
-            Err(e) => errors.push(format!("{addr}: {e}")),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     best.ok_or_else(|| RefreshError::NoAnswer(errors.join("; ")))
 }
 
 /// `CLUSTER SHARDS`, falling back to `CLUSTER SLOTS` on servers that lack it.
-async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, String> {
+async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, QueryError> {
     let reply = query(router, addr, &[b"CLUSTER", b"SHARDS"]).await?;
     match reply {
         OwnedFrame::Error(text) => {
             tracing::debug!(node = %addr, %text, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
             match query(router, addr, &[b"CLUSTER", b"SLOTS"]).await? {
-                OwnedFrame::Error(text) => Err(text),
-                frame => parse_cluster_slots(&frame, addr).map_err(|e| e.to_string()),
+                OwnedFrame::Error(text) => Err(QueryError::Refused {
+                    addr: addr.clone(),
+                    text,
+                }),
+                frame => Ok(parse_cluster_slots(&frame, addr)?),
             }
         }
-        frame => parse_cluster_shards(&frame, addr).map_err(|e| e.to_string()),
+        frame => Ok(parse_cluster_shards(&frame, addr)?),
     }
 }
 
-/// Send one command to `addr` on a connection of its own and decode the reply. The
-/// refresher does not share the workers' connections, so a slow or dead node cannot
-/// hold up client traffic and vice versa.
-pub async fn query(router: &Router, addr: &NodeAddr, args: &[&[u8]]) -> Result<OwnedFrame, String> {
-    let config = &router.config.backend;
+/// Send one command to `addr` (through its `[address_map]` entry) on a control-plane
+/// connection of its own ([`control::query`]) and decode the reply, in the owned form
+/// the topology parser and the command learner take.
+pub async fn query(
+    router: &Router,
+    addr: &NodeAddr,
+    args: &[&[u8]],
+) -> Result<OwnedFrame, QueryError> {
     let dial = router.config.dial_addr(addr);
-    let exchange = async {
-        let mut stream = connect(dial, Proto::Resp2, config).await?;
-        exchange(&mut stream, &encode_command(args)).await
-    };
-    let bytes = tokio::time::timeout(config.timeout + config.connect_timeout, exchange)
-        .await
-        .map_err(|_| "no reply in time".to_string())??;
-    match redis_protocol::resp2::decode::decode(&bytes) {
-        Ok(Some((frame, _))) => Ok(frame),
-        Ok(None) => Err("incomplete reply".into()),
-        Err(e) => Err(format!("undecodable reply: {e:?}")),
+    match control::query(dial, &router.config.backend, args).await {
+        Ok(frame) => Ok(frame.to_owned_frame()),
+        Err(source) => Err(QueryError::Node {
+            addr: addr.clone(),
+            source,
+        }),
     }
 }
 

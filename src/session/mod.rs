@@ -21,14 +21,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyResult, ReplyTo, Target, Worker};
 use crate::command::learned::LearnedRoute;
 use crate::command::{classify, CommandError, Route};
 use crate::dispatch::Router;
-use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Written};
+use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::slot::Slot;
@@ -82,7 +81,7 @@ pub struct Session {
     pub id: ClientId,
     /// The session's key in its worker's session table (names its reply places).
     key: usize,
-    pub stream: TcpStream,
+    pub stream: Transport,
     peer: SocketAddr,
     local_addr: SocketAddr,
     name: Option<Bytes>,
@@ -138,7 +137,7 @@ impl Session {
         router: Arc<Router>,
         id: ClientId,
         key: usize,
-        stream: TcpStream,
+        stream: Transport,
         peer: SocketAddr,
     ) -> Session {
         let local_addr = stream
@@ -678,7 +677,7 @@ mod tests {
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, addr) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        let stream = TcpStream::from_std(server);
+        let stream = Transport::from(mio::net::TcpStream::from_std(server));
         (Session::new(router, ClientId(7), 3, stream, addr), peer)
     }
 
