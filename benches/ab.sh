@@ -7,7 +7,7 @@
 #   AB_B_BIN=/tmp/new/target/release/slotgate benches/ab.sh
 #   AB_A_ARGS="--workers 1" AB_B_ARGS="--workers 2" benches/ab.sh
 #
-# Runs `redis-benchmark -c 50 -d 64 -r 100000 -t TEST -P P -n N --csv` against A, then
+# Runs `redis-benchmark -c CLIENTS -d 64 -r 100000 -t TEST -P P -n N --csv` against A, then
 # B, AB_ROUNDS times (interleaved, so both see the same drift of the machine), after a
 # prefill of the key space. Around each run it reads utime+stime from /proc of that
 # slotgate and of the three nodes. Prints every run, then the medians and B/A.
@@ -17,6 +17,7 @@
 #   AB_A_ARGS, AB_B_ARGS   extra slotgate flags                      none
 #   AB_ROUNDS              runs per side                             8
 #   AB_TEST, AB_PIPELINE   redis-benchmark -t and -P                 get, 1
+#   AB_CLIENTS             redis-benchmark -c (10: an unsaturated run)  50
 #   AB_N                   requests per run       300000 at -P 1, 2000000 otherwise
 #   AB_RUN_TIMEOUT         seconds one run may take                  120
 #   AB_BASE_PORT           first port tried (cluster P..P+2, A P+3, B P+4)  7501
@@ -27,6 +28,7 @@ source "$(dirname "$0")/lib.sh"
 rounds="${AB_ROUNDS:-8}"
 test="${AB_TEST:-get}"
 pipe="${AB_PIPELINE:-1}"
+clients="${AB_CLIENTS:-50}"
 default_n=2000000
 [ "$pipe" != 1 ] || default_n=300000
 n="${AB_N:-$default_n}"
@@ -37,6 +39,7 @@ read -r -a a_args <<<"${AB_A_ARGS:-}"
 read -r -a b_args <<<"${AB_B_ARGS:-}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "AB_ROUNDS must be a positive number, not '$rounds'"
 [[ "$pipe" =~ ^[1-9][0-9]*$ ]] || die "AB_PIPELINE must be a positive number, not '$pipe'"
+[[ "$clients" =~ ^[1-9][0-9]*$ ]] || die "AB_CLIENTS must be a positive number, not '$clients'"
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "AB_N must be a positive number, not '$n'"
 
 need redis-server redis-cli redis-benchmark python3 timeout
@@ -70,7 +73,7 @@ run_one() {
   out="$work_dir/run-$round-$side.out"
   sg0="$(cpu_ticks "$pid")"
   srv0="$(cpu_ticks "${cluster_pids[@]}")"
-  timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -d 64 -r 100000 \
+  timeout "$run_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" -d 64 -r 100000 \
     -t "$test" -P "$pipe" -n "$n" --csv >"$out" 2>&1 || rc=$?
   sg1="$(cpu_ticks "$pid")"
   srv1="$(cpu_ticks "${cluster_pids[@]}")"
@@ -95,7 +98,7 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 echo
-echo "slotgate A/B: $(nproc) cores, -c 50 -t $test -P $pipe -n $n, $rounds rounds each, medians"
+echo "slotgate A/B: $(nproc) cores, -c $clients -t $test -P $pipe -n $n, $rounds rounds each, medians"
 echo "A: $a_bin ${a_args[*]}"
 echo "B: $b_bin ${b_args[*]}"
 python3 - "$runs" "$n" <<'EOF'
