@@ -31,6 +31,9 @@ pub struct Metrics {
     pub topology_refresh_failures: AtomicU64,
     pub backend_connects: AtomicU64,
     pub backend_connect_failures: AtomicU64,
+    /// Pinned backend connections open now (blocking commands; a gauge), against
+    /// `backend.max_pinned`.
+    pub pinned_connections: AtomicU64,
     /// Backend connections that died with requests in flight.
     pub backend_connections_lost: AtomicU64,
 }
@@ -53,6 +56,7 @@ pub static METRICS: Metrics = Metrics {
     backend_connects: AtomicU64::new(0),
     backend_connect_failures: AtomicU64::new(0),
     backend_connections_lost: AtomicU64::new(0),
+    pinned_connections: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -63,7 +67,7 @@ impl Metrics {
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `workers` are the per-worker counters, summed by the caller.
     pub fn info_section(&self, out: &mut String, workers: crate::dispatch::StatsTotal) {
-        let rows: [(&str, &AtomicU64); 17] = [
+        let rows: [(&str, &AtomicU64); 18] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
@@ -81,6 +85,7 @@ impl Metrics {
             ("backend_connects", &self.backend_connects),
             ("backend_connect_failures", &self.backend_connect_failures),
             ("backend_connections_lost", &self.backend_connections_lost),
+            ("pinned_connections", &self.pinned_connections),
         ];
         out.push_str("# Proxy\r\n");
         let _ = write!(

@@ -94,6 +94,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct BackendFile {
     connections_per_node: Option<u64>,
+    max_pinned: Option<u64>,
     timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     username: Option<String>,
@@ -161,6 +162,8 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct BackendConfig {
     pub connections_per_node: usize,
+    /// Connections pinned to one client at a time (blocking commands), in all.
+    pub max_pinned: usize,
     /// A request with no reply for this long fails, and so does its connection.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -172,6 +175,7 @@ impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             connections_per_node: 1,
+            max_pinned: 1024,
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             username: None,
@@ -267,6 +271,7 @@ impl Config {
                 file.backend.connections_per_node,
                 1,
             )?,
+            max_pinned: positive("backend.max_pinned", file.backend.max_pinned, 1024)?,
             timeout: millis("backend.timeout_ms", file.backend.timeout_ms, 5_000)?,
             connect_timeout: millis(
                 "backend.connect_timeout_ms",

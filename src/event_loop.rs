@@ -419,6 +419,7 @@ impl EventLoop {
 
     fn close_session(&mut self, key: usize) {
         if let Some(mut session) = self.sessions.try_remove(key) {
+            self.worker.release_session(key, session.id.0);
             let _ = self.poll.registry().deregister(&mut session.stream);
             let buf = session.take_read_buffer();
             if buf.is_empty() {

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use mio::{Interest, Registry, Token};
 
 use super::handshake::{Handshake, HandshakeError, Reply, Step};
-use super::{BackendRequest, NodeShared};
+use super::{BackendRequest, NodeShared, ReplyDeadline};
 use crate::cluster::NodeAddr;
 use crate::net::{read_some, write_all_now, ReadSome, Transport, Written};
 use crate::protocol::reply::Proto;
@@ -86,7 +86,21 @@ pub enum ReadOutcome {
     Failed(ConnError),
 }
 
+/// Who a connection serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Every client of the worker: requests are multiplexed, replies matched in order.
+    Shared,
+    /// One client (its session key and client id) while its request waits (a blocking
+    /// command); then back to [`Owner::Spare`].
+    Pinned { session: usize, client: u64 },
+    /// A pinned connection between owners, kept open for the next one.
+    Spare,
+}
+
 pub struct Conn {
+    /// Whom the connection serves.
+    pub owner: Owner,
     /// What all workers share about this node: its address, dial address, down state.
     pub node: Arc<NodeShared>,
     /// The node's index among its worker's nodes.
@@ -122,6 +136,7 @@ impl Conn {
         limits: Limits,
     ) -> Conn {
         Conn {
+            owner: Owner::Shared,
             node,
             node_index,
             proto,
@@ -147,6 +162,20 @@ impl Conn {
     /// Requests are written and wait for replies.
     pub fn busy(&self) -> bool {
         !self.in_flight.is_empty()
+    }
+
+    /// Nothing written waits for a reply and nothing waits to be written.
+    pub fn is_quiet(&self) -> bool {
+        self.in_flight.is_empty() && self.queue.is_empty()
+    }
+
+    /// The reply deadline of the oldest entry in flight (the handshake and `ASKING` have
+    /// the backend's); `None` when nothing is in flight.
+    pub fn front_deadline(&self) -> Option<ReplyDeadline> {
+        match self.in_flight.front()? {
+            InFlight::Request(req) => Some(req.deadline),
+            InFlight::Handshake(_) | InFlight::AskingAck => Some(ReplyDeadline::Backend),
+        }
     }
 
     /// Start a non-blocking connect to the node's dial address.

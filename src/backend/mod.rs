@@ -57,6 +57,11 @@ pub enum BackendError {
     NoNodes,
     #[error("request dropped by the proxy before a reply arrived")]
     Dropped,
+    /// A blocking command found every pinned connection in use.
+    #[error(
+        "too many blocked clients: all {limit} pinned connections are in use (backend.max_pinned)"
+    )]
+    TooManyPinned { limit: usize },
 }
 
 impl BackendError {
@@ -71,7 +76,7 @@ impl BackendError {
             | BackendError::TooManyRedirects { .. }
             | BackendError::SlotNotServed(_)
             | BackendError::NoNodes => Side::Node,
-            BackendError::Dropped => Side::Proxy,
+            BackendError::Dropped | BackendError::TooManyPinned { .. } => Side::Proxy,
         }
     }
 }
@@ -105,6 +110,11 @@ pub struct ReplyTo(ManuallyDrop<Place>);
 impl ReplyTo {
     pub fn new(place: Place) -> ReplyTo {
         ReplyTo(ManuallyDrop::new(place))
+    }
+
+    /// The place this handle answers.
+    pub fn place(&self) -> Place {
+        *self.0
     }
 
     /// The place, answered by whoever takes it.
@@ -160,7 +170,26 @@ pub struct BackendRequest {
     /// Retries (refresh, `TRYAGAIN`, unreachable node) stop at this instant; set at the
     /// first failure.
     pub retry_deadline: Option<Instant>,
+    /// How long the node may take to answer once the request's turn at it comes.
+    pub deadline: ReplyDeadline,
+    /// Goes on a connection of its own, pinned to the client while it waits (a blocking
+    /// command), so it is never behind or ahead of other clients' requests.
+    pub pinned: bool,
     pub reply: ReplyTo,
+}
+
+/// A request's reply deadline: counted from when its turn at the node comes (it was
+/// written, or the reply before it arrived). On a shared connection an overdue reply
+/// closes the connection (everything in flight on it gets an error: the node is stuck);
+/// a pinned connection holds one request, so only its client is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyDeadline {
+    /// `backend.timeout_ms`.
+    Backend,
+    /// A blocking command's own timeout, plus `backend.timeout_ms`.
+    Extra(std::time::Duration),
+    /// A blocking command with timeout 0: it may wait forever.
+    Never,
 }
 
 impl BackendRequest {
@@ -180,6 +209,8 @@ impl BackendRequest {
             redirects: 0,
             retries: 0,
             retry_deadline: None,
+            deadline: ReplyDeadline::Backend,
+            pinned: false,
             reply,
         }
     }

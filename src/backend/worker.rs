@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,12 @@ use arc_swap::{ArcSwap, Cache};
 use bytes::{Bytes, BytesMut};
 use mio::{Registry, Token};
 
-use super::connection::{Conn, ReadOutcome, State};
+use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{take_dropped, BackendError, BackendRequest, Place, ReplyResult, ReplyTo, Target};
+use super::{
+    take_dropped, BackendError, BackendRequest, NodeShared, Place, ReplyDeadline, ReplyResult,
+    ReplyTo, Target,
+};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
@@ -37,9 +41,14 @@ pub fn conn_token(index: usize) -> Token {
 struct Node {
     resp2: Box<[usize]>,
     resp3: Box<[usize]>,
+    /// Pinned connections between owners, kept for the next blocking request.
+    spare: Vec<usize>,
     /// Reconnect backoff after failed connects.
     backoff: Duration,
 }
+
+/// Spare pinned connections a worker keeps per node; more are closed.
+const SPARE_PER_NODE: usize = 8;
 
 /// The router's slot table, as a [`Cache`] needs it: something that derefs to the
 /// `ArcSwap` and owns it.
@@ -71,6 +80,10 @@ pub struct Worker {
     dirty: Vec<usize>,
     /// Connections whose last read stopped at the per-turn limit: read again next turn.
     unread: Vec<usize>,
+    /// Pinned connections with an owner now.
+    pinned: Vec<usize>,
+    /// Slots of `conns` whose pinned connection was closed for good, for the next one.
+    free: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
     pub tick: u64,
     /// Requests waiting to be sent again, in order.
@@ -105,6 +118,8 @@ impl Worker {
             conns: Vec::new(),
             dirty: Vec::new(),
             unread: Vec::new(),
+            pinned: Vec::new(),
+            free: Vec::new(),
             tick: 0,
             retry: RetryQueue::default(),
             deliveries: Vec::new(),
@@ -170,6 +185,7 @@ impl Worker {
         self.nodes.push(Node {
             resp2,
             resp3,
+            spare: Vec::new(),
             backoff: MIN_BACKOFF,
         });
         self.by_addr.insert(addr.clone(), index);
@@ -204,6 +220,9 @@ impl Worker {
     /// it is written at the end of this turn of the event loop.
     #[inline]
     pub fn send(&mut self, node: usize, req: BackendRequest) {
+        if req.pinned {
+            return self.send_pinned(node, req);
+        }
         let node = &self.nodes[node];
         let conns = match req.proto {
             Proto::Resp2 => &node.resp2,
@@ -212,6 +231,106 @@ impl Worker {
         let ci = conns[req.conn_hint as usize % conns.len()];
         self.conns[ci].queue.push_back(req);
         self.mark_dirty(ci);
+    }
+
+    /// Queue a request on a connection of its own to `node`, pinned to its client until
+    /// the reply is in: a spare one, or a new one within `backend.max_pinned`.
+    fn send_pinned(&mut self, node: usize, req: BackendRequest) {
+        let place = req.reply.place();
+        let owner = Owner::Pinned {
+            session: place.session,
+            client: place.client,
+        };
+        let spare = self.nodes[node]
+            .spare
+            .iter()
+            .position(|&ci| self.conns[ci].proto == req.proto);
+        let ci = match spare {
+            Some(i) => self.nodes[node].spare.swap_remove(i),
+            None => {
+                let limit = self.router.config.backend.max_pinned;
+                if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
+                    tracing::warn!(limit, "a blocking command refused: every pinned connection is in use (backend.max_pinned)");
+                    self.deliver(req.reply, Err(BackendError::TooManyPinned { limit }));
+                    return;
+                }
+                METRICS.pinned_connections.fetch_add(1, Relaxed);
+                let shared = self.nodes_shared(node);
+                let limits = self.router.config.limits;
+                let ci = self.free.pop().unwrap_or(self.conns.len());
+                let conn = Conn::new(shared, node, req.proto, conn_token(ci), limits);
+                if ci == self.conns.len() {
+                    self.conns.push(conn);
+                } else {
+                    self.conns[ci] = conn;
+                }
+                ci
+            }
+        };
+        self.conns[ci].owner = owner;
+        self.pinned.push(ci);
+        self.conns[ci].queue.push_back(req);
+        self.mark_dirty(ci);
+    }
+
+    /// What all workers share about node `node` (through any of its connections).
+    fn nodes_shared(&self, node: usize) -> Arc<NodeShared> {
+        let ci = self.nodes[node].resp2[0];
+        self.conns[ci].node.clone()
+    }
+
+    /// A pinned connection whose request is answered goes back to its node's spares
+    /// (or is closed when there are enough).
+    fn settle_pinned(&mut self, ci: usize) {
+        if !matches!(self.conns[ci].owner, Owner::Pinned { .. }) || !self.conns[ci].is_quiet() {
+            return;
+        }
+        if let Some(i) = self.pinned.iter().position(|&p| p == ci) {
+            self.pinned.swap_remove(i);
+        }
+        let node = self.conns[ci].node_index;
+        if self.nodes[node].spare.len() < SPARE_PER_NODE {
+            self.conns[ci].owner = Owner::Spare;
+            self.nodes[node].spare.push(ci);
+        } else {
+            self.retire(ci);
+        }
+    }
+
+    /// Close a pinned connection for good and free its slot.
+    fn retire(&mut self, ci: usize) {
+        drop(self.conns[ci].close(&self.registry));
+        self.conns[ci].owner = Owner::Spare;
+        self.free.push(ci);
+        METRICS.pinned_connections.fetch_sub(1, Relaxed);
+    }
+
+    /// The client of session `session` (client id `client`) is gone: close the
+    /// connections pinned to it, so a command it is blocked in ends at the node and
+    /// nothing is popped for a client that is gone.
+    pub fn release_session(&mut self, session: usize, client: u64) {
+        if self.pinned.is_empty() {
+            return;
+        }
+        let owner = Owner::Pinned { session, client };
+        let mine: Vec<usize> = self
+            .pinned
+            .iter()
+            .copied()
+            .filter(|&ci| self.conns[ci].owner == owner)
+            .collect();
+        for ci in mine {
+            if let Some(i) = self.pinned.iter().position(|&p| p == ci) {
+                self.pinned.swap_remove(i);
+            }
+            tracing::debug!(node = %self.conns[ci].addr(), client, "client left while blocked; closing its pinned connection");
+            let in_flight = self.conns[ci].close(&self.registry);
+            let queued: Vec<BackendRequest> = self.conns[ci].queue.drain(..).collect();
+            // Their client is gone: the handles answer a place no one reads.
+            drop(in_flight);
+            drop(queued);
+            self.retire(ci);
+        }
     }
 
     #[inline]
@@ -330,6 +449,9 @@ impl Worker {
             ReadOutcome::HandshakeRefused(e) => self.connect_failed(ci, &e.to_string()),
             ReadOutcome::Failed(e) => self.failed(ci, &e.to_string()),
         }
+        if self.conns[ci].owner != Owner::Shared {
+            self.settle_pinned(ci);
+        }
     }
 
     /// The socket failed. Before the handshake completed that is a failed connect (the
@@ -361,6 +483,7 @@ impl Worker {
         // Only the handshake can be in flight while connecting.
         drop(conn.close(&self.registry));
         self.fail_queued(ci, reason);
+        self.settle_pinned(ci);
     }
 
     /// Hand back everything queued as never sent.
@@ -387,6 +510,7 @@ impl Worker {
         if self.close_with(ci, err) > 0 {
             Metrics::inc(&METRICS.backend_connections_lost);
         }
+        self.settle_pinned(ci);
     }
 
     /// Close connection `ci`: every request in flight gets `err` (it may have run); what
@@ -411,7 +535,6 @@ impl Worker {
         let tick_ms = WATCHDOG_TICK.as_millis();
         let limit = (config.timeout.as_millis() / tick_ms).max(1) as u64;
         let connect_limit = (config.connect_timeout.as_millis() / tick_ms).max(1) as u64;
-        let timeout = config.timeout;
         let connect_timeout = config.connect_timeout;
         for ci in 0..self.conns.len() {
             let conn = &self.conns[ci];
@@ -421,11 +544,23 @@ impl Worker {
                     let reason = format!("connect timed out after {connect_timeout:?}");
                     self.connect_failed(ci, &reason);
                 }
-                State::Ready if conn.busy() && waited > limit => {
+                State::Ready => {
+                    // The oldest request's own deadline, from when its turn came.
+                    let allowed = match conn.front_deadline() {
+                        None | Some(ReplyDeadline::Never) => continue,
+                        Some(ReplyDeadline::Backend) => limit,
+                        Some(ReplyDeadline::Extra(extra)) => {
+                            limit + (extra.as_millis() / tick_ms) as u64
+                        }
+                    };
+                    if waited <= allowed {
+                        continue;
+                    }
                     let addr = conn.addr().clone();
-                    tracing::warn!(node = %addr, ?timeout, "backend reply overdue; closing the connection");
-                    let millis = timeout.as_millis();
+                    let millis = u128::from(allowed) * tick_ms;
+                    tracing::warn!(node = %addr, millis, pinned = conn.owner != Owner::Shared, "backend reply overdue; closing the connection");
                     self.close_with(ci, BackendError::Timeout { addr, millis });
+                    self.settle_pinned(ci);
                 }
                 _ => {}
             }

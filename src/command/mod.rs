@@ -9,6 +9,7 @@
 //! container command (`CLIENT`, `CONFIG`, `XINFO`, ...), named `container|sub` as Redis
 //! names them in `COMMAND INFO` and in its arity errors.
 
+pub mod blocking;
 mod error;
 mod keys;
 pub mod learned;

@@ -23,7 +23,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendRequest, Place, ReplyResult, ReplyTo, Target, Worker};
+use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target, Worker};
+use crate::command::blocking::{block_for, BlockFor};
 use crate::command::learned::LearnedRoute;
 use crate::command::{classify, CommandError, Route};
 use crate::dispatch::Router;
@@ -120,6 +121,9 @@ pub struct Session {
     /// The size this client's next replies are expected to have: the largest recent one,
     /// decaying by 1/16 per reply.
     reply_estimate: usize,
+    /// The place of the blocking command this client waits in (on a pinned connection);
+    /// nothing else of its requests goes to a node meanwhile.
+    blocked_at: Option<u64>,
     mode: Mode,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
@@ -172,6 +176,7 @@ impl Session {
             sent: 0,
             held: 0,
             reply_estimate,
+            blocked_at: None,
             mode: Mode::Normal,
             closing: false,
             read_paused: false,
@@ -295,6 +300,9 @@ impl Session {
     /// way, at the estimated size, fit in the window. With nothing on its way, one may
     /// go whatever its size, unless the client already holds a window's worth.
     fn may_send(&self) -> bool {
+        if self.blocked_at.is_some() {
+            return false;
+        }
         let window = self.router.config.reply_window;
         if self.sent == 0 {
             return self.held < window;
@@ -305,11 +313,14 @@ impl Session {
 
     /// Send the waiting requests the window now has room for, in order.
     pub fn send_waiting(&mut self, w: &mut Worker) {
-        while !self.waiting.is_empty() && self.may_send() {
+        while self
+            .waiting
+            .front()
+            .is_some_and(|req| self.may_send_this(req))
+        {
             if let Some(req) = self.waiting.pop_front() {
                 self.waiting_bytes -= req.bytes.len();
-                self.sent += 1;
-                w.dispatch(req);
+                self.send_now(w, req);
             }
         }
     }
@@ -346,6 +357,9 @@ impl Session {
         *place = Some(reply);
         self.pending -= 1;
         self.sent = self.sent.saturating_sub(1);
+        if self.blocked_at == Some(seq) {
+            self.blocked_at = None;
+        }
         index == 0
     }
 
@@ -522,10 +536,27 @@ impl Session {
                 classified.spec.name,
                 "cluster-wide commands are not supported by slotgate yet",
             ),
-            Route::Blocking => self.refuse(
+            Route::Blocking if classified.keys.is_empty() => self.refuse(
                 classified.spec.name,
-                "blocking commands are not supported by slotgate yet",
+                "WAIT and WAITAOF are not supported by slotgate yet",
             ),
+            Route::Blocking => {
+                let slot = Slot::of_key(request.arg(classified.keys.iter().next().unwrap_or(1)));
+                if classified
+                    .keys
+                    .iter()
+                    .any(|i| Slot::of_key(request.arg(i)) != slot)
+                {
+                    return self
+                        .push_error("CROSSSLOT Keys in request don't hash to the same slot");
+                }
+                let deadline = match block_for(classified.spec.name, &request) {
+                    BlockFor::Forever => ReplyDeadline::Never,
+                    BlockFor::For(wait) => ReplyDeadline::Extra(wait),
+                    BlockFor::Invalid => ReplyDeadline::Backend,
+                };
+                self.forward_pinned(w, request, Target::Slot(slot), deadline);
+            }
             Route::Transaction => self.transaction(classified.spec.name),
             Route::PubSub => self.refuse(
                 classified.spec.name,
@@ -628,13 +659,60 @@ impl Session {
             self.id.0 as u32,
             ReplyTo::new(place),
         );
-        if self.waiting.is_empty() && self.may_send() {
-            self.sent += 1;
-            w.dispatch(req);
+        self.submit(w, req);
+    }
+
+    /// A blocking command: on a connection pinned to this client while it waits, with
+    /// its own deadline. It goes once every earlier request is answered, and nothing
+    /// after it goes until it is (as Redis runs nothing else of a blocked client's).
+    fn forward_pinned(
+        &mut self,
+        w: &mut Worker,
+        request: Request,
+        target: Target,
+        deadline: ReplyDeadline,
+    ) {
+        let place = Place {
+            session: self.key,
+            client: self.id.0,
+            seq: self.reserve(),
+        };
+        let mut req = BackendRequest::new(
+            request.into_raw(),
+            target,
+            self.proto,
+            self.id.0 as u32,
+            ReplyTo::new(place),
+        );
+        req.pinned = true;
+        req.deadline = deadline;
+        self.submit(w, req);
+    }
+
+    /// Send `req` now if nothing waits before it and the window allows, else queue it.
+    fn submit(&mut self, w: &mut Worker, req: BackendRequest) {
+        if self.waiting.is_empty() && self.may_send_this(&req) {
+            self.send_now(w, req);
         } else {
             self.waiting_bytes += req.bytes.len();
             self.waiting.push_back(req);
         }
+    }
+
+    fn may_send_this(&self, req: &BackendRequest) -> bool {
+        if req.pinned {
+            self.sent == 0
+        } else {
+            self.may_send()
+        }
+    }
+
+    fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
+        self.sent += 1;
+        if req.pinned {
+            self.blocked_at = Some(req.reply.place().seq);
+        }
+        w.dispatch(req);
     }
 
     /// Reserve the next place for a reply on its way; its sequence number.
