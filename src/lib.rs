@@ -14,9 +14,11 @@
 //!   `ReplyTo` contract between a request and its client's reply queue; the one
 //!   `Handshake` (AUTH, HELLO) both planes open a node connection with (pure); the
 //!   control plane's own connections for its queries (tokio, redis-protocol's codec).
-//! - [`dispatch`]: the router: picks the node for a request; `decide` (pure): what
-//!   happens after a reply, a redirect, a retryable error or a dead node, carried out by
-//!   the worker; the ordered retry queue.
+//! - [`dispatch`]: `plan` (pure): what happens to a request, built-in or learned
+//!   command (local, one node, refused, transaction, or an error such as `CROSSSLOT`);
+//!   the router: picks the node for a request; `decide` (pure): what happens after a
+//!   reply, a redirect, a retryable error or a dead node, carried out by the worker; the
+//!   ordered retry queue.
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.

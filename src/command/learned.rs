@@ -52,7 +52,7 @@ impl LearnedCommand {
         }
         if self.blocking {
             return Ok(LearnedRoute::Refused(
-                "blocking commands are not supported by slotgate yet",
+                "blocking commands newer than slotgate's table are not supported yet (their timeout's position is unknown)",
             ));
         }
         if self.pubsub {

@@ -1,9 +1,13 @@
-//! Routing. [`Router`] is what all worker threads share: configuration, the decision
-//! [`Policy`], the published slot table and the refresh signals. The methods on
-//! [`Worker`] here pick the node for a request and carry out what [`decide()`] (pure,
-//! in [`decide`](mod@decide)) says after a node's reply or a failure to send: deliver it, follow a
-//! redirect, retry after a backoff or a refresh, or fail. Requests waiting to be sent
-//! again queue in [`retry`], in each slot's order.
+//! Routing. [`plan()`](plan::plan) (pure, in [`plan`](mod@plan)) decides what happens to
+//! a client's request, built-in or learned command alike: answered locally, sent to one
+//! node (a slot's master or any master), refused, handed to the session's transaction
+//! state, or an error reply (unknown command, arity, `CROSSSLOT`). [`Router`] is what
+//! all worker threads share: configuration, the decision [`Policy`], the published slot
+//! table and the refresh signals. The methods on [`Worker`] here pick the node for a
+//! request and carry out what [`decide()`] (pure, in [`decide`](mod@decide)) says after
+//! a node's reply or a failure to send: deliver it, follow a redirect, retry after a
+//! backoff or a refresh, or fail. Requests waiting to be sent again queue in [`retry`],
+//! in each slot's order.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use crate::config::Config;
 use crate::slot::Slot;
 
 pub mod decide;
+pub mod plan;
 pub mod retry;
 
 use decide::{decide, Cause, Decision, Failure, Outcome, Policy, RequestState};

@@ -24,14 +24,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target, Worker};
-use crate::command::blocking::{block_for, BlockFor};
-use crate::command::learned::LearnedRoute;
-use crate::command::{classify, CommandError, Route};
+use crate::command::blocking::BlockFor;
+use crate::dispatch::plan::{plan, refusal, Plan};
 use crate::dispatch::Router;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
-use crate::slot::Slot;
 
 /// Identifies a client connection (`CLIENT ID`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -498,96 +496,34 @@ impl Session {
         }
     }
 
-    /// Route one request: answer it here, or send it to a node.
+    /// Carry out one request's [`plan`]: answer it here, send it to a node, refuse it,
+    /// or answer its error.
     fn handle(&mut self, w: &mut Worker, request: Request) {
         w.count_request();
         if self.mode == Mode::MultiRefused && self.refused_multi_takes(&request) {
             return;
         }
-        let classified = match classify(&request) {
-            Ok(c) => c,
-            Err(e @ CommandError::Unknown { .. }) => return self.handle_learned(w, request, e),
-            Err(e) => return self.push_error(&e.message()),
-        };
-        match classified.route {
-            Route::Local(which) => {
+        match plan(&request, self.router.learned.get(), self.id.0 as u32) {
+            Ok(Plan::Local(which)) => {
                 Metrics::inc(&METRICS.requests_local);
                 self.local(which, &request);
             }
-            Route::Slot => {
-                let mut slot: Option<Slot> = None;
-                for i in classified.keys.iter() {
-                    let s = Slot::of_key(request.arg(i));
-                    match slot {
-                        None => slot = Some(s),
-                        Some(first) if first != s => {
-                            return self.push_error(
-                                "CROSSSLOT Keys in request don't hash to the same slot",
-                            );
-                        }
-                        Some(_) => {}
-                    }
-                }
-                let target = slot.map_or(Target::Any(self.id.0 as u32), Target::Slot);
-                self.forward(w, request, target);
-            }
-            Route::AnyNode => self.forward(w, request, Target::Any(self.id.0 as u32)),
-            Route::FanOut(_) => self.refuse(
-                classified.spec.name,
-                "cluster-wide commands are not supported by slotgate yet",
-            ),
-            Route::Blocking if classified.keys.is_empty() => self.refuse(
-                classified.spec.name,
-                "WAIT and WAITAOF are not supported by slotgate yet",
-            ),
-            Route::Blocking => {
-                let slot = Slot::of_key(request.arg(classified.keys.iter().next().unwrap_or(1)));
-                if classified
-                    .keys
-                    .iter()
-                    .any(|i| Slot::of_key(request.arg(i)) != slot)
-                {
-                    return self
-                        .push_error("CROSSSLOT Keys in request don't hash to the same slot");
-                }
-                let deadline = match block_for(classified.spec.name, &request) {
+            Ok(Plan::Node(target)) => self.forward(w, request, target),
+            Ok(Plan::Pinned { target, wait }) => {
+                let deadline = match wait {
                     BlockFor::Forever => ReplyDeadline::Never,
                     BlockFor::For(wait) => ReplyDeadline::Extra(wait),
                     BlockFor::Invalid => ReplyDeadline::Backend,
                 };
-                self.forward_pinned(w, request, Target::Slot(slot), deadline);
+                self.forward_pinned(w, request, target, deadline);
             }
-            Route::Transaction => self.transaction(classified.spec.name),
-            Route::PubSub => self.refuse(
-                classified.spec.name,
-                "pub/sub is not supported by slotgate yet",
-            ),
-            Route::Refused(reason) => self.refuse(classified.spec.name, reason),
-        }
-    }
-
-    /// A command the built-in table does not know: route it by what the cluster told us
-    /// about it at start-up, or answer Redis's "unknown command".
-    fn handle_learned(&mut self, w: &mut Worker, request: Request, unknown: CommandError) {
-        let router = self.router.clone();
-        let Some(cmd) = router.learned.get().and_then(|l| l.get(request.arg(0))) else {
-            return self.push_error(&unknown.message());
-        };
-        match cmd.route(&request) {
-            Err(text) => self.push_error(&text),
-            Ok(LearnedRoute::Refused(reason)) => {
-                let name = cmd.name.clone();
-                self.refuse(&name, reason)
+            Ok(Plan::Refuse { name, reason }) => {
+                // The text first: `name` may borrow the router's learned commands.
+                let text = refusal(name, reason);
+                self.push_error(&text);
             }
-            Ok(LearnedRoute::NoKeys) => self.forward(w, request, Target::Any(self.id.0 as u32)),
-            Ok(LearnedRoute::Keys(keys)) => {
-                let slot = Slot::of_key(request.arg(keys[0]));
-                if keys.iter().any(|&k| Slot::of_key(request.arg(k)) != slot) {
-                    return self
-                        .push_error("CROSSSLOT Keys in request don't hash to the same slot");
-                }
-                self.forward(w, request, Target::Slot(slot))
-            }
+            Ok(Plan::Transaction(name)) => self.transaction(name),
+            Err(e) => self.push_error(&e.to_string()),
         }
     }
 
@@ -640,8 +576,7 @@ impl Session {
     }
 
     fn refuse(&mut self, name: &str, reason: &str) {
-        let name = name.replace('|', " ").to_uppercase();
-        self.push_error(&format!("ERR '{name}' is not supported: {reason}"));
+        self.push_error(&refusal(name, reason));
     }
 
     /// Send to a node, or queue behind the requests waiting for room in the reply

@@ -1,0 +1,422 @@
+//! What the session does with one request, decided in one place for built-in and
+//! learned commands alike. Pure: a request's arguments in, a [`Plan`] or a
+//! [`PlanError`] (the client's error reply, with Redis's own wording) out; the session
+//! only carries it out.
+//!
+//! The hot path (a known, well-formed command whose keys share a slot) allocates
+//! nothing: [`classify`] does not, and the keys are hashed in one pass. Only errors,
+//! refusals and learned commands allocate.
+
+use crate::backend::Target;
+use crate::command::blocking::{block_for, BlockFor};
+use crate::command::learned::{LearnedCommands, LearnedRoute};
+use crate::command::{classify, Args, CommandError, Local, Route};
+use crate::slot::Slot;
+
+/// Why a cluster-wide command is refused, until fan-out is supported.
+const FAN_OUT: &str = "cluster-wide commands are not supported by slotgate yet";
+/// Why `WAIT`/`WAITAOF` (blocking, keyless) are refused, until they follow the
+/// client's last write.
+const WAIT: &str = "WAIT and WAITAOF are not supported by slotgate yet";
+/// Why a subscription is refused, until pub/sub is supported.
+const PUB_SUB: &str = "pub/sub is not supported by slotgate yet";
+
+/// What the session must do with a request. `'a` is the learned commands' lifetime (a
+/// learned command's name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan<'a> {
+    /// The proxy answers it itself.
+    Local(Local),
+    /// Send it to one node: a slot's master (keyed) or any master (keyless; the
+    /// number is the client's, so a client's keyless requests stay on one node).
+    Node(Target),
+    /// A blocking command: to its slot's master on a connection pinned to the client,
+    /// waiting as long as its own timeout says.
+    Pinned { target: Target, wait: BlockFor },
+    /// Answer `ERR 'NAME' is not supported: reason` ([`refusal`]). `name` is the
+    /// lower-case command name (`container|sub` for a subcommand).
+    Refuse { name: &'a str, reason: &'static str },
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH` (lower-case): the session's
+    /// transaction state decides.
+    Transaction(&'static str),
+}
+
+/// A request answered with an error before it reaches a node. `Display` is the error
+/// reply's text (without `-` and CRLF), as Redis words it; all are the client's fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// From the built-in table: unknown command or subcommand, wrong number of
+    /// arguments, a bad `numkeys` or `STREAMS`.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A learned command's own check failed (its arity); the full text.
+    #[error("{0}")]
+    Learned(String),
+    /// The keys hash to different slots.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+}
+
+/// Decide what happens to `request`. `learned`: the commands learned from the
+/// cluster, asked only when the built-in table does not know the command. `client`
+/// spreads keyless requests over the masters ([`Target::Any`]).
+pub fn plan<'a>(
+    request: &(impl Args + ?Sized),
+    learned: Option<&'a LearnedCommands>,
+    client: u32,
+) -> Result<Plan<'a>, PlanError> {
+    let classified = match classify(request) {
+        Ok(classified) => classified,
+        Err(unknown @ CommandError::Unknown { .. }) => {
+            return plan_learned(request, learned, unknown, client)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let name = classified.spec.name;
+    let refuse = |reason| Plan::Refuse { name, reason };
+    Ok(match classified.route {
+        Route::Local(which) => Plan::Local(which),
+        Route::Slot => Plan::Node(target(request, classified.keys.iter(), client)?),
+        Route::AnyNode => Plan::Node(Target::Any(client)),
+        Route::FanOut(_) => refuse(FAN_OUT),
+        Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
+        Route::Blocking => Plan::Pinned {
+            target: target(request, classified.keys.iter(), client)?,
+            wait: block_for(name, request),
+        },
+        Route::PubSub => refuse(PUB_SUB),
+        Route::Refused(reason) => refuse(reason),
+        Route::Transaction => Plan::Transaction(name),
+    })
+}
+
+/// A command the built-in table does not know: route it by what the cluster said
+/// about it, or answer Redis's "unknown command" (`unknown`).
+fn plan_learned<'a>(
+    request: &(impl Args + ?Sized),
+    learned: Option<&'a LearnedCommands>,
+    unknown: CommandError,
+    client: u32,
+) -> Result<Plan<'a>, PlanError> {
+    let cmd = match learned {
+        Some(learned) if request.argc() > 0 => learned.get(request.arg(0)),
+        _ => None,
+    };
+    let Some(cmd) = cmd else {
+        return Err(unknown.into());
+    };
+    match cmd.route(request).map_err(PlanError::Learned)? {
+        LearnedRoute::Refused(reason) => Ok(Plan::Refuse {
+            name: &cmd.name,
+            reason,
+        }),
+        LearnedRoute::NoKeys => Ok(Plan::Node(Target::Any(client))),
+        LearnedRoute::Keys(keys) => Ok(Plan::Node(target(request, keys.iter().copied(), client)?)),
+    }
+}
+
+/// The node for the keys at `positions`: their slot's master, any master when there
+/// are none, or `CROSSSLOT` when they hash to different slots. Each key is hashed once.
+#[inline]
+fn target(
+    request: &(impl Args + ?Sized),
+    mut positions: impl Iterator<Item = usize>,
+    client: u32,
+) -> Result<Target, PlanError> {
+    let Some(first) = positions.next() else {
+        return Ok(Target::Any(client));
+    };
+    let slot = Slot::of_key(request.arg(first));
+    if positions.any(|i| Slot::of_key(request.arg(i)) != slot) {
+        return Err(PlanError::CrossSlot);
+    }
+    Ok(Target::Slot(slot))
+}
+
+/// The error text for a refused command: `ERR 'NAME' is not supported: reason`, the
+/// name upper-cased with a subcommand's `|` made a space (`CLIENT KILL`).
+pub fn refusal(name: &str, reason: &str) -> String {
+    let name = name.replace('|', " ").to_uppercase();
+    format!("ERR '{name}' is not supported: {reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    use redis_protocol::resp2::types::OwnedFrame;
+
+    use super::*;
+
+    const CLIENT: u32 = 7;
+
+    fn plan_of(args: &[&str]) -> Result<Plan<'static>, PlanError> {
+        plan(args, None, CLIENT)
+    }
+
+    fn slot(key: &str) -> Target {
+        Target::Slot(Slot::of_key(key.as_bytes()))
+    }
+
+    /// The error reply's text.
+    fn error(args: &[&str]) -> String {
+        match plan_of(args) {
+            Err(e) => e.to_string(),
+            other => panic!("{args:?}: expected an error, got {other:?}"),
+        }
+    }
+
+    /// The refusal's text.
+    fn refused(result: Result<Plan<'_>, PlanError>) -> String {
+        match result {
+            Ok(Plan::Refuse { name, reason }) => refusal(name, reason),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+    #[test]
+    fn a_keyed_command_goes_to_its_slot() {
+        assert_eq!(plan_of(&["GET", "foo"]), Ok(Plan::Node(slot("foo"))));
+        assert_eq!(plan_of(&["get", "foo"]), Ok(Plan::Node(slot("foo"))));
+        assert_eq!(plan_of(&["SET", "k", "v"]), Ok(Plan::Node(slot("k"))));
+        assert_eq!(
+            plan_of(&["SPUBLISH", "ch", "hello"]),
+            Ok(Plan::Node(slot("ch"))),
+            "a shard channel is a key"
+        );
+    }
+
+    #[test]
+    fn keys_in_different_slots_are_crossslot() {
+        assert_ne!(Slot::of_key(b"a"), Slot::of_key(b"b"));
+        assert_eq!(error(&["MGET", "a", "b"]), CROSSSLOT);
+        assert_eq!(error(&["MGET", "a", "a", "b"]), CROSSSLOT, "the last key");
+        assert_eq!(error(&["MSET", "a", "1", "b", "2"]), CROSSSLOT);
+        assert_eq!(error(&["EVAL", "return 1", "2", "a", "b"]), CROSSSLOT);
+        assert_eq!(plan_of(&["MGET", "a", "a"]), Ok(Plan::Node(slot("a"))));
+    }
+
+    #[test]
+    fn a_hash_tag_keeps_keys_in_one_slot() {
+        assert_eq!(
+            plan_of(&["MGET", "{user1000}.following", "{user1000}.followers"]),
+            Ok(Plan::Node(slot("user1000")))
+        );
+        assert_eq!(
+            plan_of(&["MSET", "{t}a", "1", "{t}b", "2"]),
+            Ok(Plan::Node(slot("t")))
+        );
+    }
+
+    #[test]
+    fn a_keyless_command_goes_to_any_node() {
+        assert_eq!(plan_of(&["TIME"]), Ok(Plan::Node(Target::Any(CLIENT))));
+        assert_eq!(
+            plan_of(&["EVAL", "return 1", "0"]),
+            Ok(Plan::Node(Target::Any(CLIENT)))
+        );
+        assert_eq!(
+            plan_of(&["EVAL", "return 1", "1", "k"]),
+            Ok(Plan::Node(slot("k")))
+        );
+        assert_eq!(
+            plan_of(&["PUBLISH", "ch", "hello"]),
+            Ok(Plan::Node(Target::Any(CLIENT)))
+        );
+    }
+
+    #[test]
+    fn local_commands_are_answered_here() {
+        assert_eq!(plan_of(&["PING"]), Ok(Plan::Local(Local::Ping)));
+        assert_eq!(plan_of(&["ping", "hi"]), Ok(Plan::Local(Local::Ping)));
+        assert_eq!(
+            plan_of(&["CLIENT", "SETNAME", "me"]),
+            Ok(Plan::Local(Local::ClientSetName))
+        );
+    }
+
+    #[test]
+    fn unsupported_routes_are_refused_with_the_reason() {
+        assert_eq!(
+            refused(plan_of(&["DBSIZE"])),
+            "ERR 'DBSIZE' is not supported: cluster-wide commands are not supported by slotgate yet"
+        );
+        assert_eq!(
+            plan_of(&["BLPOP", "q", "0"]),
+            Ok(Plan::Pinned {
+                target: slot("q"),
+                wait: BlockFor::Forever
+            })
+        );
+        assert_eq!(
+            plan_of(&["XREAD", "BLOCK", "250", "STREAMS", "s", "$"]),
+            Ok(Plan::Pinned {
+                target: slot("s"),
+                wait: BlockFor::For(std::time::Duration::from_millis(250))
+            })
+        );
+        assert_eq!(
+            plan_of(&["BLPOP", "a", "b", "0"]),
+            Err(PlanError::CrossSlot)
+        );
+        assert_eq!(
+            refused(plan_of(&["WAIT", "1", "0"])),
+            "ERR 'WAIT' is not supported: WAIT and WAITAOF are not supported by slotgate yet"
+        );
+        assert_eq!(
+            plan_of(&["XREAD", "STREAMS", "s", "0"]),
+            Ok(Plan::Node(slot("s"))),
+            "XREAD without BLOCK is not blocking"
+        );
+        assert_eq!(
+            refused(plan_of(&["SUBSCRIBE", "ch"])),
+            "ERR 'SUBSCRIBE' is not supported: pub/sub is not supported by slotgate yet"
+        );
+        assert_eq!(
+            refused(plan_of(&["ASKING"])),
+            "ERR 'ASKING' is not supported: the proxy hides the cluster topology"
+        );
+        assert_eq!(
+            refused(plan_of(&["cluster", "addslots", "1"])),
+            "ERR 'CLUSTER ADDSLOTS' is not supported: the proxy hides the cluster topology",
+            "a subcommand is named as the client typed it, upper-cased"
+        );
+    }
+
+    #[test]
+    fn transaction_commands_go_to_the_session_state() {
+        assert_eq!(plan_of(&["MULTI"]), Ok(Plan::Transaction("multi")));
+        assert_eq!(plan_of(&["exec"]), Ok(Plan::Transaction("exec")));
+        assert_eq!(plan_of(&["WATCH", "k"]), Ok(Plan::Transaction("watch")));
+        assert_eq!(plan_of(&["UNWATCH"]), Ok(Plan::Transaction("unwatch")));
+    }
+
+    #[test]
+    fn classify_errors_keep_redis_wording() {
+        assert_eq!(
+            error(&["FOO", "a", "b"]),
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(
+            error(&["GET"]),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            error(&["CONFIG", "NOPE"]),
+            "ERR unknown subcommand 'NOPE'. Try CONFIG HELP."
+        );
+        assert_eq!(
+            error(&["EVAL", "return 1", "-1"]),
+            "ERR Number of keys can't be negative"
+        );
+        assert_eq!(
+            plan(&[] as &[&str], Some(&learned()), CLIENT)
+                .unwrap_err()
+                .to_string(),
+            "ERR unknown command '', with args beginning with: "
+        );
+    }
+
+    /// One entry of a `COMMAND` reply: `[name, arity, [flags], first, last, step]`.
+    fn entry(
+        name: &str,
+        arity: i64,
+        flags: &[&str],
+        first: i64,
+        last: i64,
+        step: i64,
+    ) -> OwnedFrame {
+        OwnedFrame::Array(vec![
+            OwnedFrame::BulkString(name.as_bytes().to_vec()),
+            OwnedFrame::Integer(arity),
+            OwnedFrame::Array(
+                flags
+                    .iter()
+                    .map(|f| OwnedFrame::SimpleString(f.as_bytes().to_vec()))
+                    .collect(),
+            ),
+            OwnedFrame::Integer(first),
+            OwnedFrame::Integer(last),
+            OwnedFrame::Integer(step),
+        ])
+    }
+
+    fn learned() -> LearnedCommands {
+        LearnedCommands::from_command_reply(&OwnedFrame::Array(vec![
+            entry("newmget", -2, &["readonly"], 1, -1, 1),
+            entry("newmset", -3, &["write"], 1, -1, 2),
+            entry("newping", -1, &["fast"], 0, 0, 0),
+            entry("newblpop", -3, &["write", "blocking"], 1, -2, 1),
+            entry("newsub", -2, &["pubsub"], 0, 0, 0),
+            entry("newmovable", -3, &["write", "movablekeys"], 0, 0, 0),
+        ]))
+    }
+
+    #[test]
+    fn a_learned_command_routes_by_its_keys() {
+        let learned = learned();
+        let plan = |args: &[&str]| plan(args, Some(&learned), CLIENT);
+        assert_eq!(plan(&["NEWMGET", "a"]), Ok(Plan::Node(slot("a"))));
+        assert_eq!(
+            plan(&["newmget", "{t}a", "{t}b"]),
+            Ok(Plan::Node(slot("t")))
+        );
+        assert_eq!(plan(&["newmget", "a", "b"]), Err(PlanError::CrossSlot));
+        assert_eq!(
+            plan(&["newmget", "a", "b"]).unwrap_err().to_string(),
+            CROSSSLOT
+        );
+        // Values are not keys: only "a" and "{a}c" count.
+        assert_eq!(
+            plan(&["newmset", "a", "b", "{a}c", "d"]),
+            Ok(Plan::Node(slot("a")))
+        );
+        assert_eq!(
+            plan(&["newmset", "a", "1", "b", "2"]),
+            Err(PlanError::CrossSlot)
+        );
+        assert_eq!(plan(&["newping"]), Ok(Plan::Node(Target::Any(CLIENT))));
+        assert_eq!(
+            plan(&["newmset", "a"]).unwrap_err().to_string(),
+            "ERR wrong number of arguments for 'newmset' command"
+        );
+    }
+
+    #[test]
+    fn a_learned_command_is_refused_when_it_cannot_be_served() {
+        let learned = learned();
+        let plan = |args: &[&str]| plan(args, Some(&learned), CLIENT);
+        assert_eq!(
+            refused(plan(&["newblpop", "q", "0"])),
+            "ERR 'NEWBLPOP' is not supported: blocking commands newer than slotgate's table are not supported yet (their timeout's position is unknown)"
+        );
+        assert_eq!(
+            refused(plan(&["NewSub", "ch"])),
+            "ERR 'NEWSUB' is not supported: pub/sub is not supported by slotgate yet"
+        );
+        assert_eq!(
+            refused(plan(&["newmovable", "x", "y"])),
+            "ERR 'NEWMOVABLE' is not supported: its keys move with its arguments and this build does not know where"
+        );
+    }
+
+    #[test]
+    fn learned_commands_never_shadow_the_table_or_invent_commands() {
+        let learned = learned();
+        assert_eq!(
+            plan(&["GET", "foo"], Some(&learned), CLIENT),
+            Ok(Plan::Node(slot("foo")))
+        );
+        assert_eq!(
+            plan(&["nosuch", "x"], Some(&learned), CLIENT)
+                .unwrap_err()
+                .to_string(),
+            "ERR unknown command 'nosuch', with args beginning with: 'x' "
+        );
+        assert_eq!(
+            plan_of(&["newmget", "a"]).unwrap_err().to_string(),
+            "ERR unknown command 'newmget', with args beginning with: 'a' ",
+            "nothing learned yet"
+        );
+    }
+}
