@@ -172,32 +172,37 @@ fn parse_entry(entry: &OwnedFrame) -> Option<LearnedCommand> {
     })
 }
 
+/// One entry of a `COMMAND` reply, `[name, arity, [flags], first, last, step]`, for
+/// tests here and of the routing built on them.
+#[cfg(test)]
+pub(crate) fn command_entry(
+    name: &str,
+    arity: i64,
+    flags: &[&str],
+    first: i64,
+    last: i64,
+    step: i64,
+) -> OwnedFrame {
+    OwnedFrame::Array(vec![
+        OwnedFrame::BulkString(name.as_bytes().to_vec()),
+        OwnedFrame::Integer(arity),
+        OwnedFrame::Array(
+            flags
+                .iter()
+                .map(|f| OwnedFrame::SimpleString(f.as_bytes().to_vec()))
+                .collect(),
+        ),
+        OwnedFrame::Integer(first),
+        OwnedFrame::Integer(last),
+        OwnedFrame::Integer(step),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(
-        name: &str,
-        arity: i64,
-        flags: &[&str],
-        first: i64,
-        last: i64,
-        step: i64,
-    ) -> OwnedFrame {
-        OwnedFrame::Array(vec![
-            OwnedFrame::BulkString(name.as_bytes().to_vec()),
-            OwnedFrame::Integer(arity),
-            OwnedFrame::Array(
-                flags
-                    .iter()
-                    .map(|f| OwnedFrame::SimpleString(f.as_bytes().to_vec()))
-                    .collect(),
-            ),
-            OwnedFrame::Integer(first),
-            OwnedFrame::Integer(last),
-            OwnedFrame::Integer(step),
-        ])
-    }
+    use super::command_entry as entry;
 
     fn learned() -> LearnedCommands {
         LearnedCommands::from_command_reply(&OwnedFrame::Array(vec![

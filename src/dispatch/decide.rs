@@ -463,40 +463,24 @@ mod tests {
     }
 
     #[test]
-    fn clusterdown_retries_after_a_refresh() {
+    fn clusterdown_and_masterdown_retry_after_a_refresh() {
         let now = Instant::now();
-        let decision = reply(CLUSTERDOWN, &fresh(), now);
-        assert_eq!(
-            decision,
-            Decision::RetryAfterRefresh {
-                not_before: now + Duration::from_millis(10),
-                state: RequestState {
-                    retry_deadline: Some(now + Duration::from_secs(5)),
-                    ..fresh()
-                },
-                on_deadline: Failure::NodeReply(Bytes::from_static(CLUSTERDOWN)),
-                cause: Cause::ClusterDown,
-            }
-        );
-        assert_eq!(decision.cause(), Some(Cause::ClusterDown));
-    }
-
-    #[test]
-    fn masterdown_retries_after_a_refresh() {
-        let now = Instant::now();
-        let decision = reply(MASTERDOWN, &fresh(), now);
-        assert_eq!(
-            decision,
-            Decision::RetryAfterRefresh {
-                not_before: now + Duration::from_millis(10),
-                state: RequestState {
-                    retry_deadline: Some(now + Duration::from_secs(5)),
-                    ..fresh()
-                },
-                on_deadline: Failure::NodeReply(Bytes::from_static(MASTERDOWN)),
-                cause: Cause::ClusterDown,
-            }
-        );
+        for frame in [CLUSTERDOWN, MASTERDOWN] {
+            let decision = reply(frame, &fresh(), now);
+            assert_eq!(
+                decision,
+                Decision::RetryAfterRefresh {
+                    not_before: now + Duration::from_millis(10),
+                    state: RequestState {
+                        retry_deadline: Some(now + Duration::from_secs(5)),
+                        ..fresh()
+                    },
+                    on_deadline: Failure::NodeReply(Bytes::from_static(frame)),
+                    cause: Cause::ClusterDown,
+                }
+            );
+            assert_eq!(decision.cause(), Some(Cause::ClusterDown));
+        }
     }
 
     #[test]

@@ -317,29 +317,7 @@ mod tests {
         );
     }
 
-    /// One entry of a `COMMAND` reply: `[name, arity, [flags], first, last, step]`.
-    fn entry(
-        name: &str,
-        arity: i64,
-        flags: &[&str],
-        first: i64,
-        last: i64,
-        step: i64,
-    ) -> OwnedFrame {
-        OwnedFrame::Array(vec![
-            OwnedFrame::BulkString(name.as_bytes().to_vec()),
-            OwnedFrame::Integer(arity),
-            OwnedFrame::Array(
-                flags
-                    .iter()
-                    .map(|f| OwnedFrame::SimpleString(f.as_bytes().to_vec()))
-                    .collect(),
-            ),
-            OwnedFrame::Integer(first),
-            OwnedFrame::Integer(last),
-            OwnedFrame::Integer(step),
-        ])
-    }
+    use crate::command::learned::command_entry as entry;
 
     fn learned() -> LearnedCommands {
         LearnedCommands::from_command_reply(&OwnedFrame::Array(vec![
