@@ -192,3 +192,42 @@ fn pinned_connections_are_capped_by_max_pinned() {
         ["*2\r\n$6\r\n{cap}b\r\n$1\r\n2\r\n"]
     );
 }
+
+#[test]
+fn a_client_blocked_on_a_slot_that_moves_is_served_by_the_new_owner() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let queue = "{moving}q";
+    let slot = support::key_slot(queue.as_bytes());
+    let from = cluster.node_for_key(queue);
+    let to = *cluster
+        .master_ports()
+        .iter()
+        .find(|&&p| p != from)
+        .expect("another master");
+    let mut blocked = RawClient::connect(proxy.port());
+    blocked.write(format!("BLPOP {queue} 0\r\n").as_bytes());
+    wait_until("the BLPOP blocks at its node", || {
+        blocked_on_node(&cluster, from) == 1
+    });
+    // The slot moves; the node tells its blocked client MOVED, and slotgate sends the
+    // BLPOP again to the new owner, where it blocks once more.
+    cluster.migrate_slots(slot..=slot, from, to);
+    wait_until("the BLPOP blocks at the new owner", || {
+        blocked_on_node(&cluster, to) == 1
+    });
+    let mut con = proxy.client();
+    let _: () = redis::cmd("RPUSH")
+        .arg(queue)
+        .arg("job")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        blocked.read_replies(1, Duration::from_secs(10)),
+        [format!(
+            "*2\r\n${}\r\n{queue}\r\n$3\r\njob\r\n",
+            queue.len()
+        )]
+    );
+}
