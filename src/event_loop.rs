@@ -23,10 +23,9 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::worker::WATCHDOG_TICK;
-use crate::backend::Worker;
+use crate::backend::node_connections::WATCHDOG_TICK;
 use crate::dispatch::retry::RETRY_POLL;
-use crate::dispatch::Router;
+use crate::dispatch::{Router, Worker};
 use crate::net::Transport;
 use crate::session::{ClientId, Flushed, Session};
 

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::backend::{BackendRequest, ReplyResult, ReplyTo, Target, Worker};
+use crate::backend::{BackendRequest, ReplyResult, ReplyTo, Target};
 use crate::slot::SLOT_COUNT;
 
 /// While requests wait to be retried (for a refresh, say), the worker looks at them at
@@ -129,28 +129,6 @@ impl RetryQueue {
     }
 }
 
-impl Worker {
-    /// Send the waiting requests whose time has come, in order, and answer those whose
-    /// deadline passed first. Returns when to look again (`None`: nothing waits).
-    pub fn run_retries(&mut self, now: Instant) -> Option<Instant> {
-        if self.retry.is_empty() {
-            return None;
-        }
-        let refreshes = *self.router.refreshed.borrow();
-        loop {
-            match self.retry.next_due(now, refreshes) {
-                Due::Send(mut req) => {
-                    // Re-routed by the current table: an `ASK` does not carry over.
-                    req.asking = false;
-                    self.dispatch_now(req);
-                }
-                Due::Expired(reply, answer) => self.deliver(reply, answer),
-                Due::Wait(next) => return next,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -163,7 +141,7 @@ mod tests {
     use crate::cluster::topology::{ShardInfo, Topology};
     use crate::cluster::NodeAddr;
     use crate::config::Config;
-    use crate::dispatch::Router;
+    use crate::dispatch::{Router, Worker};
     use crate::protocol::reply::Proto;
     use crate::slot::Slot;
 

@@ -23,10 +23,10 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target, Worker};
+use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
 use crate::dispatch::plan::{plan, refusal, Plan};
-use crate::dispatch::Router;
+use crate::dispatch::{Router, Worker};
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
@@ -211,7 +211,7 @@ impl Session {
                 self.read_paused = true;
                 return true;
             }
-            let n = match read_some(&mut self.stream, &mut w.scratch) {
+            let n = match read_some(&mut self.stream, w.scratch()) {
                 ReadSome::Data(n) => n,
                 ReadSome::Drained => break,
                 ReadSome::Closed => return false,
@@ -227,7 +227,7 @@ impl Session {
             if self.rbuf.capacity() - self.rbuf.len() < need {
                 self.rbuf.reserve(need.max(READ_CHUNK));
             }
-            self.rbuf.extend_from_slice(&w.scratch[..n]);
+            self.rbuf.extend_from_slice(&w.scratch()[..n]);
             self.take_requests(w);
             if self.rbuf.is_empty() {
                 // Nothing partial is waiting: an idle client keeps no buffer; the
@@ -236,7 +236,7 @@ impl Session {
             }
             // A short read emptied the socket (edge-triggered: new bytes bring a new
             // event), so no read that would only say EAGAIN.
-            if n < w.scratch.len() {
+            if n < w.scratch().len() {
                 break;
             }
         }
