@@ -289,7 +289,7 @@ impl NodeConnections {
                     match conn.write_out() {
                         Ok(true) => writes += 1,
                         Ok(false) => {}
-                        Err(e) => self.failed(ci, &e.to_string()),
+                        Err(e) => self.socket_failed(ci, &e.to_string()),
                     }
                 }
             }
@@ -387,7 +387,7 @@ impl NodeConnections {
             ReadOutcome::Open => {}
             ReadOutcome::HandshakeDone => self.mark_dirty(ci),
             ReadOutcome::HandshakeRefused(e) => self.connect_failed(ci, &e.to_string()),
-            ReadOutcome::Failed(e) => self.failed(ci, &e.to_string()),
+            ReadOutcome::Failed(e) => self.socket_failed(ci, &e.to_string()),
         }
         if self.conns[ci].owner != Owner::Shared {
             self.settle_pinned(ci);
@@ -397,7 +397,7 @@ impl NodeConnections {
     /// The socket failed. Before the handshake completed that is a failed connect (the
     /// node counts as down and is retried after a backoff, not at once); after, the
     /// connection was lost.
-    fn failed(&mut self, ci: usize, reason: &str) {
+    fn socket_failed(&mut self, ci: usize, reason: &str) {
         if self.conns[ci].state == State::Handshaking {
             self.connect_failed(ci, reason);
         } else {

@@ -141,8 +141,9 @@ mod tests {
     use crate::cluster::topology::{ShardInfo, Topology};
     use crate::cluster::NodeAddr;
     use crate::config::Config;
-    use crate::dispatch::{Router, Worker};
+    use crate::dispatch::Worker;
     use crate::protocol::reply::Proto;
+    use crate::shared::Shared;
     use crate::slot::Slot;
 
     fn slot(n: u16) -> Slot {
@@ -285,7 +286,7 @@ mod tests {
     #[test]
     fn dispatch_queues_behind_a_waiting_request_of_the_same_slot_only() {
         let config = Config::from_toml("seeds = [\"127.0.0.1:1\"]").unwrap();
-        let router = Router::new(config, 1);
+        let shared = Shared::new(config, 1);
         let serving = |slots: Vec<(u16, u16)>| {
             let topology = Topology {
                 shards: vec![ShardInfo {
@@ -298,10 +299,10 @@ mod tests {
             Arc::new(SlotTable::build(&topology, &SlotTable::empty()))
         };
         // Slot 6 is served, slot 5 is not (yet).
-        router.table.store(serving(vec![(6, 6)]));
+        shared.table.store(serving(vec![(6, 6)]));
         let poll = mio::Poll::new().unwrap();
         let registry = poll.registry().try_clone().unwrap();
-        let mut worker = Worker::new(Arc::clone(&router), 0, registry);
+        let mut worker = Worker::new(Arc::clone(&shared), 0, registry);
 
         worker.dispatch(request(1, Target::Slot(slot(5))));
         assert_eq!(worker.retry.items.len(), 1, "no node serves slot 5");
@@ -312,8 +313,8 @@ mod tests {
         assert_eq!(worker.retry.items.len(), 2, "slot 6 goes at once");
 
         // A refresh finds slot 5: both leave, and nothing waits.
-        router.table.store(serving(vec![(5, 6)]));
-        router.refreshed.send_replace(1);
+        shared.table.store(serving(vec![(5, 6)]));
+        shared.refreshed.send_replace(1);
         let later = Instant::now() + Duration::from_secs(1);
         assert_eq!(worker.run_retries(later), None);
         assert!(worker.retry.is_empty());

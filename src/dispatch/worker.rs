@@ -14,21 +14,21 @@ use arc_swap::{ArcSwap, Cache};
 use bytes::{Bytes, BytesMut};
 use mio::{Registry, Token};
 
-use super::decide::{self, decide, Cause, Decision, Failure, Outcome, RequestState};
+use super::decide::{self, decide, Cause, Decision, Failure, Outcome, Policy, RequestState};
 use super::retry::{Due, RetryQueue, When};
-use super::{Router, WorkerStats};
-use crate::admin::{Metrics, METRICS};
+use crate::admin::{Metrics, WorkerStats, METRICS};
 use crate::backend::{
     take_dropped, BackendError, BackendRequest, NodeConnections, Place, ReplyResult, ReplyTo,
     Target,
 };
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
+use crate::shared::Shared;
 use crate::slot::Slot;
 
-/// The router's slot table, as a [`Cache`] needs it: something that derefs to the
+/// The published slot table, as a [`Cache`] needs it: something that derefs to the
 /// `ArcSwap` and owns it.
-pub struct PublishedTable(Arc<Router>);
+pub struct PublishedTable(Arc<Shared>);
 
 impl Deref for PublishedTable {
     type Target = ArcSwap<SlotTable>;
@@ -41,12 +41,14 @@ impl Deref for PublishedTable {
 /// Read buffers a worker keeps at most.
 const KEEP_READ_BUFFERS: usize = 64;
 
-/// Per-thread state: the shared router, this thread's node connections and what it
-/// routes them with.
+/// Per-thread state: what all workers share, this thread's node connections and what
+/// it routes them with.
 pub struct Worker {
-    pub router: Arc<Router>,
+    pub shared: Arc<Shared>,
     /// Position among the worker threads (for per-worker counters).
     pub index: usize,
+    /// What [`decide()`] applies, from the configuration.
+    policy: Policy,
     /// This worker's connections to the nodes.
     conns: NodeConnections,
     /// This worker's view of the published slot table: a load costs one atomic read
@@ -66,11 +68,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(router: Arc<Router>, index: usize, registry: Registry) -> Worker {
+    pub fn new(shared: Arc<Shared>, index: usize, registry: Registry) -> Worker {
         Worker {
-            table: Cache::new(PublishedTable(Arc::clone(&router))),
-            conns: NodeConnections::new(&router.config, registry),
-            router,
+            table: Cache::new(PublishedTable(Arc::clone(&shared))),
+            conns: NodeConnections::new(&shared.config, registry),
+            policy: Policy::new(&shared.config),
+            shared,
             index,
             by_shard: (u64::MAX, Vec::new()),
             retry: RetryQueue::default(),
@@ -112,7 +115,7 @@ impl Worker {
     /// Add `n` to this worker's counter `which`.
     #[inline]
     fn add(&self, which: impl Fn(&WorkerStats) -> &AtomicU64, n: u64) {
-        let counter = which(&self.router.stats[self.index % self.router.stats.len()]);
+        let counter = which(&self.shared.stats[self.index % self.shared.stats.len()]);
         counter.store(counter.load(Relaxed) + n, Relaxed);
     }
 
@@ -163,8 +166,8 @@ impl Worker {
 
     /// The node at `addr`, made known to this worker's connections on first use.
     fn node(&mut self, addr: &NodeAddr) -> usize {
-        let router = &self.router;
-        self.conns.node(addr, || router.node_record(addr))
+        let shared = &self.shared;
+        self.conns.node(addr, || shared.node_record(addr))
     }
 
     /// The node that serves `target` in the current slot table: its shard's master.
@@ -304,7 +307,7 @@ impl Worker {
             frame,
             from: self.conns.conn_addr(conn),
         };
-        let decision = decide(outcome, &state, &self.router.policy, Instant::now());
+        let decision = decide(outcome, &state, &self.policy, Instant::now());
         // Counted whatever became of the request (over the budget, past the deadline).
         let counter = match decision.cause() {
             Some(Cause::Moved) => Some(&METRICS.redirects_moved),
@@ -339,7 +342,7 @@ impl Worker {
     fn not_sent(&mut self, req: BackendRequest, err: BackendError) {
         let state = RequestState::of(&req);
         let outcome = Outcome::NotSent(err);
-        let decision = decide(outcome, &state, &self.router.policy, Instant::now());
+        let decision = decide(outcome, &state, &self.policy, Instant::now());
         self.carry_out(req, decision);
     }
 
@@ -364,7 +367,7 @@ impl Worker {
                 let node = self.node(&to);
                 self.send(node, req);
                 self.patch_slot(slot, &to);
-                self.router.refresh_wanted.notify_one();
+                self.shared.refresh_wanted.notify_one();
             }
             Decision::RetryAfter {
                 at,
@@ -382,8 +385,8 @@ impl Worker {
                 ..
             } => {
                 state.write_to(&mut req);
-                let seen = *self.router.refreshed.borrow();
-                self.router.refresh_wanted.notify_one();
+                let seen = *self.shared.refreshed.borrow();
+                self.shared.refresh_wanted.notify_one();
                 let when = When::Refresh { seen, not_before };
                 self.retry.push(req, when, on_deadline.into_result());
             }
@@ -398,10 +401,10 @@ impl Worker {
 
     /// Point one slot at `addr` at once (after `MOVED`); the full refresh follows.
     fn patch_slot(&self, slot: Slot, addr: &NodeAddr) {
-        if self.router.table.load().master(slot) == Some(addr) {
+        if self.shared.table.load().master(slot) == Some(addr) {
             return;
         }
-        self.router
+        self.shared
             .table
             .rcu(|table| table.with_slot_moved(slot, addr));
     }
@@ -412,7 +415,7 @@ impl Worker {
         if self.retry.is_empty() {
             return None;
         }
-        let refreshes = *self.router.refreshed.borrow();
+        let refreshes = *self.shared.refreshed.borrow();
         loop {
             match self.retry.next_due(now, refreshes) {
                 Due::Send(mut req) => {
