@@ -1,6 +1,6 @@
 //! The cluster as the proxy sees it: node addresses, topology parsing (pure) and the
-//! slot table built from it (pure); the task that keeps the table fresh is
-//! [`crate::refresh`].
+//! slot table built from it (pure). The task that keeps the table fresh sits above,
+//! in the top-level `refresh` module, beside the server.
 
 pub mod addr;
 pub mod table;
