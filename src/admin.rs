@@ -1,8 +1,35 @@
 //! Process-wide counters, shown through `INFO` (section `proxy`). Relaxed atomics:
-//! each is written by many tasks and only read for reporting.
+//! each is written by many tasks and only read for reporting. Beside them, the counters
+//! each worker thread keeps for itself ([`WorkerStats`]), summed for `INFO`.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters written by one worker thread only (a plain load and store, no atomic
+/// read-modify-write), on their own cache line; `INFO` sums them over the workers.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct WorkerStats {
+    /// Requests read from clients.
+    pub requests: AtomicU64,
+    /// Writes to backend connections (each carries every request queued in one turn).
+    pub backend_writes: AtomicU64,
+    /// Writes of replies to clients.
+    pub client_writes: AtomicU64,
+    /// Bytes of replies held for this worker's clients, as of its last watchdog tick.
+    pub output_bytes: AtomicU64,
+}
+
+/// [`WorkerStats`] summed over the workers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatsTotal {
+    /// Worker threads running.
+    pub workers: usize,
+    pub requests: u64,
+    pub backend_writes: u64,
+    pub client_writes: u64,
+    pub output_bytes: u64,
+}
 
 pub struct Metrics {
     /// Client connections accepted since start.
@@ -66,7 +93,7 @@ impl Metrics {
 
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `workers` are the per-worker counters, summed by the caller.
-    pub fn info_section(&self, out: &mut String, workers: crate::dispatch::StatsTotal) {
+    pub fn info_section(&self, out: &mut String, workers: StatsTotal) {
         let rows: [(&str, &AtomicU64); 18] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),

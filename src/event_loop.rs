@@ -23,12 +23,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::worker::WATCHDOG_TICK;
-use crate::backend::Worker;
+use crate::backend::node_connections::WATCHDOG_TICK;
 use crate::dispatch::retry::RETRY_POLL;
-use crate::dispatch::Router;
+use crate::dispatch::Worker;
 use crate::net::Transport;
 use crate::session::{ClientId, Flushed, Session};
+use crate::shared::Shared;
 
 const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(2);
@@ -80,7 +80,7 @@ pub struct EventLoop {
 
 impl EventLoop {
     pub fn new(
-        router: Arc<Router>,
+        shared: Arc<Shared>,
         index: usize,
         poll: Poll,
         listener: std::net::TcpListener,
@@ -93,7 +93,7 @@ impl EventLoop {
         let registry = poll.registry().try_clone()?;
         Ok(EventLoop {
             poll,
-            worker: Worker::new(router, index, registry),
+            worker: Worker::new(shared, index, registry),
             sessions: Slab::new(),
             listener: Some(listener),
             stop,
@@ -206,7 +206,7 @@ impl EventLoop {
         let Some(listener) = self.listener.as_ref() else {
             return;
         };
-        let max_clients = self.worker.router.config.max_clients as u64;
+        let max_clients = self.worker.shared.config.max_clients as u64;
         loop {
             let (mut stream, peer) = match listener.accept() {
                 Ok((stream, peer)) => (Transport::from(stream), peer),
@@ -240,7 +240,7 @@ impl EventLoop {
             Metrics::inc(&METRICS.connections_total);
             Metrics::inc(&METRICS.connections_open);
             entry.insert(Session::new(
-                self.worker.router.clone(),
+                self.worker.shared.clone(),
                 id,
                 key,
                 stream,
@@ -369,15 +369,15 @@ impl EventLoop {
     /// close this worker's clients holding the most until it is back under its share
     /// (as Redis's `maxmemory-clients` evicts the biggest clients first).
     fn enforce_output_total(&mut self) {
-        let router = self.worker.router.clone();
+        let shared = self.worker.shared.clone();
         let mine: usize = self.sessions.iter().map(|(_, s)| s.held).sum();
-        let stats = &router.stats[self.worker.index % router.stats.len()];
+        let stats = &shared.stats[self.worker.index % shared.stats.len()];
         stats.output_bytes.store(mine as u64, Relaxed);
-        let cap = router.config.max_output_total;
+        let cap = shared.config.max_output_total;
         if cap == 0 {
             return;
         }
-        let total: u64 = router
+        let total: u64 = shared
             .stats
             .iter()
             .map(|s| s.output_bytes.load(Relaxed))
@@ -385,7 +385,7 @@ impl EventLoop {
         if total <= cap as u64 {
             return;
         }
-        let share = cap / router.workers.get().copied().unwrap_or(1).max(1);
+        let share = cap / shared.workers.get().copied().unwrap_or(1).max(1);
         let mut mine = mine;
         while mine > share {
             let Some((key, held)) = self

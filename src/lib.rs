@@ -3,31 +3,41 @@
 //! absorbs the cluster's redirects.
 //!
 //! # Layout
+//! Modules import downwards in this order: `server` → `event_loop` → `session` →
+//! `dispatch` → `shared` → `backend` → `cluster`/`command`/`protocol`/`slot`, with
+//! `refresh` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
 //! - [`slot`]: hash tags, CRC16, the `Slot` newtype (pure).
 //! - [`protocol`]: the resumable, bounded frame scanner, reply encoding, redirect parsing (pure).
 //! - [`command`]: the command table: arity, key positions, flags, route (pure); plus the
 //!   commands learned from the cluster's `COMMAND` reply.
-//! - [`cluster`]: node addresses, topology parsing (pure), the slot table and its refresher.
-//! - [`backend`]: per worker thread, its pipelined connections to each node (connect,
-//!   handshake, flush, replies, timeouts); the node registry shared by the workers; the
-//!   `ReplyTo` contract between a request and its client's reply queue; the one
-//!   `Handshake` (AUTH, HELLO) both planes open a node connection with (pure); the
-//!   control plane's own connections for its queries (tokio, redis-protocol's codec).
+//! - [`cluster`]: node addresses, topology parsing (pure), the slot table (pure).
+//! - [`backend`]: per worker thread, its pipelined connections to each node
+//!   (`NodeConnections`: connect, handshake, flush, replies, timeouts, pinned
+//!   connections), which report what happened rather than decide; the node registry
+//!   shared by the workers; the `ReplyTo` contract between a request and its client's
+//!   reply queue; the one `Handshake` (AUTH, HELLO) both planes open a node connection
+//!   with (pure); the control plane's own connections for its queries (tokio,
+//!   redis-protocol's codec).
+//! - [`shared`]: `Shared`, what every worker thread and the control plane share:
+//!   configuration, the published slot table, refresh signals, server version,
+//!   per-worker counters, the node registry, learned commands.
 //! - [`dispatch`]: `plan` (pure): what happens to a request, built-in or learned
 //!   command (local, one node, refused, transaction, or an error such as `CROSSSLOT`);
-//!   the router: picks the node for a request; `decide` (pure): what happens after a
-//!   reply, a redirect, a retryable error or a dead node, carried out by the worker; the
-//!   ordered retry queue.
+//!   the `Worker`: one thread's node connections and routing state, picking the node
+//!   for a request and carrying out `decide` (pure): what happens after a reply, a
+//!   redirect, a retryable error or a dead node; the ordered retry queue.
 //! - [`session`]: one client: framing, routing, local commands, the in-order reply queue.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.
 //! - [`net`]: `Transport`, the one socket type sessions and node connections read and
 //!   write through (plain TCP; TLS is to be one more variant), and the non-blocking
 //!   read/write helpers over it.
+//! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
+//!   periodically, on request), and learns the server version and commands.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals), shutdown.
-//! - [`admin`]: counters shown by `INFO`.
+//! - [`admin`]: counters shown by `INFO`, process-wide and per worker.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -39,6 +49,8 @@ pub mod dispatch;
 pub mod event_loop;
 pub mod net;
 pub mod protocol;
+pub mod refresh;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod slot;

@@ -15,10 +15,11 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::admin::METRICS;
-use crate::cluster::{refresh, NodeAddr};
+use crate::cluster::NodeAddr;
 use crate::config::Config;
-use crate::dispatch::Router;
 use crate::event_loop::{EventLoop, WAKER};
+use crate::refresh;
+use crate::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -43,7 +44,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let listen = config.listen;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chosen = config.workers;
-    let router = Router::new(config, chosen.unwrap_or(cores));
+    let shared = Shared::new(config, chosen.unwrap_or(cores));
     let control = runtime()?;
 
     // Bind the first socket before asking the cluster anything (a port in use fails at
@@ -57,9 +58,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             addr: listen,
             source,
         })?;
-        refresh::initial(&router).await?;
+        refresh::initial(&shared).await?;
         let workers = chosen.unwrap_or_else(|| {
-            let local_nodes = nodes_on_this_host(&router);
+            let local_nodes = nodes_on_this_host(&shared);
             let workers = auto_workers(cores, local_nodes);
             tracing::info!(
                 workers,
@@ -70,7 +71,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             );
             workers
         });
-        let _ = router.workers.set(workers);
+        let _ = shared.workers.set(workers);
         let mut all = vec![first];
         for _ in 1..workers {
             all.push(bind(local)?);
@@ -96,7 +97,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     for (index, listener) in listeners.into_iter().enumerate() {
         let poll = mio::Poll::new().map_err(ServerError::Runtime)?;
         wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Runtime)?);
-        let event_loop = EventLoop::new(router.clone(), index, poll, listener, stop.clone())
+        let event_loop = EventLoop::new(shared.clone(), index, poll, listener, stop.clone())
             .map_err(|source| ServerError::Bind {
                 addr: local,
                 source,
@@ -114,12 +115,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     }
 
     let workers = threads.len();
-    tracing::info!(%local, workers, masters = router.table.load().masters().count(), "slotgate ready");
+    tracing::info!(%local, workers, masters = shared.table.load().masters().count(), "slotgate ready");
     println!("slotgate listening on {local}");
     let _ = std::io::stdout().flush();
 
     control.block_on(async move {
-        tokio::spawn(refresh::run(router.clone()));
+        tokio::spawn(refresh::run(shared.clone()));
         shutdown_signal().await;
         tracing::info!(
             open = METRICS.connections_open.load(Relaxed),
@@ -156,10 +157,10 @@ pub fn auto_workers(cores: usize, local_nodes: usize) -> usize {
 
 /// The nodes of the learned topology (masters and replicas) that slotgate reaches on a
 /// loopback address, after `[address_map]`: they run on this host.
-fn nodes_on_this_host(router: &Router) -> usize {
-    let table = router.table.load();
+fn nodes_on_this_host(shared: &Shared) -> usize {
+    let table = shared.table.load();
     let dialed = table.masters().chain(table.replicas());
-    loopback_count(dialed.map(|addr| router.config.dial_addr(addr)))
+    loopback_count(dialed.map(|addr| shared.config.dial_addr(addr)))
 }
 
 /// How many distinct addresses in `dialed` are loopback addresses.

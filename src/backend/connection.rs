@@ -1,8 +1,9 @@
 //! One backend connection, driven by its worker's event loop. It connects on first use,
 //! authenticates, writes everything queued in one syscall per turn of the loop, keeps
-//! the in-flight requests in FIFO order and hands each reply back in that order. The
-//! worker ([`super::worker`]) decides what happens on failure: in-flight requests are
-//! answered with an error, requests never written may be retried elsewhere.
+//! the in-flight requests in FIFO order and hands each reply back in that order. Its
+//! worker's [`super::NodeConnections`] decides what happens on failure: in-flight
+//! requests are answered with an error, requests never written are reported as unsent,
+//! to be retried elsewhere.
 
 use std::collections::VecDeque;
 use std::io;

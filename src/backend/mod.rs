@@ -1,16 +1,16 @@
 //! Backend side. Each worker thread has its own connections to each node
-//! ([`worker::Worker`]), driven by the worker's event loop ([`connection`]); what all
-//! workers share about a node lives in the [`registry`]. Requests reach a connection as
-//! [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered exactly once, with
-//! the node's reply or an error, even when it is dropped. Every connection to a node,
-//! the workers' and the control plane's own ([`control`]), opens with the one
-//! [`handshake::Handshake`].
+//! ([`NodeConnections`], each a [`connection::Conn`]), driven by the worker's event
+//! loop; what all workers share about a node lives in the [`registry`]. Requests reach
+//! a connection as [`BackendRequest`]s carrying a [`ReplyTo`]; every one is answered
+//! exactly once, with the node's reply or an error, even when it is dropped. Every
+//! connection to a node, the workers' and the control plane's own ([`control`]), opens
+//! with the one [`handshake::Handshake`].
 
 pub mod connection;
 pub mod control;
 pub mod handshake;
+pub mod node_connections;
 pub mod registry;
-pub mod worker;
 
 use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
@@ -22,8 +22,8 @@ use crate::cluster::NodeAddr;
 use crate::protocol::reply::Proto;
 use crate::slot::Slot;
 
+pub use node_connections::NodeConnections;
 pub use registry::{NodeRegistry, NodeShared};
-pub use worker::Worker;
 
 /// Which side of the proxy a failure comes from (pingora's `ErrorSource`), so logs and
 /// counters can tell a misbehaving client from a sick cluster from a proxy fault.
@@ -101,7 +101,7 @@ thread_local! {
     static ANY_DROPPED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Fills one place of a session's reply queue, exactly once: [`Worker::deliver`]
+/// Fills one place of a session's reply queue, exactly once: the worker's `deliver`
 /// consumes it; dropping it unanswered queues [`BackendError::Dropped`] for that place,
 /// so no client waits for a reply that cannot come.
 #[derive(Debug)]

@@ -1,8 +1,8 @@
-//! The cluster as the proxy sees it: node addresses, topology parsing (pure), the
-//! published slot table and the task that keeps it fresh.
+//! The cluster as the proxy sees it: node addresses, topology parsing (pure) and the
+//! slot table built from it (pure). The task that keeps the table fresh sits above,
+//! in the top-level `refresh` module, beside the server.
 
 pub mod addr;
-pub mod refresh;
 pub mod table;
 pub mod topology;
 

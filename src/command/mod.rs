@@ -16,6 +16,8 @@ pub mod learned;
 mod lookup;
 mod table;
 
+use crate::protocol::scan::Request;
+
 pub use error::CommandError;
 pub use keys::{KeyIndices, KeyIter};
 
@@ -44,6 +46,17 @@ impl<T: AsRef<[u8]>> Args for Vec<T> {
     }
     fn arg(&self, i: usize) -> &[u8] {
         self[i].as_ref()
+    }
+}
+
+/// A request as the scanner found it on a client's connection.
+impl Args for Request {
+    fn argc(&self) -> usize {
+        Request::argc(self)
+    }
+
+    fn arg(&self, i: usize) -> &[u8] {
+        Request::arg(self, i)
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::backend::{BackendRequest, ReplyResult, ReplyTo, Target, Worker};
+use crate::backend::{BackendRequest, ReplyResult, ReplyTo, Target};
 use crate::slot::SLOT_COUNT;
 
 /// While requests wait to be retried (for a refresh, say), the worker looks at them at
@@ -129,28 +129,6 @@ impl RetryQueue {
     }
 }
 
-impl Worker {
-    /// Send the waiting requests whose time has come, in order, and answer those whose
-    /// deadline passed first. Returns when to look again (`None`: nothing waits).
-    pub fn run_retries(&mut self, now: Instant) -> Option<Instant> {
-        if self.retry.is_empty() {
-            return None;
-        }
-        let refreshes = *self.router.refreshed.borrow();
-        loop {
-            match self.retry.next_due(now, refreshes) {
-                Due::Send(mut req) => {
-                    // Re-routed by the current table: an `ASK` does not carry over.
-                    req.asking = false;
-                    self.dispatch_now(req);
-                }
-                Due::Expired(reply, answer) => self.deliver(reply, answer),
-                Due::Wait(next) => return next,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -163,8 +141,9 @@ mod tests {
     use crate::cluster::topology::{ShardInfo, Topology};
     use crate::cluster::NodeAddr;
     use crate::config::Config;
-    use crate::dispatch::Router;
+    use crate::dispatch::Worker;
     use crate::protocol::reply::Proto;
+    use crate::shared::Shared;
     use crate::slot::Slot;
 
     fn slot(n: u16) -> Slot {
@@ -307,7 +286,7 @@ mod tests {
     #[test]
     fn dispatch_queues_behind_a_waiting_request_of_the_same_slot_only() {
         let config = Config::from_toml("seeds = [\"127.0.0.1:1\"]").unwrap();
-        let router = Router::new(config, 1);
+        let shared = Shared::new(config, 1);
         let serving = |slots: Vec<(u16, u16)>| {
             let topology = Topology {
                 shards: vec![ShardInfo {
@@ -320,10 +299,10 @@ mod tests {
             Arc::new(SlotTable::build(&topology, &SlotTable::empty()))
         };
         // Slot 6 is served, slot 5 is not (yet).
-        router.table.store(serving(vec![(6, 6)]));
+        shared.table.store(serving(vec![(6, 6)]));
         let poll = mio::Poll::new().unwrap();
         let registry = poll.registry().try_clone().unwrap();
-        let mut worker = Worker::new(Arc::clone(&router), 0, registry);
+        let mut worker = Worker::new(Arc::clone(&shared), 0, registry);
 
         worker.dispatch(request(1, Target::Slot(slot(5))));
         assert_eq!(worker.retry.items.len(), 1, "no node serves slot 5");
@@ -334,8 +313,8 @@ mod tests {
         assert_eq!(worker.retry.items.len(), 2, "slot 6 goes at once");
 
         // A refresh finds slot 5: both leave, and nothing waits.
-        router.table.store(serving(vec![(5, 6)]));
-        router.refreshed.send_replace(1);
+        shared.table.store(serving(vec![(5, 6)]));
+        shared.refreshed.send_replace(1);
         let later = Instant::now() + Duration::from_secs(1);
         assert_eq!(worker.run_retries(later), None);
         assert!(worker.retry.is_empty());

@@ -4,13 +4,3 @@
 pub mod redirect;
 pub mod reply;
 pub mod scan;
-
-impl crate::command::Args for scan::Request {
-    fn argc(&self) -> usize {
-        scan::Request::argc(self)
-    }
-
-    fn arg(&self, i: usize) -> &[u8] {
-        scan::Request::arg(self, i)
-    }
-}

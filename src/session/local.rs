@@ -184,7 +184,7 @@ impl Session {
     }
 
     fn server_version(&self) -> String {
-        self.router
+        self.shared
             .server_version
             .load_full()
             .map_or_else(|| "7.0.0".to_string(), |v| v.as_ref().clone())
@@ -212,7 +212,7 @@ impl Session {
     /// `INFO`: the proxy's own sections, shaped like Redis's.
     fn info(&self, _req: &Request) -> String {
         let mut out = String::new();
-        let table = self.router.table.load();
+        let table = self.shared.table.load();
         let _ = write!(
             out,
             "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nslotgate_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\r\n",
@@ -228,16 +228,16 @@ impl Session {
                 .connections_open
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
-        METRICS.info_section(&mut out, self.router.stats_total());
+        METRICS.info_section(&mut out, self.shared.stats_total());
         let _ = write!(
             out,
             "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\nslotgate_learned_commands:{}\r\n",
             table.masters().count(),
             table.unserved(),
-            self.router.learned.get().map_or(0, |l| l.len()),
+            self.shared.learned.get().map_or(0, |l| l.len()),
         );
         out.push_str("\r\n");
-        self.router.registry.info_section(&mut out);
+        self.shared.registry.info_section(&mut out);
         out.push_str("\r\n# Keyspace\r\n");
         out
     }

@@ -23,13 +23,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::admin::{Metrics, METRICS};
-use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target, Worker};
+use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
 use crate::dispatch::plan::{plan, refusal, Plan};
-use crate::dispatch::Router;
+use crate::dispatch::Worker;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
+use crate::shared::Shared;
 
 /// Identifies a client connection (`CLIENT ID`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +77,7 @@ enum Mode {
 /// Per-client state. Buffers exist only while there is something in them, so an idle
 /// client costs little memory.
 pub struct Session {
-    router: Arc<Router>,
+    shared: Arc<Shared>,
     pub id: ClientId,
     /// The session's key in its worker's session table (names its reply places).
     key: usize,
@@ -136,7 +137,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        router: Arc<Router>,
+        shared: Arc<Shared>,
         id: ClientId,
         key: usize,
         stream: Transport,
@@ -145,11 +146,11 @@ impl Session {
         let local_addr = stream
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-        let limits = router.config.limits;
+        let limits = shared.config.limits;
         let reply_estimate =
-            (router.config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
+            (shared.config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
         Session {
-            router,
+            shared,
             id,
             key,
             stream,
@@ -202,7 +203,7 @@ impl Session {
     }
 
     fn read_requests(&mut self, w: &mut Worker) -> bool {
-        let max_pipeline = self.router.config.max_pipeline;
+        let max_pipeline = self.shared.config.max_pipeline;
         loop {
             if self.closing {
                 return true;
@@ -211,7 +212,7 @@ impl Session {
                 self.read_paused = true;
                 return true;
             }
-            let n = match read_some(&mut self.stream, &mut w.scratch) {
+            let n = match read_some(&mut self.stream, w.scratch()) {
                 ReadSome::Data(n) => n,
                 ReadSome::Drained => break,
                 ReadSome::Closed => return false,
@@ -227,7 +228,7 @@ impl Session {
             if self.rbuf.capacity() - self.rbuf.len() < need {
                 self.rbuf.reserve(need.max(READ_CHUNK));
             }
-            self.rbuf.extend_from_slice(&w.scratch[..n]);
+            self.rbuf.extend_from_slice(&w.scratch()[..n]);
             self.take_requests(w);
             if self.rbuf.is_empty() {
                 // Nothing partial is waiting: an idle client keeps no buffer; the
@@ -236,7 +237,7 @@ impl Session {
             }
             // A short read emptied the socket (edge-triggered: new bytes bring a new
             // event), so no read that would only say EAGAIN.
-            if n < w.scratch.len() {
+            if n < w.scratch().len() {
                 break;
             }
         }
@@ -273,7 +274,7 @@ impl Session {
     pub fn may_resume(&self) -> bool {
         self.read_paused
             && !self.closing
-            && self.places.len() < self.router.config.max_pipeline
+            && self.places.len() < self.shared.config.max_pipeline
             && !self.waiting_full()
     }
 
@@ -281,7 +282,7 @@ impl Session {
     /// them here rather than in the client's socket.
     fn waiting_full(&self) -> bool {
         self.waiting.len() >= WAITING_AT_MOST
-            || self.waiting_bytes > self.router.config.reply_window
+            || self.waiting_bytes > self.shared.config.reply_window
     }
 
     /// The client's address.
@@ -301,7 +302,7 @@ impl Session {
         if self.blocked_at.is_some() {
             return false;
         }
-        let window = self.router.config.reply_window;
+        let window = self.shared.config.reply_window;
         if self.sent == 0 {
             return self.held < window;
         }
@@ -419,7 +420,7 @@ impl Session {
     /// The client holds more than `limits.max_output_buffer`, not counting the rest of
     /// the reply being written (one reply may be bigger than the limit); logged.
     fn over_output_limit(&self) -> bool {
-        let limit = self.router.config.max_output_buffer;
+        let limit = self.shared.config.max_output_buffer;
         let writing = self
             .unwritten
             .front()
@@ -503,7 +504,7 @@ impl Session {
         if self.mode == Mode::MultiRefused && self.refused_multi_takes(&request) {
             return;
         }
-        match plan(&request, self.router.learned.get(), self.id.0 as u32) {
+        match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
             Ok(Plan::Local(which)) => {
                 Metrics::inc(&METRICS.requests_local);
                 self.local(which, &request);
@@ -518,7 +519,7 @@ impl Session {
                 self.forward_pinned(w, request, target, deadline);
             }
             Ok(Plan::Refuse { name, reason }) => {
-                // The text first: `name` may borrow the router's learned commands.
+                // The text first: `name` may borrow the learned commands.
                 let text = refusal(name, reason);
                 self.push_error(&text);
             }
@@ -685,13 +686,13 @@ mod tests {
     /// A session on one end of a loopback connection, and the other end.
     fn session_and_peer() -> (Session, std::net::TcpStream) {
         let config = Config::from_toml("seeds = [\"127.0.0.1:1\"]").unwrap();
-        let router = Router::new(config, 1);
+        let shared = Shared::new(config, 1);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, addr) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
         let stream = Transport::from(mio::net::TcpStream::from_std(server));
-        (Session::new(router, ClientId(7), 3, stream, addr), peer)
+        (Session::new(shared, ClientId(7), 3, stream, addr), peer)
     }
 
     fn read_exactly(peer: &mut std::net::TcpStream, n: usize) -> String {

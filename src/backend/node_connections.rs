@@ -1,30 +1,27 @@
-//! A worker thread's backend side: its own connections to each node, found by address
-//! or by shard index of the current slot table, and what the event loop does with them
-//! — connect, flush once per turn, read replies, time out, fail. Nothing here is shared
-//! with other threads, so sending a request takes no lock and no atomic operation.
+//! A worker thread's connections to the cluster's nodes, and what its event loop does
+//! with them: connect, flush once per turn, read replies, time out, fail, pin one to a
+//! client. Nothing here knows about routing: the owner (`dispatch::Worker`) says which
+//! node a request goes to, and the connections report back what happened — replies read
+//! with their requests, requests never sent, requests failed — for it to decide on.
+//! Nothing here is shared with other threads, so sending a request takes no lock and no
+//! atomic operation.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Cache};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mio::{Registry, Token};
 
 use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{
-    take_dropped, BackendError, BackendRequest, NodeShared, Place, ReplyDeadline, ReplyResult,
-    ReplyTo, Target,
-};
+use super::{BackendError, BackendRequest, NodeShared, ReplyDeadline, ReplyTo};
 use crate::admin::{Metrics, METRICS};
-use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
-use crate::dispatch::retry::RetryQueue;
-use crate::dispatch::Router;
+use crate::config::{BackendConfig, Config};
 use crate::protocol::reply::Proto;
+use crate::protocol::scan::Limits;
 
 /// How often the watchdog looks for connections whose replies are overdue.
 pub const WATCHDOG_TICK: Duration = Duration::from_millis(100);
@@ -50,31 +47,20 @@ struct Node {
 /// Spare pinned connections a worker keeps per node; more are closed.
 const SPARE_PER_NODE: usize = 8;
 
-/// The router's slot table, as a [`Cache`] needs it: something that derefs to the
-/// `ArcSwap` and owns it.
-pub struct PublishedTable(Arc<Router>);
+/// Size of a worker's read buffer: one read takes at most this much.
+pub const SCRATCH: usize = 64 * 1024;
 
-impl Deref for PublishedTable {
-    type Target = ArcSwap<SlotTable>;
-
-    fn deref(&self) -> &ArcSwap<SlotTable> {
-        &self.0.table
-    }
-}
-
-/// Per-thread state: the shared router plus this thread's node connections.
-pub struct Worker {
-    pub router: Arc<Router>,
-    /// Position among the worker threads (for per-worker counters).
-    pub index: usize,
+/// One worker thread's connections to every node it has met, shared by its clients or
+/// pinned to one of them. Calls that may fail requests leave them in
+/// [`NodeConnections::unsent`] and [`NodeConnections::failed`] for the owner to take.
+pub struct NodeConnections {
+    /// `backend` of the configuration: connections per node, pinned cap, timeouts,
+    /// credentials for the handshake.
+    config: BackendConfig,
+    limits: Limits,
     registry: Registry,
     nodes: Vec<Node>,
     by_addr: HashMap<NodeAddr, usize>,
-    /// This worker's view of the published slot table: a load costs one atomic read
-    /// while the table is unchanged, not the shared load's reference counting.
-    table: Cache<PublishedTable, Arc<SlotTable>>,
-    /// Shard index → node index, for the table of `generation`.
-    by_shard: (u64, Vec<usize>),
     conns: Vec<Conn>,
     /// Connections with something to write (or to connect) at the end of this turn.
     dirty: Vec<usize>,
@@ -86,89 +72,52 @@ pub struct Worker {
     free: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
     pub tick: u64,
-    /// Requests waiting to be sent again, in order.
-    pub retry: RetryQueue,
-    /// Replies for the sessions, handed over by the event loop after each event.
-    pub deliveries: Vec<(Place, ReplyResult)>,
-    /// Replies read in one go, before the decision point sees them.
-    replies: Vec<(BackendRequest, Bytes)>,
+    /// Requests that never reached their node (it could not be connected), with why:
+    /// the owner decides whether they are retried. Kept between calls for its capacity.
+    pub unsent: Vec<(BackendRequest, BackendError)>,
+    /// Requests answered here with an error: in flight on a connection that died or
+    /// timed out (they may have run), or refused a pinned connection.
+    pub failed: Vec<(ReplyTo, BackendError)>,
     /// What every socket read of this worker lands in first.
     pub scratch: Box<[u8]>,
-    /// Emptied client read buffers, kept for the next read on this worker so an idle
-    /// client holds none and a busy one does not allocate per read.
-    read_buffers: Vec<BytesMut>,
 }
 
-/// Read buffers a worker keeps at most.
-const KEEP_READ_BUFFERS: usize = 64;
-
-/// Size of a worker's read buffer: one read takes at most this much.
-pub const SCRATCH: usize = 64 * 1024;
-
-impl Worker {
-    pub fn new(router: Arc<Router>, index: usize, registry: Registry) -> Worker {
-        Worker {
-            table: Cache::new(PublishedTable(Arc::clone(&router))),
-            router,
-            index,
+impl NodeConnections {
+    pub fn new(config: &Config, registry: Registry) -> NodeConnections {
+        NodeConnections {
+            config: config.backend.clone(),
+            limits: config.limits,
             registry,
             nodes: Vec::new(),
             by_addr: HashMap::new(),
-            by_shard: (u64::MAX, Vec::new()),
             conns: Vec::new(),
             dirty: Vec::new(),
             unread: Vec::new(),
             pinned: Vec::new(),
             free: Vec::new(),
             tick: 0,
-            retry: RetryQueue::default(),
-            deliveries: Vec::new(),
-            replies: Vec::new(),
+            unsent: Vec::new(),
+            failed: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
-            read_buffers: Vec::new(),
         }
     }
 
-    /// A read buffer for a client, from the worker's spares when it has one.
-    pub fn take_read_buffer(&mut self) -> BytesMut {
-        self.read_buffers.pop().unwrap_or_default()
-    }
-
-    /// Give back an empty read buffer. A buffer whose memory is still shared with requests
-    /// in flight reclaims it once they complete; a big one is dropped.
-    pub fn give_read_buffer(&mut self, buf: BytesMut) {
-        if buf.capacity() > 0
-            && buf.capacity() <= 4 * 16 * 1024
-            && self.read_buffers.len() < KEEP_READ_BUFFERS
-        {
-            self.read_buffers.push(buf);
-        }
-    }
-
-    /// Answer a place of a session (through the event loop, which owns the sessions).
+    /// Did the last calls leave requests for the owner in `unsent` or `failed`?
     #[inline]
-    pub fn deliver(&mut self, reply: ReplyTo, result: ReplyResult) {
-        self.deliveries.push((reply.into_place(), result));
+    pub fn has_reports(&self) -> bool {
+        !self.unsent.is_empty() || !self.failed.is_empty()
     }
 
-    /// Queue an error for every place whose handle was dropped unanswered.
-    #[inline]
-    pub fn collect_dropped(&mut self) {
-        for place in take_dropped() {
-            self.deliveries.push((place, Err(BackendError::Dropped)));
-        }
-    }
-
-    /// The node at `addr`, creating it (its connections connect on first use).
-    pub fn node(&mut self, addr: &NodeAddr) -> usize {
+    /// The node at `addr`, creating it with the registry's `record` of it (its
+    /// connections connect on first use).
+    pub fn node(&mut self, addr: &NodeAddr, record: impl FnOnce() -> Arc<NodeShared>) -> usize {
         if let Some(&index) = self.by_addr.get(addr) {
             return index;
         }
-        let shared = self.router.node_record(addr);
-        let config = &self.router.config;
+        let shared = record();
         let index = self.nodes.len();
-        let per_node = config.backend.connections_per_node;
-        let limits = config.limits;
+        let per_node = self.config.connections_per_node;
+        let limits = self.limits;
         let mut make = |proto| -> Box<[usize]> {
             (0..per_node)
                 .map(|_| {
@@ -192,37 +141,10 @@ impl Worker {
         index
     }
 
-    /// The node that serves `target` in the current slot table: its shard's master.
-    #[inline]
-    pub fn target_node(&mut self, target: Target) -> Option<usize> {
-        let table = self.table.load();
-        let shard = match target {
-            Target::Slot(slot) => table.shard_for(slot)?,
-            Target::Any(n) => match table.shards().len() {
-                0 => return None,
-                len => n as usize % len,
-            },
-        };
-        if self.by_shard.0 != table.generation() {
-            // A new table (rare): map its shards to this worker's nodes once.
-            let table = Arc::clone(table);
-            let nodes: Vec<usize> = table
-                .shards()
-                .iter()
-                .map(|s| self.node(&s.master))
-                .collect();
-            self.by_shard = (table.generation(), nodes);
-        }
-        self.by_shard.1.get(shard).copied()
-    }
-
-    /// Queue a request on one of the node's connections (chosen by its `conn_hint`);
-    /// it is written at the end of this turn of the event loop.
+    /// Queue a request on one of the node's shared connections (chosen by its
+    /// `conn_hint`); it is written at the end of this turn of the event loop.
     #[inline]
     pub fn send(&mut self, node: usize, req: BackendRequest) {
-        if req.pinned {
-            return self.send_pinned(node, req);
-        }
         let node = &self.nodes[node];
         let conns = match req.proto {
             Proto::Resp2 => &node.resp2,
@@ -234,8 +156,13 @@ impl Worker {
     }
 
     /// Queue a request on a connection of its own to `node`, pinned to its client until
-    /// the reply is in: a spare one, or a new one within `backend.max_pinned`.
-    fn send_pinned(&mut self, node: usize, req: BackendRequest) {
+    /// the reply is in: a spare one, or a new one within `backend.max_pinned`. Refused
+    /// (its reply handle and why) when every pinned connection is in use.
+    pub fn send_pinned(
+        &mut self,
+        node: usize,
+        req: BackendRequest,
+    ) -> Result<(), (ReplyTo, BackendError)> {
         let place = req.reply.place();
         let owner = Owner::Pinned {
             session: place.session,
@@ -248,15 +175,14 @@ impl Worker {
         let ci = match spare {
             Some(i) => self.nodes[node].spare.swap_remove(i),
             None => {
-                let limit = self.router.config.backend.max_pinned;
+                let limit = self.config.max_pinned;
                 if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
                     tracing::warn!(limit, "a blocking command refused: every pinned connection is in use (backend.max_pinned)");
-                    self.deliver(req.reply, Err(BackendError::TooManyPinned { limit }));
-                    return;
+                    return Err((req.reply, BackendError::TooManyPinned { limit }));
                 }
                 METRICS.pinned_connections.fetch_add(1, Relaxed);
                 let shared = self.nodes_shared(node);
-                let limits = self.router.config.limits;
+                let limits = self.limits;
                 let ci = self.free.pop().unwrap_or(self.conns.len());
                 let conn = Conn::new(shared, node, req.proto, conn_token(ci), limits);
                 if ci == self.conns.len() {
@@ -271,6 +197,7 @@ impl Worker {
         self.pinned.push(ci);
         self.conns[ci].queue.push_back(req);
         self.mark_dirty(ci);
+        Ok(())
     }
 
     /// What all workers share about node `node` (through any of its connections).
@@ -342,8 +269,10 @@ impl Worker {
     }
 
     /// Write every connection that has something queued: once per turn of the loop, so
-    /// the requests of many clients go out in one syscall.
-    pub fn flush_conns(&mut self) {
+    /// the requests of many clients go out in one syscall. Returns how many writes it
+    /// made.
+    pub fn flush(&mut self) -> u64 {
+        let mut writes = 0;
         while let Some(ci) = self.dirty.pop() {
             self.conns[ci].dirty = false;
             match self.conns[ci].state {
@@ -358,17 +287,18 @@ impl Worker {
                     let conn = &mut self.conns[ci];
                     conn.take_queue(tick);
                     match conn.write_out() {
-                        Ok(true) => self.count(|s| &s.backend_writes),
+                        Ok(true) => writes += 1,
                         Ok(false) => {}
-                        Err(e) => self.failed(ci, &e.to_string()),
+                        Err(e) => self.socket_failed(ci, &e.to_string()),
                     }
                 }
             }
         }
+        writes
     }
 
     /// Start connecting, unless the node failed a connect moments ago (on any worker):
-    /// then the queued requests fail at once and go to the retry queue.
+    /// then the queued requests fail at once, reported as never sent.
     fn connect(&mut self, ci: usize) {
         let node = &self.conns[ci].node;
         if node.is_down() {
@@ -385,17 +315,18 @@ impl Worker {
         }
     }
 
-    /// An event on connection `ci`.
-    pub fn conn_event(&mut self, token: Token, readable: bool, writable: bool) {
+    /// An event on the connection of `token`. Returns the connection when it may be
+    /// read ([`NodeConnections::read`]): it is connected or connecting no more.
+    pub fn event(&mut self, token: Token, writable: bool) -> Option<usize> {
         let ci = token.0 / 2;
         if ci >= self.conns.len() {
-            return;
+            return None;
         }
         if self.conns[ci].state == State::Connecting {
-            let handshake = Handshake::new(self.conns[ci].proto, &self.router.config.backend);
+            let handshake = Handshake::new(self.conns[ci].proto, &self.config);
             let tick = self.tick;
             match self.conns[ci].finish_connect(handshake, tick) {
-                Ok(false) => return,
+                Ok(false) => return None,
                 Ok(true) => {
                     Metrics::inc(&METRICS.backend_connects);
                     let conn = &self.conns[ci];
@@ -405,16 +336,17 @@ impl Worker {
                     self.nodes[node].backoff = MIN_BACKOFF;
                     self.mark_dirty(ci);
                 }
-                Err(e) => return self.connect_failed(ci, &e.to_string()),
+                Err(e) => {
+                    self.connect_failed(ci, &e.to_string());
+                    return None;
+                }
             }
         }
         if writable {
             self.conns[ci].writable();
             self.mark_dirty(ci);
         }
-        if readable {
-            self.read_replies(ci);
-        }
+        Some(ci)
     }
 
     /// Some connection has more to read than its last turn took.
@@ -422,32 +354,40 @@ impl Worker {
         !self.unread.is_empty()
     }
 
-    /// Read again the connections whose last read stopped at the per-turn limit.
-    pub fn read_unread(&mut self) {
-        for ci in std::mem::take(&mut self.unread) {
-            if self.conns[ci].unread {
-                self.read_replies(ci);
-            }
-        }
+    /// The connections whose last read stopped at the per-turn limit, to read again;
+    /// [`NodeConnections::is_unread`] says whether one still needs it.
+    pub fn take_unread(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.unread)
     }
 
-    /// Read connection `ci` and hand each reply to the decision point, in order.
-    fn read_replies(&mut self, ci: usize) {
+    /// Connection `ci` stopped its last read at the per-turn limit.
+    pub fn is_unread(&self, ci: usize) -> bool {
+        self.conns[ci].unread
+    }
+
+    /// Read connection `ci`: every complete reply goes to `replies` with its request, in
+    /// order. The caller hands them on, then gives the outcome to
+    /// [`NodeConnections::finish_read`], so what a reply starts happens before what the
+    /// connection's failure does.
+    #[inline]
+    pub fn read(&mut self, ci: usize, replies: &mut Vec<(BackendRequest, Bytes)>) -> ReadOutcome {
         let tick = self.tick;
-        let mut replies = std::mem::take(&mut self.replies);
-        let outcome = self.conns[ci].read_in(&mut self.scratch, &mut replies, tick);
+        let outcome = self.conns[ci].read_in(&mut self.scratch, replies, tick);
         if self.conns[ci].unread {
             self.unread.push(ci);
         }
-        for (req, frame) in replies.drain(..) {
-            self.complete(req, frame, ci);
-        }
-        self.replies = replies;
+        outcome
+    }
+
+    /// What a read of connection `ci` ended with: the handshake done or refused, the
+    /// socket failed; a pinned connection whose request is answered is set free.
+    #[inline]
+    pub fn finish_read(&mut self, ci: usize, outcome: ReadOutcome) {
         match outcome {
             ReadOutcome::Open => {}
             ReadOutcome::HandshakeDone => self.mark_dirty(ci),
             ReadOutcome::HandshakeRefused(e) => self.connect_failed(ci, &e.to_string()),
-            ReadOutcome::Failed(e) => self.failed(ci, &e.to_string()),
+            ReadOutcome::Failed(e) => self.socket_failed(ci, &e.to_string()),
         }
         if self.conns[ci].owner != Owner::Shared {
             self.settle_pinned(ci);
@@ -457,7 +397,7 @@ impl Worker {
     /// The socket failed. Before the handshake completed that is a failed connect (the
     /// node counts as down and is retried after a backoff, not at once); after, the
     /// connection was lost.
-    fn failed(&mut self, ci: usize, reason: &str) {
+    fn socket_failed(&mut self, ci: usize, reason: &str) {
         if self.conns[ci].state == State::Handshaking {
             self.connect_failed(ci, reason);
         } else {
@@ -471,7 +411,7 @@ impl Worker {
     }
 
     /// Connecting failed: the node counts as down for a while (every worker fails fast),
-    /// and what was queued goes to the retry queue.
+    /// and what was queued is reported as never sent.
     fn connect_failed(&mut self, ci: usize, reason: &str) {
         Metrics::inc(&METRICS.backend_connect_failures);
         let node = self.conns[ci].node_index;
@@ -493,9 +433,8 @@ impl Worker {
             addr: conn.addr().clone(),
             reason: reason.to_string(),
         };
-        let queued: Vec<BackendRequest> = conn.queue.drain(..).collect();
-        for req in queued {
-            self.unsent(req, err.clone());
+        for req in conn.queue.drain(..) {
+            self.unsent.push((req, err.clone()));
         }
     }
 
@@ -519,7 +458,7 @@ impl Worker {
         let in_flight = self.conns[ci].close(&self.registry);
         let count = in_flight.len();
         for req in in_flight {
-            self.deliver(req.reply, Err(err.clone()));
+            self.failed.push((req.reply, err.clone()));
         }
         if !self.conns[ci].queue.is_empty() {
             self.mark_dirty(ci);
@@ -531,7 +470,7 @@ impl Worker {
     /// reply for the backend timeout, and connects that take too long.
     pub fn watchdog(&mut self) {
         self.tick += 1;
-        let config = &self.router.config.backend;
+        let config = &self.config;
         let tick_ms = WATCHDOG_TICK.as_millis();
         let limit = (config.timeout.as_millis() / tick_ms).max(1) as u64;
         let connect_limit = (config.connect_timeout.as_millis() / tick_ms).max(1) as u64;

@@ -15,7 +15,7 @@ use crate::cluster::topology::{
 };
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
-use crate::dispatch::Router;
+use crate::shared::Shared;
 
 /// At most one refresh per this interval, however many are asked for.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
@@ -46,28 +46,28 @@ pub enum QueryError {
 
 /// Learn the topology from the seeds and publish the first table; fails when no seed
 /// answers or slots are uncovered.
-pub async fn initial(router: &Arc<Router>) -> Result<(), RefreshError> {
-    let seeds = router.config.seeds.clone();
-    let topology = fetch_any(router, &seeds).await?;
+pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
+    let seeds = shared.config.seeds.clone();
+    let topology = fetch_any(shared, &seeds).await?;
     if !topology.covers_all() {
         return Err(RefreshError::Uncovered(format_slot_ranges(
             &topology.uncovered(),
         )));
     }
-    publish(router, &topology);
-    resolve_names(router).await;
-    learn_version(router).await;
-    learn_commands(router).await;
+    publish(shared, &topology);
+    resolve_names(shared).await;
+    learn_version(shared).await;
+    learn_commands(shared).await;
     Ok(())
 }
 
 /// The refresher task: runs for the life of the process.
-pub async fn run(router: Arc<Router>) {
+pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
     loop {
-        let interval = router.config.refresh_interval;
+        let interval = shared.config.refresh_interval;
         tokio::select! {
-            _ = router.refresh_wanted.notified() => {}
+            _ = shared.refresh_wanted.notified() => {}
             _ = tokio::time::sleep(interval) => {}
         }
         let next_allowed = last + MIN_REFRESH_INTERVAL;
@@ -75,32 +75,32 @@ pub async fn run(router: Arc<Router>) {
             tokio::time::sleep_until(next_allowed.into()).await;
         }
         last = Instant::now();
-        refresh(&router).await;
-        router.refreshed.send_modify(|n| *n += 1);
-        resolve_names(&router).await;
+        refresh(&shared).await;
+        shared.refreshed.send_modify(|n| *n += 1);
+        resolve_names(&shared).await;
     }
 }
 
 /// One refresh: ask the known nodes in turn, publish the first complete answer (or the
 /// best partial one, keeping the old owners of slots it does not cover).
-pub async fn refresh(router: &Arc<Router>) {
+pub async fn refresh(shared: &Arc<Shared>) {
     let mut candidates: Vec<NodeAddr> = Vec::new();
     {
-        let table = router.table.load();
+        let table = shared.table.load();
         for addr in table
             .masters()
             .chain(table.replicas())
-            .chain(router.config.seeds.iter())
+            .chain(shared.config.seeds.iter())
         {
             if !candidates.contains(addr) {
                 candidates.push(addr.clone());
             }
         }
     }
-    match fetch_any(router, &candidates).await {
+    match fetch_any(shared, &candidates).await {
         Ok(topology) => {
             Metrics::inc(&METRICS.topology_refreshes);
-            publish(router, &topology);
+            publish(shared, &topology);
         }
         Err(e) => {
             Metrics::inc(&METRICS.topology_refresh_failures);
@@ -109,8 +109,8 @@ pub async fn refresh(router: &Arc<Router>) {
     }
 }
 
-fn publish(router: &Arc<Router>, topology: &Topology) {
-    let previous = router.table.load_full();
+fn publish(shared: &Arc<Shared>, topology: &Topology) {
+    let previous = shared.table.load_full();
     let table = SlotTable::build(topology, &previous);
     let ranges = table.ranges();
     if ranges == previous.ranges() && table.shards() == previous.shards() {
@@ -122,16 +122,16 @@ fn publish(router: &Arc<Router>, topology: &Topology) {
         masters = ?table.masters().map(|n| n.to_string()).collect::<Vec<_>>(),
         "slot table updated"
     );
-    router.table.store(Arc::new(table));
+    shared.table.store(Arc::new(table));
 }
 
 /// Ask each address in turn; return the first topology that covers every slot, else the
 /// one covering most.
-async fn fetch_any(router: &Arc<Router>, addrs: &[NodeAddr]) -> Result<Topology, RefreshError> {
+async fn fetch_any(shared: &Arc<Shared>, addrs: &[NodeAddr]) -> Result<Topology, RefreshError> {
     let mut best: Option<Topology> = None;
     let mut errors = Vec::new();
     for addr in addrs {
-        match fetch_one(router, addr).await {
+        match fetch_one(shared, addr).await {
             Ok(topology) if topology.covers_all() => return Ok(topology),
             Ok(topology) => {
                 let covered = |t: &Topology| {
@@ -155,12 +155,12 @@ async fn fetch_any(router: &Arc<Router>, addrs: &[NodeAddr]) -> Result<Topology,
 }
 
 /// `CLUSTER SHARDS`, falling back to `CLUSTER SLOTS` on servers that lack it.
-async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, QueryError> {
-    let reply = query(router, addr, &[b"CLUSTER", b"SHARDS"]).await?;
+async fn fetch_one(shared: &Arc<Shared>, addr: &NodeAddr) -> Result<Topology, QueryError> {
+    let reply = query(shared, addr, &[b"CLUSTER", b"SHARDS"]).await?;
     match reply {
         OwnedFrame::Error(text) => {
             tracing::debug!(node = %addr, %text, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
-            match query(router, addr, &[b"CLUSTER", b"SLOTS"]).await? {
+            match query(shared, addr, &[b"CLUSTER", b"SLOTS"]).await? {
                 OwnedFrame::Error(text) => Err(QueryError::Refused {
                     addr: addr.clone(),
                     text,
@@ -176,12 +176,12 @@ async fn fetch_one(router: &Arc<Router>, addr: &NodeAddr) -> Result<Topology, Qu
 /// connection of its own ([`control::query`]) and decode the reply, in the owned form
 /// the topology parser and the command learner take.
 pub async fn query(
-    router: &Router,
+    shared: &Shared,
     addr: &NodeAddr,
     args: &[&[u8]],
 ) -> Result<OwnedFrame, QueryError> {
-    let dial = router.config.dial_addr(addr);
-    match control::query(dial, &router.config.backend, args).await {
+    let dial = shared.config.dial_addr(addr);
+    match control::query(dial, &shared.config.backend, args).await {
         Ok(frame) => Ok(frame.to_owned_frame()),
         Err(source) => Err(QueryError::Node {
             addr: addr.clone(),
@@ -193,16 +193,16 @@ pub async fn query(
 /// Learn the commands the built-in table lacks from any master's `COMMAND` reply, so
 /// newer commands route by the key positions the server reports. Failing to learn them
 /// is not fatal: those commands then get "unknown command".
-async fn learn_commands(router: &Arc<Router>) {
-    let masters: Vec<NodeAddr> = router.table.load().masters().cloned().collect();
+async fn learn_commands(shared: &Arc<Shared>) {
+    let masters: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
     for addr in masters {
-        match query(router, &addr, &[b"COMMAND"]).await {
+        match query(shared, &addr, &[b"COMMAND"]).await {
             Ok(frame @ OwnedFrame::Array(_)) => {
                 let learned = LearnedCommands::from_command_reply(&frame);
                 if !learned.is_empty() {
                     tracing::info!(count = learned.len(), commands = ?learned.names(), "learned commands the built-in table lacks");
                 }
-                let _ = router.learned.set(learned);
+                let _ = shared.learned.set(learned);
                 return;
             }
             Ok(other) => tracing::debug!(node = %addr, reply = ?other, "COMMAND refused"),
@@ -218,15 +218,15 @@ async fn learn_commands(router: &Arc<Router>) {
 /// on the control runtime, so a worker opening a connection finds the address ready
 /// instead of blocking on the resolver. Runs after every refresh, so a name that moves
 /// (a restarted Kubernetes pod) is followed.
-async fn resolve_names(router: &Arc<Router>) {
-    let table = router.table.load_full();
+async fn resolve_names(shared: &Arc<Shared>) {
+    let table = shared.table.load_full();
     for addr in table.masters().chain(table.replicas()) {
-        let node = router.node_record(addr);
+        let node = shared.node_record(addr);
         if node.dial_ip().is_some() {
             continue;
         }
         let lookup = tokio::net::lookup_host(node.dial.as_str().to_string());
-        match tokio::time::timeout(router.config.backend.connect_timeout, lookup).await {
+        match tokio::time::timeout(shared.config.backend.connect_timeout, lookup).await {
             Ok(Ok(found)) => {
                 let found: Vec<std::net::SocketAddr> = found.collect();
                 match crate::backend::connection::prefer_ipv4(&found) {
@@ -245,14 +245,14 @@ async fn resolve_names(router: &Arc<Router>) {
 }
 
 /// Learn `redis_version` from any master (shown by `HELLO` and `INFO`).
-async fn learn_version(router: &Arc<Router>) {
-    let masters: Vec<NodeAddr> = router.table.load().masters().cloned().collect();
+async fn learn_version(shared: &Arc<Shared>) {
+    let masters: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
     for addr in masters {
-        if let Ok(OwnedFrame::BulkString(info)) = query(router, &addr, &[b"INFO", b"server"]).await
+        if let Ok(OwnedFrame::BulkString(info)) = query(shared, &addr, &[b"INFO", b"server"]).await
         {
             let text = String::from_utf8_lossy(&info);
             if let Some(v) = text.lines().find_map(|l| l.strip_prefix("redis_version:")) {
-                router
+                shared
                     .server_version
                     .store(Some(Arc::new(v.trim().to_string())));
                 return;

@@ -1,0 +1,84 @@
+//! What every worker thread shares, and the control plane with them: the
+//! configuration, the published slot table, the refresh signals, the cluster's server
+//! version, the per-worker counters, the node registry and the learned commands. Made
+//! once at start-up and held in an `Arc` by each worker, session and the refresher;
+//! the slot table and the few things learned later change through `ArcSwap`, a watch
+//! channel or a `OnceLock`, never a lock held across network calls.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::{watch, Notify};
+
+use crate::admin::{StatsTotal, WorkerStats};
+use crate::backend::{NodeRegistry, NodeShared};
+use crate::cluster::table::SlotTable;
+use crate::cluster::NodeAddr;
+use crate::command::learned::LearnedCommands;
+use crate::config::Config;
+
+/// Shared by every worker thread and the control plane.
+pub struct Shared {
+    pub config: Config,
+    /// The published slot table: readers `load()` without locking; the refresher and
+    /// `MOVED` handling swap in a new table.
+    pub table: ArcSwap<SlotTable>,
+    /// Wakes the refresher. Anyone may notify; notifications while a refresh runs merge
+    /// into one more refresh.
+    pub refresh_wanted: Notify,
+    /// Counts finished refreshes (successful or not). The refresher sends; requests
+    /// waiting to be retried after a refresh receive.
+    pub refreshed: watch::Sender<u64>,
+    /// `redis_version` of the cluster's nodes, learned at start-up (for `HELLO`/`INFO`).
+    pub server_version: ArcSwapOption<String>,
+    /// One set of counters per worker (summed for `INFO`); room for the most workers
+    /// that may run.
+    pub stats: Box<[WorkerStats]>,
+    /// How many workers run, once the server has chosen.
+    pub workers: OnceLock<usize>,
+    /// What every worker knows about each node (dial address, down or up).
+    pub registry: NodeRegistry,
+    /// Commands the built-in table lacks, learned from a node at start-up.
+    pub learned: OnceLock<LearnedCommands>,
+}
+
+impl Shared {
+    /// `workers`: the most worker threads that may run.
+    pub fn new(config: Config, workers: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            config,
+            table: ArcSwap::from_pointee(SlotTable::empty()),
+            refresh_wanted: Notify::new(),
+            refreshed: watch::Sender::new(0),
+            server_version: ArcSwapOption::empty(),
+            stats: (0..workers.max(1))
+                .map(|_| WorkerStats::default())
+                .collect(),
+            workers: OnceLock::new(),
+            registry: NodeRegistry::default(),
+            learned: OnceLock::new(),
+        })
+    }
+
+    /// The registry's record of the node announced as `addr`, made on first use with
+    /// the address to dial (through `[address_map]`).
+    pub fn node_record(&self, addr: &NodeAddr) -> Arc<NodeShared> {
+        self.registry
+            .get_or_insert(addr, || self.config.dial_addr(addr).clone())
+    }
+
+    pub fn stats_total(&self) -> StatsTotal {
+        let mut total = StatsTotal {
+            workers: self.workers.get().copied().unwrap_or(0),
+            ..StatsTotal::default()
+        };
+        for s in self.stats.iter() {
+            total.requests += s.requests.load(Relaxed);
+            total.backend_writes += s.backend_writes.load(Relaxed);
+            total.client_writes += s.client_writes.load(Relaxed);
+            total.output_bytes += s.output_bytes.load(Relaxed);
+        }
+        total
+    }
+}
