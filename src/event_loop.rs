@@ -299,6 +299,15 @@ impl EventLoop {
     /// Hand the replies the worker collected to their sessions. A reply for a client
     /// that is gone is dropped here, as it arrives.
     fn deliver(&mut self) {
+        for push in self.worker.take_pushes() {
+            let Some(session) = self.sessions.get_mut(push.session) else {
+                continue;
+            };
+            if session.id.0 == push.client {
+                session.push_frame(push.frame);
+                mark_dirty(session, push.session, &mut self.dirty);
+            }
+        }
         for (place, reply) in self.worker.deliveries.drain(..) {
             let Some(session) = self.sessions.get_mut(place.session) else {
                 continue;

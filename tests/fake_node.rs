@@ -2,7 +2,10 @@
 //! server without `CLUSTER SHARDS` (older Redis; the proxy falls back to `CLUSTER
 //! SLOTS`) that also knows a command this build's table has never heard of (the proxy
 //! learns it from `COMMAND` and routes it by its key position), and that drops any
-//! connection that says `HELLO` (a node dying during the proxy's handshake).
+//! connection that says `HELLO` (a node dying during the proxy's handshake). Started
+//! with `HELLO` accepted, it sends a RESP3 push before each reply (what a node does for
+//! a client with tracking or subscriptions), which reaches the client whose pinned
+//! connection it came on, and no one from a shared one.
 
 mod support;
 
@@ -24,6 +27,11 @@ struct FakeNode {
 
 impl FakeNode {
     fn start() -> FakeNode {
+        FakeNode::start_with(false)
+    }
+
+    /// `pushes`: answer `HELLO 3` and send a push frame before every reply.
+    fn start_with(pushes: bool) -> FakeNode {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -36,7 +44,7 @@ impl FakeNode {
             {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        std::thread::spawn(move || serve(stream, port));
+                        std::thread::spawn(move || serve(stream, port, pushes));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -52,7 +60,7 @@ impl Drop for FakeNode {
     }
 }
 
-fn serve(mut stream: TcpStream, port: u16) {
+fn serve(mut stream: TcpStream, port: u16, pushes: bool) {
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -70,8 +78,18 @@ fn serve(mut stream: TcpStream, port: u16) {
             let name = String::from_utf8_lossy(req.arg(0)).to_ascii_uppercase();
             let sub = String::from_utf8_lossy(req.arg(1)).to_ascii_uppercase();
             let reply = match (name.as_str(), sub.as_str()) {
+                ("HELLO", _) if pushes => "%1\r\n$6\r\nserver\r\n$4\r\nfake\r\n".to_string(),
                 // Dies mid-handshake: no reply, the connection just closes.
                 ("HELLO", _) => return,
+                ("BLPOP", _) | ("GET", _) if pushes => {
+                    let push = ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
+                    let key = String::from_utf8_lossy(req.arg(1)).into_owned();
+                    if name == "GET" {
+                        format!("{push}$1\r\nv\r\n")
+                    } else {
+                        format!("{push}*2\r\n${}\r\n{key}\r\n$1\r\nv\r\n", key.len())
+                    }
+                }
                 ("CLUSTER", "SHARDS") => {
                     "-ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.\r\n".to_string()
                 }
@@ -172,4 +190,26 @@ fn a_node_that_drops_the_handshake_gives_an_error_not_a_hang() {
     let _: redis::Value = redis::cmd("HELLO").arg("2").query(&mut con).unwrap();
     let reply: String = redis::cmd("NEWFETCH").arg("a").query(&mut con).unwrap();
     assert_eq!(reply, "fetched a");
+}
+
+#[test]
+fn a_push_on_a_pinned_connection_reaches_its_client_and_one_on_a_shared_one_no_one() {
+    let node = FakeNode::start_with(true);
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", node.port), &[]);
+    let mut raw = support::RawClient::connect(proxy.port());
+    let hello = raw.roundtrip(b"HELLO 3\r\n");
+    assert!(hello.starts_with('%'), "{hello}");
+    // A blocking command's pinned connection: the push, then the reply.
+    raw.write(b"BLPOP q 0\r\nGET k\r\n");
+    let replies = raw.read_replies(3, std::time::Duration::from_secs(10));
+    assert_eq!(
+        replies,
+        [
+            ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+            "*2\r\n$1\r\nq\r\n$1\r\nv\r\n",
+            // The shared connection's push is dropped: it answers no one's request.
+            "$1\r\nv\r\n",
+        ]
+    );
+    assert_eq!(raw.read_quiet(), "", "nothing else arrives");
 }

@@ -126,6 +126,8 @@ pub struct Conn {
     /// The last read stopped at [`READ_PER_TURN`]: the socket may hold more, and no new
     /// readiness event will say so (edge-triggered).
     pub unread: bool,
+    /// Push frames read for the client this connection is pinned to, in order.
+    pub pushed: Vec<Bytes>,
 }
 
 impl Conn {
@@ -153,6 +155,7 @@ impl Conn {
             dirty: false,
             progress: 0,
             unread: false,
+            pushed: Vec::new(),
         }
     }
 
@@ -319,8 +322,13 @@ impl Conn {
                 };
                 let frame = self.rbuf.split_to(len).freeze();
                 if self.proto == Proto::Resp3 && frame[0] == b'>' {
-                    // An out-of-band push on a shared connection answers no request.
-                    tracing::debug!(node = %self.node.addr, "dropped a push message on a shared connection");
+                    // An out-of-band push answers no request: it is for the client a
+                    // pinned connection serves; on a shared one it is no one's.
+                    if let Owner::Pinned { .. } = self.owner {
+                        self.pushed.push(frame);
+                    } else {
+                        tracing::debug!(node = %self.node.addr, "dropped a push message on a shared connection");
+                    }
                     continue;
                 }
                 match self.in_flight.pop_front() {

@@ -142,6 +142,16 @@ pub fn take_dropped() -> Vec<Place> {
     }
 }
 
+/// A frame a pinned connection received that answers no request (a RESP3 push), for
+/// the client the connection is pinned to: a request's reply may come with several
+/// frames, and the session takes them all.
+#[derive(Debug)]
+pub struct Push {
+    pub session: usize,
+    pub client: u64,
+    pub frame: Bytes,
+}
+
 /// Where a request should go when it is (re)routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {

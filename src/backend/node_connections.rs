@@ -16,7 +16,7 @@ use mio::{Registry, Token};
 
 use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{BackendError, BackendRequest, NodeShared, ReplyDeadline, ReplyTo};
+use super::{BackendError, BackendRequest, NodeShared, Push, ReplyDeadline, ReplyTo};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::NodeAddr;
 use crate::config::{BackendConfig, Config};
@@ -78,6 +78,8 @@ pub struct NodeConnections {
     /// Requests answered here with an error: in flight on a connection that died or
     /// timed out (they may have run), or refused a pinned connection.
     pub failed: Vec<(ReplyTo, BackendError)>,
+    /// Push frames read on pinned connections, for their clients, in order.
+    pub pushes: Vec<Push>,
     /// What every socket read of this worker lands in first.
     pub scratch: Box<[u8]>,
 }
@@ -98,6 +100,7 @@ impl NodeConnections {
             tick: 0,
             unsent: Vec::new(),
             failed: Vec::new(),
+            pushes: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
         }
     }
@@ -372,9 +375,20 @@ impl NodeConnections {
     #[inline]
     pub fn read(&mut self, ci: usize, replies: &mut Vec<(BackendRequest, Bytes)>) -> ReadOutcome {
         let tick = self.tick;
-        let outcome = self.conns[ci].read_in(&mut self.scratch, replies, tick);
-        if self.conns[ci].unread {
+        let conn = &mut self.conns[ci];
+        let outcome = conn.read_in(&mut self.scratch, replies, tick);
+        if conn.unread {
             self.unread.push(ci);
+        }
+        if !conn.pushed.is_empty() {
+            if let Owner::Pinned { session, client } = conn.owner {
+                let frames = conn.pushed.drain(..);
+                self.pushes.extend(frames.map(|frame| Push {
+                    session,
+                    client,
+                    frame,
+                }));
+            }
         }
         outcome
     }

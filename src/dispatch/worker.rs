@@ -18,7 +18,7 @@ use super::decide::{self, decide, Cause, Decision, Failure, Outcome, Policy, Req
 use super::retry::{Due, RetryQueue, When};
 use crate::admin::{Metrics, WorkerStats, METRICS};
 use crate::backend::{
-    take_dropped, BackendError, BackendRequest, NodeConnections, Place, ReplyResult, ReplyTo,
+    take_dropped, BackendError, BackendRequest, NodeConnections, Place, Push, ReplyResult, ReplyTo,
     Target,
 };
 use crate::cluster::table::SlotTable;
@@ -250,6 +250,12 @@ impl Worker {
     pub fn watchdog(&mut self) {
         self.conns.watchdog();
         self.take_reports();
+    }
+
+    /// Push frames read on pinned connections since the last call, for their clients.
+    #[inline]
+    pub fn take_pushes(&mut self) -> std::vec::Drain<'_, Push> {
+        self.conns.pushes.drain(..)
     }
 
     /// Read connection `ci` and hand each reply to the decision point, in order.

@@ -108,6 +108,10 @@ pub struct Session {
     unwritten: VecDeque<Bytes>,
     unwritten_offset: usize,
     write_blocked: bool,
+    /// Frames a node sent this client that answer no request (RESP3 pushes on its
+    /// pinned connection), each with the place it goes before: the first reply still
+    /// awaited when it arrived (so it leaves in the order the node sent it).
+    pushed: VecDeque<(u64, Bytes)>,
     /// Requests routed but not sent yet because the reply window is full; sent in order
     /// as replies leave. Their places are reserved.
     waiting: VecDeque<BackendRequest>,
@@ -170,6 +174,7 @@ impl Session {
             unwritten: VecDeque::new(),
             unwritten_offset: 0,
             write_blocked: false,
+            pushed: VecDeque::new(),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             sent: 0,
@@ -247,7 +252,16 @@ impl Session {
 
     /// The front reply is ready to be written, or the session is done.
     pub fn wants_flush(&self) -> bool {
-        matches!(self.places.front(), Some(Some(_))) || self.finished()
+        matches!(self.places.front(), Some(Some(_))) || !self.pushed.is_empty() || self.finished()
+    }
+
+    /// A frame for this client that answers no request (a push): it goes out with the
+    /// next write, after the replies ready now and before those still awaited.
+    pub fn push_frame(&mut self, frame: Bytes) {
+        self.held += frame.len();
+        let awaited = self.places.iter().position(Option::is_none);
+        let before = self.front_seq + awaited.unwrap_or(self.places.len()) as u64;
+        self.pushed.push_back((before, frame));
     }
 
     /// Replies to requests that came in the same read as the front one are still on
@@ -267,7 +281,10 @@ impl Session {
 
     /// Closing, and everything owed is written.
     pub fn finished(&self) -> bool {
-        self.closing && self.places.is_empty() && self.unwritten.is_empty()
+        self.closing
+            && self.places.is_empty()
+            && self.unwritten.is_empty()
+            && self.pushed.is_empty()
     }
 
     /// May read again: it paused at a limit and replies have left since.
@@ -442,7 +459,19 @@ impl Session {
     /// Hand the replies ready at the front to `take`, in order (errors made into their
     /// reply frames here, and counted as held).
     fn take_ready(&mut self, mut take: impl FnMut(Bytes)) {
-        while let Some(Some(_)) = self.places.front() {
+        loop {
+            while self
+                .pushed
+                .front()
+                .is_some_and(|&(before, _)| before <= self.front_seq)
+            {
+                if let Some((_, frame)) = self.pushed.pop_front() {
+                    take(frame);
+                }
+            }
+            let Some(Some(_)) = self.places.front() else {
+                break;
+            };
             if let Some(Some(reply)) = self.places.pop_front() {
                 let bytes = match reply {
                     Ok(bytes) => bytes,
@@ -778,6 +807,23 @@ mod tests {
         assert_eq!(answered.into_place().seq, 43);
         assert_eq!(take_dropped(), vec![place]);
         assert!(take_dropped().is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_push_leaves_where_it_arrived_among_the_replies() {
+        let (mut s, mut peer) = session_and_peer();
+        let mut out = BytesMut::new();
+        s.reserve();
+        s.reserve();
+        s.end_batch();
+        // Reply 0 is in, 1 is awaited when the push arrives: it goes between them.
+        assert!(s.fill(0, Ok(Bytes::from_static(b"+a\r\n"))));
+        s.push_frame(Bytes::from_static(b">1\r\n+p\r\n"));
+        assert!(s.wants_flush());
+        assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
+        assert_eq!(s.flush(&mut out), Flushed::Done);
+        assert_eq!(read_exactly(&mut peer, 16), "+a\r\n>1\r\n+p\r\n+b\r\n");
+        assert_eq!(s.held, 0, "everything written is no longer held");
     }
 
     #[test]
