@@ -215,6 +215,12 @@ impl<'a> Items<'a> {
         self.left
     }
 
+    /// [`len`](Self::len), at most the bytes left (an element takes at least 3): safe
+    /// to reserve space by, whatever count a malformed header claims.
+    fn bounded_len(&self) -> usize {
+        self.left.min(self.rest.len() / 3)
+    }
+
     /// The bytes of the elements not yet taken, contiguous (the rest of the frame).
     fn body(&self) -> &'a [u8] {
         self.rest
@@ -444,7 +450,7 @@ fn concat(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
         .iter()
         .map(|f| list(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let total = parts.iter().map(Items::len).sum();
+    let total = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
     let size = parts.iter().map(|p| p.body().len()).sum::<usize>() + HEADER_MAX;
     let mut out = BytesMut::with_capacity(size);
     writer(&mut out, proto).array(total);
@@ -479,7 +485,7 @@ fn all_ones(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
     let mut ones: Option<Vec<bool>> = None;
     for f in frames {
         let mut items = list(f)?;
-        let mut these = Vec::with_capacity(items.len());
+        let mut these = Vec::with_capacity(items.bounded_len());
         while let Some(item) = items.next_item()? {
             these.push(int(item)? == 1);
         }
@@ -588,7 +594,7 @@ fn numsub(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
         let (k, mut items) = pairs(f)?;
         if i == 0 {
             kind = k;
-            channels.reserve(items.len() / 2);
+            channels.reserve(items.bounded_len() / 2);
             while let Some(channel) = items.next_item()? {
                 channels.push((channel, int(items.item()?)?));
             }
@@ -1441,6 +1447,15 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    #[test]
+    fn huge_counts_in_headers_reserve_nothing() {
+        let huge = format!("*{}\r\n:1\r\n", i64::MAX);
+        for m in [Merge::AllOnes, Merge::NumSub, Merge::Concat, Merge::Union] {
+            let text = run(&m, vec![ok(&huge), ok(&huge)], Resp3);
+            assert!(is_slotgate_error(&text), "{m:?}: {text}");
         }
     }
 
