@@ -6,9 +6,12 @@
 //! request and carries out what [`decide()`](decide::decide) (pure, in
 //! [`decide`](mod@decide)) says after a node's reply or a failure to send: deliver it,
 //! follow a redirect, retry after a backoff or a refresh, or fail. Requests waiting to
-//! be sent again queue in [`retry`], in each slot's order.
+//! be sent again queue in [`retry`], in each slot's order. The replies of a request
+//! split per slot or fanned out to every master become the client's one reply in
+//! [`merge`](mod@merge) (pure).
 
 pub mod decide;
+pub mod merge;
 pub mod plan;
 pub mod retry;
 pub mod worker;
