@@ -313,7 +313,7 @@ impl EventLoop {
                 continue;
             };
             if session.id.0 == place.client
-                && (session.fill(place.seq, reply) || session.has_waiting())
+                && (session.fill(place, reply) || session.has_waiting())
             {
                 mark_dirty(session, place.session, &mut self.dirty);
             }

@@ -160,6 +160,24 @@ pub enum FanOut {
     PubSubShardChannels,
     /// Per-channel sum of the counts.
     PubSubShardNumSub,
+    /// Union of the channel lists (each node knows its own subscribers).
+    PubSubChannels,
+    /// Per-channel sum of the counts.
+    PubSubNumSub,
+    /// Sum of the counts.
+    PubSubNumPat,
+    /// Every node's entries, newest first, each saying its node.
+    SlowlogGet,
+    /// Sum of the lengths.
+    SlowlogLen,
+    /// `+OK` when every node says so.
+    SlowlogReset,
+    /// Every master and replica; `+OK` when every node says so.
+    ConfigSet,
+    /// Every master and replica; `+OK` when every node says so.
+    ConfigResetStat,
+    /// Sum of the events reset.
+    LatencyReset,
 }
 
 /// How a request is routed.

@@ -9,8 +9,10 @@
 //! be sent again queue in [`retry`], in each slot's order.
 
 pub mod decide;
+pub mod merge;
 pub mod plan;
 pub mod retry;
+pub mod split;
 pub mod worker;
 
 pub use worker::Worker;
