@@ -17,6 +17,7 @@ use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
 use crate::config::Config;
+use crate::scripts::Scripts;
 
 /// Shared by every worker thread and the control plane.
 pub struct Shared {
@@ -41,6 +42,8 @@ pub struct Shared {
     pub registry: NodeRegistry,
     /// Commands the built-in table lacks, learned from a node at start-up.
     pub learned: OnceLock<LearnedCommands>,
+    /// Scripts seen loaded or evaluated, to heal a `NOSCRIPT`.
+    pub scripts: Scripts,
 }
 
 impl Shared {
@@ -58,6 +61,7 @@ impl Shared {
             workers: OnceLock::new(),
             registry: NodeRegistry::default(),
             learned: OnceLock::new(),
+            scripts: Scripts::default(),
         })
     }
 

@@ -28,6 +28,9 @@ pub enum Plan<'a> {
     /// Send it to one node: a slot's master (keyed) or any master (keyless; the
     /// number is the client's, so a client's keyless requests stay on one node).
     Node(Target),
+    /// An `EVAL`/`EVAL_RO`: the session remembers the script (to heal a `NOSCRIPT`
+    /// later), then sends it like [`Plan::Node`].
+    Script(Target),
     /// A splittable command (`MGET`, `MSET`, `DEL`, ...) whose keys hash to several
     /// slots: one request per slot, the replies merged
     /// ([`split`](crate::dispatch::split::split)).
@@ -82,17 +85,19 @@ pub fn plan<'a>(
     };
     let name = classified.spec.name;
     let refuse = |reason| Plan::Refuse { name, reason };
+    let node = |target| match classified.spec.flags & flags::SCRIPT_BODY {
+        0 => Plan::Node(target),
+        _ => Plan::Script(target),
+    };
     Ok(match classified.route {
         Route::Local(which) => Plan::Local(which),
         Route::Slot => match target(request, classified.keys.iter(), client) {
-            Ok(target) => Plan::Node(target),
-            Err(PlanError::CrossSlot) if classified.spec.has_flag(flags::SPLITTABLE) => {
-                Plan::Split
-            }
+            Ok(target) => node(target),
+            Err(PlanError::CrossSlot) if classified.spec.has_flag(flags::SPLITTABLE) => Plan::Split,
             Err(PlanError::CrossSlot) if name == "msetnx" => return Err(PlanError::NotAtomic),
             Err(e) => return Err(e),
         },
-        Route::AnyNode => Plan::Node(Target::Any(client)),
+        Route::AnyNode => node(Target::Any(client)),
         Route::FanOut(kind) => Plan::FanOut(kind),
         Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
         Route::Blocking => Plan::Pinned {
@@ -206,7 +211,11 @@ mod tests {
         assert_ne!(Slot::of_key(b"a"), Slot::of_key(b"b"));
         assert_eq!(error(&["RENAME", "a", "b"]), CROSSSLOT);
         assert_eq!(error(&["SMOVE", "a", "b", "m"]), CROSSSLOT);
-        assert_eq!(error(&["SUNIONSTORE", "a", "a", "b"]), CROSSSLOT, "the last key");
+        assert_eq!(
+            error(&["SUNIONSTORE", "a", "a", "b"]),
+            CROSSSLOT,
+            "the last key"
+        );
         assert_eq!(error(&["EVAL", "return 1", "2", "a", "b"]), CROSSSLOT);
         assert!(error(&["MSETNX", "a", "1", "b", "2"]).starts_with(CROSSSLOT));
         assert!(error(&["MSETNX", "a", "1", "b", "2"]).contains("all of its keys or none"));
@@ -268,11 +277,16 @@ mod tests {
         assert_eq!(plan_of(&["TIME"]), Ok(Plan::Node(Target::Any(CLIENT))));
         assert_eq!(
             plan_of(&["EVAL", "return 1", "0"]),
-            Ok(Plan::Node(Target::Any(CLIENT)))
+            Ok(Plan::Script(Target::Any(CLIENT)))
         );
         assert_eq!(
             plan_of(&["EVAL", "return 1", "1", "k"]),
-            Ok(Plan::Node(slot("k")))
+            Ok(Plan::Script(slot("k")))
+        );
+        assert_eq!(
+            plan_of(&["EVALSHA", "0123", "1", "k"]),
+            Ok(Plan::Node(slot("k"))),
+            "only a request with the script's body is remembered"
         );
         assert_eq!(
             plan_of(&["PUBLISH", "ch", "hello"]),

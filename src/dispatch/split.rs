@@ -51,7 +51,11 @@ pub fn split(request: &(impl Args + ?Sized)) -> Split {
         .map(|(slot, keys)| {
             let mut args = Vec::with_capacity(1 + keys.len() * step);
             args.push(name);
-            args.extend(keys.into_iter().flat_map(|at| at..at + step).map(|i| request.arg(i)));
+            args.extend(
+                keys.into_iter()
+                    .flat_map(|at| at..at + step)
+                    .map(|i| request.arg(i)),
+            );
             (encode_command(&args).freeze(), slot)
         })
         .collect();
@@ -104,7 +108,10 @@ mod tests {
         assert_eq!(
             parts(&split),
             vec![
-                ("*3\r\n$4\r\nmset\r\n$1\r\na\r\n$1\r\n1\r\n".to_string(), slot("a")),
+                (
+                    "*3\r\n$4\r\nmset\r\n$1\r\na\r\n$1\r\n1\r\n".to_string(),
+                    slot("a")
+                ),
                 (
                     "*5\r\n$4\r\nmset\r\n$1\r\nb\r\n$1\r\n2\r\n$4\r\n{b}c\r\n$1\r\n3\r\n"
                         .to_string(),

@@ -160,7 +160,9 @@ impl Worker {
             None => {
                 let err = match req.target {
                     Target::Slot(slot) => BackendError::SlotNotServed(slot),
-                    Target::Any(_) | Target::Shard(_) | Target::Replica(..) => BackendError::NoNodes,
+                    Target::Any(_) | Target::Shard(_) | Target::Replica(..) => {
+                        BackendError::NoNodes
+                    }
                 };
                 self.not_sent(req, err);
             }
@@ -185,7 +187,11 @@ impl Worker {
             },
             Target::Shard(i) => i as usize,
             Target::Replica(shard, i) => {
-                let addr = table.shards().get(shard as usize)?.replicas.get(i as usize)?;
+                let addr = table
+                    .shards()
+                    .get(shard as usize)?
+                    .replicas
+                    .get(i as usize)?;
                 let addr = addr.clone();
                 return Some(self.node(&addr));
             }
@@ -349,6 +355,11 @@ impl Worker {
             self.deliver(req.reply, Ok(frame));
             return;
         }
+        if frame.starts_with(b"-NOSCRIPT") && !req.pinned {
+            if let Some(eval) = self.shared.scripts.as_eval(&req.bytes) {
+                return self.heal_noscript(req, eval, conn);
+            }
+        }
         let state = RequestState::of(&req);
         let outcome = Outcome::Reply {
             frame,
@@ -377,6 +388,17 @@ impl Worker {
             _ => {}
         }
         self.carry_out(req, decision);
+    }
+
+    /// An `EVALSHA` the node answered `NOSCRIPT`: send it again to the same node as
+    /// the `EVAL` of the script slotgate remembers, which runs it and caches it there.
+    #[cold]
+    fn heal_noscript(&mut self, mut req: BackendRequest, eval: Bytes, conn: usize) {
+        Metrics::inc(&METRICS.scripts_healed);
+        tracing::info!(node = %self.conns.conn_addr(conn), "NOSCRIPT: sending the script itself");
+        req.bytes = eval;
+        let node = self.conns.conn_node(conn);
+        self.send(node, req);
     }
 
     /// A request that never reached its node (it could not be connected).

@@ -16,13 +16,15 @@ impl Session {
         if kind == FanOut::Scan {
             return self.scan(w, &request);
         }
+        if kind == FanOut::ScriptLoad {
+            self.shared.scripts.remember(request.arg(2));
+        }
         let replicas = matches!(kind, FanOut::ConfigSet | FanOut::ConfigResetStat);
         let mut nodes = w.every_node(replicas);
         let merge = match kind {
-            FanOut::DbSize
-            | FanOut::PubSubNumPat
-            | FanOut::SlowlogLen
-            | FanOut::LatencyReset => Merge::Sum,
+            FanOut::DbSize | FanOut::PubSubNumPat | FanOut::SlowlogLen | FanOut::LatencyReset => {
+                Merge::Sum
+            }
             FanOut::Keys => Merge::Concat,
             FanOut::FlushAll
             | FanOut::FlushDb
@@ -78,7 +80,10 @@ impl Session {
         let cursor = if cursor != ScanCursor::START
             && (cursor.fingerprint != fingerprint || cursor.shard as usize >= shards)
         {
-            tracing::debug!(client = self.id.0, "SCAN: the topology changed; starting over");
+            tracing::debug!(
+                client = self.id.0,
+                "SCAN: the topology changed; starting over"
+            );
             ScanCursor::START
         } else {
             cursor

@@ -599,6 +599,10 @@ impl Session {
                 self.local(which, &request);
             }
             Ok(Plan::Node(target)) => self.forward(w, request, target),
+            Ok(Plan::Script(target)) => {
+                self.shared.scripts.remember(request.arg(1));
+                self.forward(w, request, target)
+            }
             Ok(Plan::Split) => {
                 let split = crate::dispatch::split::split(&request);
                 let parts = (split.parts.into_iter())
