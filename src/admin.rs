@@ -65,6 +65,8 @@ pub struct Metrics {
     pub backend_connections_lost: AtomicU64,
     /// `EVALSHA`s a node answered `NOSCRIPT`, sent again with the script.
     pub scripts_healed: AtomicU64,
+    /// Clients waiting in a blocking command now (a gauge; `INFO` `blocked_clients`).
+    pub blocked_clients: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -87,6 +89,7 @@ pub static METRICS: Metrics = Metrics {
     backend_connections_lost: AtomicU64::new(0),
     pinned_connections: AtomicU64::new(0),
     scripts_healed: AtomicU64::new(0),
+    blocked_clients: AtomicU64::new(0),
 };
 
 impl Metrics {

@@ -44,6 +44,10 @@ pub struct Shared {
     pub learned: OnceLock<LearnedCommands>,
     /// Scripts seen loaded or evaluated, to heal a `NOSCRIPT`.
     pub scripts: Scripts,
+    /// When this slotgate started (`INFO` `uptime_in_seconds`).
+    pub started: std::time::Instant,
+    /// This run's id (`INFO` `run_id`): 40 hex digits, new at every start.
+    pub run_id: String,
 }
 
 impl Shared {
@@ -62,6 +66,8 @@ impl Shared {
             registry: NodeRegistry::default(),
             learned: OnceLock::new(),
             scripts: Scripts::default(),
+            started: std::time::Instant::now(),
+            run_id: run_id(),
         })
     }
 
@@ -85,4 +91,24 @@ impl Shared {
         }
         total
     }
+}
+
+/// 40 hex digits that differ between runs (from the time and the process id).
+fn run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(40);
+    let state = std::collections::hash_map::RandomState::new();
+    for i in 0..3u64 {
+        let mut h = state.build_hasher();
+        h.write_u64(i);
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(40);
+    out
 }

@@ -408,6 +408,24 @@ fn scripts_and_functions_reach_every_master() {
 fn config_set_slowlog_and_pubsub_counts_cover_every_node() {
     require_redis();
     let cluster = Cluster::start(3, 1);
+    // A replica counts once `CLUSTER SHARDS` calls it `online`, which Redis 7.0 does
+    // only after its master's first write: write on every master and wait for that
+    // before slotgate reads the topology.
+    for k in support::keys_on_every_master(&cluster, "warm", 1) {
+        let _: () = cluster
+            .node_client(cluster.node_for_key(&k))
+            .set(&k, "v")
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = cluster.master_ports()[0];
+    while cluster
+        .cli(first, &["CLUSTER", "SHARDS"])
+        .contains("loading")
+    {
+        assert!(Instant::now() < deadline, "replicas never came online");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let proxy = Proxy::start(&cluster.seeds(), &[]);
     let mut con = proxy.client();
     let ok: String = redis::cmd("CONFIG")
@@ -562,4 +580,85 @@ fn a_noscript_after_a_failover_or_a_flush_on_one_node_is_healed() {
         .query::<i64>(&mut con)
         .unwrap_err();
     assert_eq!(err.code(), Some("NOSCRIPT"), "{err}");
+}
+
+#[test]
+fn info_gives_a_servers_sections_with_the_clusters_figures() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    for i in 0..500 {
+        let _: () = con.set(format!("inf:{i}"), "v").unwrap();
+    }
+    let _: () = con.set_ex("inf:ttl", "v", 1000).unwrap();
+    let field = |text: &str, name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let all: String = redis::cmd("INFO").query(&mut con).unwrap();
+        for section in [
+            "Server", "Clients", "Memory", "Stats", "CPU", "Cluster", "Keyspace", "Proxy",
+        ] {
+            assert!(
+                all.contains(&format!("# {section}\r\n")),
+                "{protocol}: # {section}"
+            );
+        }
+        assert_eq!(field(&all, "cluster_enabled"), "0");
+        assert_eq!(field(&all, "arch_bits"), "64");
+        assert_eq!(field(&all, "tcp_port"), proxy.port().to_string());
+        assert!(
+            field(&all, "db0").starts_with("keys=501,expires=1,"),
+            "{protocol}: {}",
+            field(&all, "db0")
+        );
+        let used: u64 = field(&all, "used_memory").parse().unwrap();
+        assert!(
+            used > 3 * 500_000,
+            "{protocol}: used_memory summed over 3 masters: {used}"
+        );
+        let processed: u64 = field(&all, "total_commands_processed").parse().unwrap();
+        assert!(processed >= 501, "{protocol}: {processed}");
+        assert!(field(&all, "used_cpu_user").contains('.'));
+        let server: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
+        assert!(
+            server.starts_with("# Server\r\n") && !server.contains("# Keyspace"),
+            "{server}"
+        );
+        let two: String = redis::cmd("INFO")
+            .arg("KEYSPACE")
+            .arg("clients")
+            .query(&mut con)
+            .unwrap();
+        assert!(
+            two.starts_with("# Clients") && two.contains("# Keyspace") && !two.contains("# Server"),
+            "{two}"
+        );
+    }
+    // redis-cli --stat reads keys, mem, clients, blocked, requests and connections.
+    // Unbuffered: `timeout` ends redis-cli, which would lose a buffered stdout.
+    let out = std::process::Command::new("timeout")
+        .args([
+            "3",
+            "stdbuf",
+            "-o0",
+            "redis-cli",
+            "-p",
+            &proxy.port().to_string(),
+            "--stat",
+            "-i",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.contains("-9223372036854775808"), "{out}");
+    let row = out.lines().nth(2).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.trim_start().starts_with("501 "), "keys column: {out}");
 }

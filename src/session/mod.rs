@@ -14,10 +14,12 @@
 //!   written, which may be bigger) is closed with a log line.
 
 mod fan_out;
+mod info;
 mod local;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,11 +78,25 @@ enum Mode {
     MultiRefused,
 }
 
+/// How the replies of a request's parts become its reply.
+enum Combine {
+    /// A merge of the parts ([`merge`]).
+    Merge(Merge),
+    /// `INFO` of these sections, with the masters' figures from the parts.
+    Info(Vec<String>),
+}
+
+impl From<Merge> for Combine {
+    fn from(merge: Merge) -> Combine {
+        Combine::Merge(merge)
+    }
+}
+
 /// A request sent as several parts (split per slot, or to every node): their replies,
 /// in part order, until the last is in and [`merge`] makes the request's one reply.
 struct Gather {
     seq: u64,
-    merge: Merge,
+    combine: Combine,
     parts: Vec<Option<ReplyResult>>,
     missing: usize,
     /// Bytes of the parts' replies held here.
@@ -399,6 +415,7 @@ impl Session {
         self.pending -= 1;
         if self.blocked_at == Some(seq) {
             self.blocked_at = None;
+            METRICS.blocked_clients.fetch_sub(1, Relaxed);
         }
         index == 0
     }
@@ -434,8 +451,21 @@ impl Session {
         }
         let gather = self.gathers.swap_remove(g);
         self.held -= gather.bytes;
-        let parts = gather.parts.into_iter().flatten().collect();
-        let reply = merge(&gather.merge, parts, self.proto);
+        let parts: Vec<ReplyResult> = gather.parts.into_iter().flatten().collect();
+        let reply = match gather.combine {
+            Combine::Merge(how) => merge(&how, parts, self.proto),
+            Combine::Info(sections) => {
+                let sums = crate::dispatch::merge::node_sums(&parts);
+                let text = self.render_info(&sections, Some(&sums));
+                let mut out = BytesMut::new();
+                ReplyWriter {
+                    out: &mut out,
+                    proto: self.proto,
+                }
+                .verbatim(&text);
+                Ok(out.freeze())
+            }
+        };
         self.fill_place(gather.seq, reply)
     }
 
@@ -594,6 +624,10 @@ impl Session {
             return;
         }
         match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
+            Ok(Plan::Local(crate::command::Local::Info)) => {
+                Metrics::inc(&METRICS.requests_local);
+                self.info(w, &request);
+            }
             Ok(Plan::Local(which)) => {
                 Metrics::inc(&METRICS.requests_local);
                 self.local(which, &request);
@@ -731,7 +765,7 @@ impl Session {
     /// Send a request as `parts` (each its bytes and target), the replies merged by
     /// `merge` into one place. The parts go in order, like requests, through the reply
     /// window.
-    pub(crate) fn gather(&mut self, w: &mut Worker, merge: Merge, parts: Vec<(Bytes, Target)>) {
+    fn gather(&mut self, w: &mut Worker, combine: impl Into<Combine>, parts: Vec<(Bytes, Target)>) {
         if parts.is_empty() {
             let text = crate::backend::BackendError::NoNodes.to_string();
             return self.push_error(&format!("ERR slotgate: {text}"));
@@ -739,7 +773,7 @@ impl Session {
         let seq = self.reserve();
         self.gathers.push(Gather {
             seq,
-            merge,
+            combine: combine.into(),
             parts: (0..parts.len()).map(|_| None).collect(),
             missing: parts.len(),
             bytes: 0,
@@ -783,6 +817,9 @@ impl Session {
     fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
         self.sent += 1;
         if req.pinned {
+            if self.blocked_at.is_none() {
+                Metrics::inc(&METRICS.blocked_clients);
+            }
             self.blocked_at = Some(req.reply.place().seq);
         }
         w.dispatch(req);
@@ -809,6 +846,14 @@ impl Session {
     fn push_error(&mut self, text: &str) {
         Metrics::inc(&METRICS.proxy_errors);
         self.push_local(|w| w.error(text));
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.blocked_at.is_some() {
+            METRICS.blocked_clients.fetch_sub(1, Relaxed);
+        }
     }
 }
 
