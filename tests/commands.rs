@@ -97,7 +97,7 @@ fn a_pipeline_mixing_split_and_plain_commands_keeps_its_order() {
     let mut con = proxy.client();
     let (a, b, c) = ("pl:a", "pl:b", "pl:c");
     assert_eq!(slots_of([a, b, c].map(String::from).iter()), 3);
-    let (set, mget1, del, get, mset, mget2, exists): (
+    type Replies = (
         String,
         Vec<Option<String>>,
         usize,
@@ -105,7 +105,8 @@ fn a_pipeline_mixing_split_and_plain_commands_keeps_its_order() {
         String,
         Vec<Option<String>>,
         usize,
-    ) = redis::pipe()
+    );
+    let (set, mget1, del, get, mset, mget2, exists): Replies = redis::pipe()
         .set(a, "1")
         .mget(&[a, b, c])
         .del(&[a, b])
