@@ -63,6 +63,10 @@ pub struct Metrics {
     pub pinned_connections: AtomicU64,
     /// Backend connections that died with requests in flight.
     pub backend_connections_lost: AtomicU64,
+    /// `EVALSHA`s a node answered `NOSCRIPT`, sent again with the script.
+    pub scripts_healed: AtomicU64,
+    /// Clients waiting in a blocking command now (a gauge; `INFO` `blocked_clients`).
+    pub blocked_clients: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -84,6 +88,8 @@ pub static METRICS: Metrics = Metrics {
     backend_connect_failures: AtomicU64::new(0),
     backend_connections_lost: AtomicU64::new(0),
     pinned_connections: AtomicU64::new(0),
+    scripts_healed: AtomicU64::new(0),
+    blocked_clients: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -94,7 +100,7 @@ impl Metrics {
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `workers` are the per-worker counters, summed by the caller.
     pub fn info_section(&self, out: &mut String, workers: StatsTotal) {
-        let rows: [(&str, &AtomicU64); 18] = [
+        let rows: [(&str, &AtomicU64); 19] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
@@ -113,6 +119,7 @@ impl Metrics {
             ("backend_connect_failures", &self.backend_connect_failures),
             ("backend_connections_lost", &self.backend_connections_lost),
             ("pinned_connections", &self.pinned_connections),
+            ("scripts_healed", &self.scripts_healed),
         ];
         out.push_str("# Proxy\r\n");
         let _ = write!(

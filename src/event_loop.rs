@@ -312,8 +312,7 @@ impl EventLoop {
             let Some(session) = self.sessions.get_mut(place.session) else {
                 continue;
             };
-            if session.id.0 == place.client
-                && (session.fill(place.seq, reply) || session.has_waiting())
+            if session.id.0 == place.client && (session.fill(place, reply) || session.has_waiting())
             {
                 mark_dirty(session, place.session, &mut self.dirty);
             }

@@ -19,6 +19,7 @@
 //!   reply queue; the one `Handshake` (AUTH, HELLO) both planes open a node connection
 //!   with (pure); the control plane's own connections for its queries (tokio,
 //!   redis-protocol's codec).
+//! - [`scripts`]: scripts seen loaded or evaluated, by SHA1, to heal a `NOSCRIPT`.
 //! - [`shared`]: `Shared`, what every worker thread and the control plane share:
 //!   configuration, the published slot table, refresh signals, server version,
 //!   per-worker counters, the node registry, learned commands.
@@ -50,6 +51,7 @@ pub mod event_loop;
 pub mod net;
 pub mod protocol;
 pub mod refresh;
+pub mod scripts;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -17,6 +17,7 @@ use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
 use crate::config::Config;
+use crate::scripts::Scripts;
 
 /// Shared by every worker thread and the control plane.
 pub struct Shared {
@@ -41,6 +42,12 @@ pub struct Shared {
     pub registry: NodeRegistry,
     /// Commands the built-in table lacks, learned from a node at start-up.
     pub learned: OnceLock<LearnedCommands>,
+    /// Scripts seen loaded or evaluated, to heal a `NOSCRIPT`.
+    pub scripts: Scripts,
+    /// When this slotgate started (`INFO` `uptime_in_seconds`).
+    pub started: std::time::Instant,
+    /// This run's id (`INFO` `run_id`): 40 hex digits, new at every start.
+    pub run_id: String,
 }
 
 impl Shared {
@@ -58,6 +65,9 @@ impl Shared {
             workers: OnceLock::new(),
             registry: NodeRegistry::default(),
             learned: OnceLock::new(),
+            scripts: Scripts::default(),
+            started: std::time::Instant::now(),
+            run_id: run_id(),
         })
     }
 
@@ -81,4 +91,24 @@ impl Shared {
         }
         total
     }
+}
+
+/// 40 hex digits that differ between runs (from the time and the process id).
+fn run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(40);
+    let state = std::collections::hash_map::RandomState::new();
+    for i in 0..3u64 {
+        let mut h = state.build_hasher();
+        h.write_u64(i);
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(40);
+    out
 }

@@ -85,12 +85,19 @@ pub type ReplyResult = Result<Bytes, BackendError>;
 
 /// One place in one session's reply queue: the session's key in its worker's session
 /// table, its client id (a key can be reused by a later client) and the place's
-/// sequence number.
+/// sequence number; `part` names one part of a request sent as several (split per
+/// slot or fanned out to every master), [`Place::WHOLE`] for the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place {
     pub session: usize,
     pub client: u64,
     pub seq: u64,
+    pub part: u16,
+}
+
+impl Place {
+    /// The `part` of a request sent whole.
+    pub const WHOLE: u16 = u16::MAX;
 }
 
 thread_local! {
@@ -159,6 +166,12 @@ pub enum Target {
     Slot(Slot),
     /// Any master (keyless commands); the number spreads clients over the shards.
     Any(u32),
+    /// The master of the shard at this index in the slot table (one part of a
+    /// cluster-wide command).
+    Shard(u16),
+    /// A replica: the shard's index in the slot table and the replica's among its
+    /// replicas (one part of `CONFIG SET`, which every node takes).
+    Replica(u16, u16),
 }
 
 /// One request on its way to a node, with everything needed to re-route it after a

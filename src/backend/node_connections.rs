@@ -424,6 +424,11 @@ impl NodeConnections {
         self.conns[ci].addr()
     }
 
+    /// The node connection `ci` goes to.
+    pub fn conn_node(&self, ci: usize) -> usize {
+        self.conns[ci].node_index
+    }
+
     /// Connecting failed: the node counts as down for a while (every worker fails fast),
     /// and what was queued is reported as never sent.
     fn connect_failed(&mut self, ci: usize, reason: &str) {

@@ -70,7 +70,7 @@ impl<T: AsRef<[u8]>, const N: usize> Args for [T; N] {
 }
 
 /// Command flags, as bits of [`CommandSpec::flags`]. Most mirror Redis's own command flags;
-/// `TRANSACTION` and `SPLITTABLE` are the proxy's.
+/// `TRANSACTION`, `SPLITTABLE` and `SCRIPT_BODY` are the proxy's.
 pub mod flags {
     /// Reads data, never modifies it.
     pub const READONLY: u32 = 1 << 0;
@@ -95,6 +95,9 @@ pub mod flags {
     /// MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: keys in different slots are split per slot
     /// and the replies merged in the client's key order.
     pub const SPLITTABLE: u32 = 1 << 10;
+    /// EVAL, EVAL_RO: the request carries a script's body, which the proxy remembers so
+    /// that a node without it (`NOSCRIPT` to an `EVALSHA`) can be given it.
+    pub const SCRIPT_BODY: u32 = 1 << 11;
 }
 
 /// Commands the proxy answers itself.
@@ -160,6 +163,24 @@ pub enum FanOut {
     PubSubShardChannels,
     /// Per-channel sum of the counts.
     PubSubShardNumSub,
+    /// Union of the channel lists (each node knows its own subscribers).
+    PubSubChannels,
+    /// Per-channel sum of the counts.
+    PubSubNumSub,
+    /// Sum of the counts.
+    PubSubNumPat,
+    /// Every node's entries, newest first, each saying its node.
+    SlowlogGet,
+    /// Sum of the lengths.
+    SlowlogLen,
+    /// `+OK` when every node says so.
+    SlowlogReset,
+    /// Every master and replica; `+OK` when every node says so.
+    ConfigSet,
+    /// Every master and replica; `+OK` when every node says so.
+    ConfigResetStat,
+    /// Sum of the events reset.
+    LatencyReset,
 }
 
 /// How a request is routed.

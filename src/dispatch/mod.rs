@@ -14,6 +14,7 @@ pub mod decide;
 pub mod merge;
 pub mod plan;
 pub mod retry;
+pub mod split;
 pub mod worker;
 
 pub use worker::Worker;

@@ -10,11 +10,9 @@
 use crate::backend::Target;
 use crate::command::blocking::{block_for, BlockFor};
 use crate::command::learned::{LearnedCommands, LearnedRoute};
-use crate::command::{classify, Args, CommandError, Local, Route};
+use crate::command::{classify, flags, Args, CommandError, FanOut, Local, Route};
 use crate::slot::Slot;
 
-/// Why a cluster-wide command is refused, until fan-out is supported.
-const FAN_OUT: &str = "cluster-wide commands are not supported by slotgate yet";
 /// Why `WAIT`/`WAITAOF` (blocking, keyless) are refused, until they follow the
 /// client's last write.
 const WAIT: &str = "WAIT and WAITAOF are not supported by slotgate yet";
@@ -30,6 +28,15 @@ pub enum Plan<'a> {
     /// Send it to one node: a slot's master (keyed) or any master (keyless; the
     /// number is the client's, so a client's keyless requests stay on one node).
     Node(Target),
+    /// An `EVAL`/`EVAL_RO`: the session remembers the script (to heal a `NOSCRIPT`
+    /// later), then sends it like [`Plan::Node`].
+    Script(Target),
+    /// A splittable command (`MGET`, `MSET`, `DEL`, ...) whose keys hash to several
+    /// slots: one request per slot, the replies merged
+    /// ([`split`](crate::dispatch::split::split)).
+    Split,
+    /// A cluster-wide command: to every master (or every node), the replies merged.
+    FanOut(FanOut),
     /// A blocking command: to its slot's master on a connection pinned to the client,
     /// waiting as long as its own timeout says.
     Pinned { target: Target, wait: BlockFor },
@@ -55,6 +62,10 @@ pub enum PlanError {
     /// The keys hash to different slots.
     #[error("CROSSSLOT Keys in request don't hash to the same slot")]
     CrossSlot,
+    /// `MSETNX` over keys in different slots: split, it could set some keys and not
+    /// others.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot (slotgate does not split MSETNX: it must set all of its keys or none, and keys of different slots cannot be set at once)")]
+    NotAtomic,
 }
 
 /// Decide what happens to `request`. `learned`: the commands learned from the
@@ -74,11 +85,20 @@ pub fn plan<'a>(
     };
     let name = classified.spec.name;
     let refuse = |reason| Plan::Refuse { name, reason };
+    let node = |target| match classified.spec.flags & flags::SCRIPT_BODY {
+        0 => Plan::Node(target),
+        _ => Plan::Script(target),
+    };
     Ok(match classified.route {
         Route::Local(which) => Plan::Local(which),
-        Route::Slot => Plan::Node(target(request, classified.keys.iter(), client)?),
-        Route::AnyNode => Plan::Node(Target::Any(client)),
-        Route::FanOut(_) => refuse(FAN_OUT),
+        Route::Slot => match target(request, classified.keys.iter(), client) {
+            Ok(target) => node(target),
+            Err(PlanError::CrossSlot) if classified.spec.has_flag(flags::SPLITTABLE) => Plan::Split,
+            Err(PlanError::CrossSlot) if name == "msetnx" => return Err(PlanError::NotAtomic),
+            Err(e) => return Err(e),
+        },
+        Route::AnyNode => node(Target::Any(client)),
+        Route::FanOut(kind) => Plan::FanOut(kind),
         Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
         Route::Blocking => Plan::Pinned {
             target: target(request, classified.keys.iter(), client)?,
@@ -189,11 +209,55 @@ mod tests {
     #[test]
     fn keys_in_different_slots_are_crossslot() {
         assert_ne!(Slot::of_key(b"a"), Slot::of_key(b"b"));
-        assert_eq!(error(&["MGET", "a", "b"]), CROSSSLOT);
-        assert_eq!(error(&["MGET", "a", "a", "b"]), CROSSSLOT, "the last key");
-        assert_eq!(error(&["MSET", "a", "1", "b", "2"]), CROSSSLOT);
+        assert_eq!(error(&["RENAME", "a", "b"]), CROSSSLOT);
+        assert_eq!(error(&["SMOVE", "a", "b", "m"]), CROSSSLOT);
+        assert_eq!(
+            error(&["SUNIONSTORE", "a", "a", "b"]),
+            CROSSSLOT,
+            "the last key"
+        );
         assert_eq!(error(&["EVAL", "return 1", "2", "a", "b"]), CROSSSLOT);
+        assert!(error(&["MSETNX", "a", "1", "b", "2"]).starts_with(CROSSSLOT));
+        assert!(error(&["MSETNX", "a", "1", "b", "2"]).contains("all of its keys or none"));
+        assert_eq!(
+            plan_of(&["MSETNX", "{a}1", "1", "{a}2", "2"]),
+            Ok(Plan::Node(slot("a")))
+        );
         assert_eq!(plan_of(&["MGET", "a", "a"]), Ok(Plan::Node(slot("a"))));
+    }
+
+    #[test]
+    fn splittable_keys_in_different_slots_are_split() {
+        for args in [
+            &["MGET", "a", "b"][..],
+            &["mget", "a", "a", "b"],
+            &["MSET", "a", "1", "b", "2"],
+            &["DEL", "a", "b"],
+            &["UNLINK", "a", "b"],
+            &["EXISTS", "a", "b"],
+            &["TOUCH", "a", "b"],
+        ] {
+            assert_eq!(plan_of(args), Ok(Plan::Split), "{args:?}");
+        }
+        assert_eq!(
+            error(&["MSET", "a", "1", "b"]),
+            "ERR wrong number of arguments for 'mset' command"
+        );
+    }
+
+    #[test]
+    fn cluster_wide_commands_fan_out() {
+        assert_eq!(plan_of(&["DBSIZE"]), Ok(Plan::FanOut(FanOut::DbSize)));
+        assert_eq!(plan_of(&["keys", "*"]), Ok(Plan::FanOut(FanOut::Keys)));
+        assert_eq!(plan_of(&["SCAN", "0"]), Ok(Plan::FanOut(FanOut::Scan)));
+        assert_eq!(
+            plan_of(&["SCRIPT", "LOAD", "return 1"]),
+            Ok(Plan::FanOut(FanOut::ScriptLoad))
+        );
+        assert_eq!(
+            plan_of(&["slowlog", "get", "5"]),
+            Ok(Plan::FanOut(FanOut::SlowlogGet))
+        );
     }
 
     #[test]
@@ -213,11 +277,16 @@ mod tests {
         assert_eq!(plan_of(&["TIME"]), Ok(Plan::Node(Target::Any(CLIENT))));
         assert_eq!(
             plan_of(&["EVAL", "return 1", "0"]),
-            Ok(Plan::Node(Target::Any(CLIENT)))
+            Ok(Plan::Script(Target::Any(CLIENT)))
         );
         assert_eq!(
             plan_of(&["EVAL", "return 1", "1", "k"]),
-            Ok(Plan::Node(slot("k")))
+            Ok(Plan::Script(slot("k")))
+        );
+        assert_eq!(
+            plan_of(&["EVALSHA", "0123", "1", "k"]),
+            Ok(Plan::Node(slot("k"))),
+            "only a request with the script's body is remembered"
         );
         assert_eq!(
             plan_of(&["PUBLISH", "ch", "hello"]),
@@ -237,10 +306,6 @@ mod tests {
 
     #[test]
     fn unsupported_routes_are_refused_with_the_reason() {
-        assert_eq!(
-            refused(plan_of(&["DBSIZE"])),
-            "ERR 'DBSIZE' is not supported: cluster-wide commands are not supported by slotgate yet"
-        );
         assert_eq!(
             plan_of(&["BLPOP", "q", "0"]),
             Ok(Plan::Pinned {

@@ -66,7 +66,7 @@ impl RetryQueue {
         }
         match target {
             Target::Slot(slot) => self.held[slot.index()] > 0,
-            Target::Any(_) => false,
+            Target::Any(_) | Target::Shard(_) | Target::Replica(..) => false,
         }
     }
 
@@ -156,6 +156,7 @@ mod tests {
             session: 0,
             client: 1,
             seq,
+            part: Place::WHOLE,
         };
         BackendRequest::new(
             Bytes::from_static(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),

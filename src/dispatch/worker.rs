@@ -56,6 +56,8 @@ pub struct Worker {
     table: Cache<PublishedTable, Arc<SlotTable>>,
     /// Shard index → node index, for the table of `generation`.
     by_shard: (u64, Vec<usize>),
+    /// The slot ownership's fingerprint, for the table of `generation`.
+    fingerprint: (u64, u8),
     /// Requests waiting to be sent again, in order.
     pub retry: RetryQueue,
     /// Replies for the sessions, handed over by the event loop after each event.
@@ -76,6 +78,7 @@ impl Worker {
             shared,
             index,
             by_shard: (u64::MAX, Vec::new()),
+            fingerprint: (u64::MAX, 0),
             retry: RetryQueue::default(),
             deliveries: Vec::new(),
             replies: Vec::new(),
@@ -157,7 +160,9 @@ impl Worker {
             None => {
                 let err = match req.target {
                     Target::Slot(slot) => BackendError::SlotNotServed(slot),
-                    Target::Any(_) => BackendError::NoNodes,
+                    Target::Any(_) | Target::Shard(_) | Target::Replica(..) => {
+                        BackendError::NoNodes
+                    }
                 };
                 self.not_sent(req, err);
             }
@@ -180,6 +185,16 @@ impl Worker {
                 0 => return None,
                 len => n as usize % len,
             },
+            Target::Shard(i) => i as usize,
+            Target::Replica(shard, i) => {
+                let addr = table
+                    .shards()
+                    .get(shard as usize)?
+                    .replicas
+                    .get(i as usize)?;
+                let addr = addr.clone();
+                return Some(self.node(&addr));
+            }
         };
         if self.by_shard.0 != table.generation() {
             // A new table (rare): map its shards to this worker's nodes once.
@@ -192,6 +207,38 @@ impl Worker {
             self.by_shard = (table.generation(), nodes);
         }
         self.by_shard.1.get(shard).copied()
+    }
+
+    /// The parts of a cluster-wide command, from the current slot table: every master
+    /// in shard order (then every replica when `replicas`), each with its address.
+    pub fn every_node(&mut self, replicas: bool) -> Vec<(Target, String)> {
+        let table = self.table.load();
+        let mut nodes: Vec<(Target, String)> = (table.shards().iter().enumerate())
+            .map(|(i, s)| (Target::Shard(i as u16), s.master.to_string()))
+            .collect();
+        if replicas {
+            for (i, shard) in table.shards().iter().enumerate() {
+                for (r, addr) in shard.replicas.iter().enumerate() {
+                    nodes.push((Target::Replica(i as u16, r as u16), addr.to_string()));
+                }
+            }
+        }
+        nodes
+    }
+
+    /// How many shards the current slot table has, and a fingerprint of which node
+    /// owns which slots (a `SCAN` started on one fingerprint starts over on another).
+    pub fn shards_and_fingerprint(&mut self) -> (usize, u8) {
+        let table = self.table.load();
+        if self.fingerprint.0 != table.generation() {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            table.ranges().hash(&mut hasher);
+            let h = hasher.finish().to_le_bytes();
+            let fp = h.iter().fold(0u8, |a, b| a ^ b);
+            self.fingerprint = (table.generation(), fp);
+        }
+        (table.shards().len(), self.fingerprint.1)
     }
 
     /// Queue a request on a connection to `node`: a shared one, or one pinned to its
@@ -308,6 +355,11 @@ impl Worker {
             self.deliver(req.reply, Ok(frame));
             return;
         }
+        if frame.starts_with(b"-NOSCRIPT") && !req.pinned {
+            if let Some(eval) = self.shared.scripts.as_eval(&req.bytes) {
+                return self.heal_noscript(req, eval, conn);
+            }
+        }
         let state = RequestState::of(&req);
         let outcome = Outcome::Reply {
             frame,
@@ -336,6 +388,17 @@ impl Worker {
             _ => {}
         }
         self.carry_out(req, decision);
+    }
+
+    /// An `EVALSHA` the node answered `NOSCRIPT`: send it again to the same node as
+    /// the `EVAL` of the script slotgate remembers, which runs it and caches it there.
+    #[cold]
+    fn heal_noscript(&mut self, mut req: BackendRequest, eval: Bytes, conn: usize) {
+        Metrics::inc(&METRICS.scripts_healed);
+        tracing::info!(node = %self.conns.conn_addr(conn), "NOSCRIPT: sending the script itself");
+        req.bytes = eval;
+        let node = self.conns.conn_node(conn);
+        self.send(node, req);
     }
 
     /// A request that never reached its node (it could not be connected).

@@ -1,12 +1,9 @@
 //! Commands the proxy answers itself: the handshake (`HELLO`, `AUTH`, `CLIENT ...`),
 //! `PING`, `ECHO`, `SELECT`, `INFO`, `QUIT`, `RESET`.
 
-use std::fmt::Write;
-
 use bytes::Bytes;
 
 use super::Session;
-use crate::admin::METRICS;
 use crate::command::Local;
 use crate::protocol::reply::Proto;
 use crate::protocol::scan::Request;
@@ -97,8 +94,9 @@ impl Session {
             Local::ClientNoEvict | Local::ClientNoTouch | Local::ReadOnly | Local::ReadWrite => {
                 self.push_local(|w| w.ok())
             }
+            // `Session::info` answers it with the masters' figures; here without them.
             Local::Info => {
-                let text = self.info(req);
+                let text = self.render_info(&["server".to_string(), "proxy".to_string()], None);
                 self.push_local(|w| w.verbatim(&text))
             }
             Local::Reset => {
@@ -183,7 +181,7 @@ impl Session {
         });
     }
 
-    fn server_version(&self) -> String {
+    pub(super) fn server_version(&self) -> String {
         self.shared
             .server_version
             .load_full()
@@ -207,39 +205,6 @@ impl Session {
             text(&self.lib_name),
             text(&self.lib_ver),
         )
-    }
-
-    /// `INFO`: the proxy's own sections, shaped like Redis's.
-    fn info(&self, _req: &Request) -> String {
-        let mut out = String::new();
-        let table = self.shared.table.load();
-        let _ = write!(
-            out,
-            "# Server\r\nredis_version:{}\r\nredis_mode:standalone\r\nslotgate_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\r\n",
-            self.server_version(),
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            self.local_addr.port(),
-        );
-        let _ = write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\n\r\n",
-            METRICS
-                .connections_open
-                .load(std::sync::atomic::Ordering::Relaxed)
-        );
-        METRICS.info_section(&mut out, self.shared.stats_total());
-        let _ = write!(
-            out,
-            "\r\n# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\nslotgate_learned_commands:{}\r\n",
-            table.masters().count(),
-            table.unserved(),
-            self.shared.learned.get().map_or(0, |l| l.len()),
-        );
-        out.push_str("\r\n");
-        self.shared.registry.info_section(&mut out);
-        out.push_str("\r\n# Keyspace\r\n");
-        out
     }
 }
 

@@ -13,10 +13,13 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod fan_out;
+mod info;
 mod local;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
+use crate::dispatch::merge::{merge, Merge};
 use crate::dispatch::plan::{plan, refusal, Plan};
 use crate::dispatch::Worker;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
@@ -74,6 +78,31 @@ enum Mode {
     MultiRefused,
 }
 
+/// How the replies of a request's parts become its reply.
+enum Combine {
+    /// A merge of the parts ([`merge`]).
+    Merge(Merge),
+    /// `INFO` of these sections, with the masters' figures from the parts.
+    Info(Vec<String>),
+}
+
+impl From<Merge> for Combine {
+    fn from(merge: Merge) -> Combine {
+        Combine::Merge(merge)
+    }
+}
+
+/// A request sent as several parts (split per slot, or to every node): their replies,
+/// in part order, until the last is in and [`merge`] makes the request's one reply.
+struct Gather {
+    seq: u64,
+    combine: Combine,
+    parts: Vec<Option<ReplyResult>>,
+    missing: usize,
+    /// Bytes of the parts' replies held here.
+    bytes: usize,
+}
+
 /// Per-client state. Buffers exist only while there is something in them, so an idle
 /// client costs little memory.
 pub struct Session {
@@ -117,8 +146,11 @@ pub struct Session {
     waiting: VecDeque<BackendRequest>,
     /// Bytes of the requests in `waiting`.
     waiting_bytes: usize,
-    /// Requests sent to nodes whose replies have not arrived.
+    /// Requests sent to nodes whose replies have not arrived (each part of a split or
+    /// fanned-out request counts).
     sent: usize,
+    /// Requests sent as several parts whose replies are not all in, oldest first.
+    gathers: Vec<Gather>,
     /// Bytes of replies held for the client: ready in `places` and in `unwritten`.
     pub held: usize,
     /// The size this client's next replies are expected to have: the largest recent one,
@@ -178,6 +210,7 @@ impl Session {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             sent: 0,
+            gathers: Vec::new(),
             held: 0,
             reply_estimate,
             blocked_at: None,
@@ -352,31 +385,88 @@ impl Session {
         std::mem::replace(&mut self.write_blocked, false)
     }
 
-    /// Fill place `seq` with a node's reply (or the error that stands for it); true when
+    /// Fill `place` with a node's reply (or the error that stands for it); true when
     /// that completed the front.
-    pub fn fill(&mut self, seq: u64, reply: ReplyResult) -> bool {
-        let Some(index) = seq.checked_sub(self.front_seq) else {
+    #[inline]
+    pub fn fill(&mut self, place: Place, reply: ReplyResult) -> bool {
+        if place.part != Place::WHOLE {
+            return self.fill_part(place, reply);
+        }
+        let Some(index) = place.seq.checked_sub(self.front_seq) else {
             return false;
         };
-        let Some(place) = self.places.get_mut(index as usize) else {
-            return false;
-        };
-        if place.is_some() {
+        if !matches!(self.places.get(index as usize), Some(None)) {
             return false;
         }
-        if let Ok(bytes) = &reply {
-            let size = bytes.len();
-            self.held += size;
-            let decayed = self.reply_estimate - self.reply_estimate / 16;
-            self.reply_estimate = size.max(decayed).max(MIN_REPLY_ESTIMATE);
-        }
-        *place = Some(reply);
-        self.pending -= 1;
         self.sent = self.sent.saturating_sub(1);
+        if let Ok(bytes) = &reply {
+            self.expect(bytes.len());
+        }
+        self.fill_place(place.seq, reply)
+    }
+
+    /// Fill place `seq`, known to be awaited, and count its bytes as held.
+    fn fill_place(&mut self, seq: u64, reply: ReplyResult) -> bool {
+        let index = (seq - self.front_seq) as usize;
+        if let Ok(bytes) = &reply {
+            self.held += bytes.len();
+        }
+        self.places[index] = Some(reply);
+        self.pending -= 1;
         if self.blocked_at == Some(seq) {
             self.blocked_at = None;
+            METRICS.blocked_clients.fetch_sub(1, Relaxed);
         }
         index == 0
+    }
+
+    /// A reply of `size` bytes arrived: the estimate of the next ones follows it.
+    #[inline]
+    fn expect(&mut self, size: usize) {
+        let decayed = self.reply_estimate - self.reply_estimate / 16;
+        self.reply_estimate = size.max(decayed).max(MIN_REPLY_ESTIMATE);
+    }
+
+    /// One part's reply of a request sent as several; the last one merges them into the
+    /// request's place. True when that completed the front.
+    #[cold]
+    fn fill_part(&mut self, place: Place, reply: ReplyResult) -> bool {
+        let Some(g) = self.gathers.iter().position(|g| g.seq == place.seq) else {
+            return false;
+        };
+        let gather = &mut self.gathers[g];
+        let Some(slot @ None) = gather.parts.get_mut(place.part as usize) else {
+            return false;
+        };
+        let size = reply.as_ref().map_or(0, |b| b.len());
+        *slot = Some(reply);
+        gather.missing -= 1;
+        gather.bytes += size;
+        let done = gather.missing == 0;
+        self.sent = self.sent.saturating_sub(1);
+        self.held += size;
+        self.expect(size);
+        if !done {
+            return false;
+        }
+        let gather = self.gathers.swap_remove(g);
+        self.held -= gather.bytes;
+        let parts: Vec<ReplyResult> = gather.parts.into_iter().flatten().collect();
+        let reply = match gather.combine {
+            Combine::Merge(how) => merge(&how, parts, self.proto),
+            Combine::Info(sections) => {
+                let sums = crate::dispatch::merge::node_sums(&parts);
+                let text = self.render_info(&sections, Some(&sums));
+                let mut out = BytesMut::new();
+                ReplyWriter {
+                    out: &mut out,
+                    proto: self.proto,
+                }
+                .verbatim(&text);
+                Ok(out.freeze())
+            }
+        };
+        self.fill_place(gather.seq, reply)
     }
 
     /// Write every reply that is ready at the front, in order, in one write. `out` is
@@ -534,11 +624,27 @@ impl Session {
             return;
         }
         match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
+            Ok(Plan::Local(crate::command::Local::Info)) => {
+                Metrics::inc(&METRICS.requests_local);
+                self.info(w, &request);
+            }
             Ok(Plan::Local(which)) => {
                 Metrics::inc(&METRICS.requests_local);
                 self.local(which, &request);
             }
             Ok(Plan::Node(target)) => self.forward(w, request, target),
+            Ok(Plan::Script(target)) => {
+                self.shared.scripts.remember(request.arg(1));
+                self.forward(w, request, target)
+            }
+            Ok(Plan::Split) => {
+                let split = crate::dispatch::split::split(&request);
+                let parts = (split.parts.into_iter())
+                    .map(|(bytes, slot)| (bytes, Target::Slot(slot)))
+                    .collect();
+                self.gather(w, split.merge, parts);
+            }
+            Ok(Plan::FanOut(kind)) => self.fan_out(w, request, kind),
             Ok(Plan::Pinned { target, wait }) => {
                 let deadline = match wait {
                     BlockFor::Forever => ReplyDeadline::Never,
@@ -616,6 +722,7 @@ impl Session {
             session: self.key,
             client: self.id.0,
             seq: self.reserve(),
+            part: Place::WHOLE,
         };
         let req = BackendRequest::new(
             request.into_raw(),
@@ -641,6 +748,7 @@ impl Session {
             session: self.key,
             client: self.id.0,
             seq: self.reserve(),
+            part: Place::WHOLE,
         };
         let mut req = BackendRequest::new(
             request.into_raw(),
@@ -652,6 +760,40 @@ impl Session {
         req.pinned = true;
         req.deadline = deadline;
         self.submit(w, req);
+    }
+
+    /// Send a request as `parts` (each its bytes and target), the replies merged by
+    /// `merge` into one place. The parts go in order, like requests, through the reply
+    /// window.
+    fn gather(&mut self, w: &mut Worker, combine: impl Into<Combine>, parts: Vec<(Bytes, Target)>) {
+        if parts.is_empty() {
+            let text = crate::backend::BackendError::NoNodes.to_string();
+            return self.push_error(&format!("ERR slotgate: {text}"));
+        }
+        let seq = self.reserve();
+        self.gathers.push(Gather {
+            seq,
+            combine: combine.into(),
+            parts: (0..parts.len()).map(|_| None).collect(),
+            missing: parts.len(),
+            bytes: 0,
+        });
+        for (part, (bytes, target)) in parts.into_iter().enumerate() {
+            let place = Place {
+                session: self.key,
+                client: self.id.0,
+                seq,
+                part: part as u16,
+            };
+            let req = BackendRequest::new(
+                bytes,
+                target,
+                self.proto,
+                self.id.0 as u32,
+                ReplyTo::new(place),
+            );
+            self.submit(w, req);
+        }
     }
 
     /// Send `req` now if nothing waits before it and the window allows, else queue it.
@@ -675,6 +817,9 @@ impl Session {
     fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
         self.sent += 1;
         if req.pinned {
+            if self.blocked_at.is_none() {
+                Metrics::inc(&METRICS.blocked_clients);
+            }
             self.blocked_at = Some(req.reply.place().seq);
         }
         w.dispatch(req);
@@ -704,6 +849,14 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.blocked_at.is_some() {
+            METRICS.blocked_clients.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -724,6 +877,16 @@ mod tests {
         (Session::new(shared, ClientId(7), 3, stream, addr), peer)
     }
 
+    /// Place `seq` of the test session, for a request sent whole.
+    fn whole(seq: u64) -> Place {
+        Place {
+            session: 3,
+            client: 7,
+            seq,
+            part: Place::WHOLE,
+        }
+    }
+
     fn read_exactly(peer: &mut std::net::TcpStream, n: usize) -> String {
         let mut buf = vec![0u8; n];
         peer.read_exact(&mut buf).unwrap();
@@ -741,24 +904,24 @@ mod tests {
         s.end_batch();
         assert!(s.awaits_more());
         // Completing a later place writes nothing: the front is still missing.
-        assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
+        assert!(!s.fill(whole(1), Ok(Bytes::from_static(b"+b\r\n"))));
         assert!(!s.wants_flush());
         assert_eq!(s.flush(&mut out), Flushed::Done);
         assert_eq!(s.places.len(), 4);
         // Completing the front lets every ready reply out, in one write.
-        assert!(s.fill(0, Ok(Bytes::from_static(b"+a\r\n"))));
+        assert!(s.fill(whole(0), Ok(Bytes::from_static(b"+a\r\n"))));
         assert!(s.wants_flush());
         assert_eq!(s.flush(&mut out), Flushed::Done);
         assert_eq!(read_exactly(&mut peer, 16), "+a\r\n+b\r\n+local\r\n");
         // An error reply is written in the client's protocol, in its place.
-        assert!(s.fill(3, Err(BackendError::Dropped)));
+        assert!(s.fill(whole(3), Err(BackendError::Dropped)));
         assert_eq!(s.flush(&mut out), Flushed::Done);
         let text = read_exactly(&mut peer, 67);
         assert!(text.starts_with("-ERR slotgate: request dropped"), "{text}");
         assert!(s.places.is_empty());
         assert!(!s.awaits_more());
         // A place filled twice, or one that is gone, is ignored.
-        assert!(!s.fill(3, Ok(Bytes::from_static(b"+late\r\n"))));
+        assert!(!s.fill(whole(3), Ok(Bytes::from_static(b"+late\r\n"))));
     }
 
     #[test]
@@ -771,13 +934,13 @@ mod tests {
         s.end_batch();
         s.reserve();
         s.end_batch();
-        assert!(s.fill(0, Ok(Bytes::from_static(b"+a\r\n"))));
+        assert!(s.fill(whole(0), Ok(Bytes::from_static(b"+a\r\n"))));
         assert!(s.awaits_more(), "1 came with 0 and is still on its way");
-        assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
+        assert!(!s.fill(whole(1), Ok(Bytes::from_static(b"+b\r\n"))));
         assert!(!s.awaits_more(), "2 came later: it holds nothing back");
         assert_eq!(s.flush(&mut out), Flushed::Done);
         assert_eq!(read_exactly(&mut peer, 8), "+a\r\n+b\r\n");
-        assert!(s.fill(2, Ok(Bytes::from_static(b"+c\r\n"))));
+        assert!(s.fill(whole(2), Ok(Bytes::from_static(b"+c\r\n"))));
         assert!(!s.awaits_more());
         assert_eq!(s.flush(&mut out), Flushed::Done);
         assert_eq!(read_exactly(&mut peer, 4), "+c\r\n");
@@ -786,7 +949,7 @@ mod tests {
         s.reserve();
         s.reserve();
         s.end_batch();
-        assert!(s.fill(3, Ok(Bytes::from_static(b"+d\r\n"))));
+        assert!(s.fill(whole(3), Ok(Bytes::from_static(b"+d\r\n"))));
         assert!(s.awaits_more());
         s.stop();
         assert!(!s.awaits_more());
@@ -798,6 +961,7 @@ mod tests {
             session: 3,
             client: 7,
             seq: 42,
+            part: Place::WHOLE,
         };
         // Whatever earlier tests on this thread left behind.
         let _ = take_dropped();
@@ -817,10 +981,10 @@ mod tests {
         s.reserve();
         s.end_batch();
         // Reply 0 is in, 1 is awaited when the push arrives: it goes between them.
-        assert!(s.fill(0, Ok(Bytes::from_static(b"+a\r\n"))));
+        assert!(s.fill(whole(0), Ok(Bytes::from_static(b"+a\r\n"))));
         s.push_frame(Bytes::from_static(b">1\r\n+p\r\n"));
         assert!(s.wants_flush());
-        assert!(!s.fill(1, Ok(Bytes::from_static(b"+b\r\n"))));
+        assert!(!s.fill(whole(1), Ok(Bytes::from_static(b"+b\r\n"))));
         assert_eq!(s.flush(&mut out), Flushed::Done);
         assert_eq!(read_exactly(&mut peer, 16), "+a\r\n>1\r\n+p\r\n+b\r\n");
         assert_eq!(s.held, 0, "everything written is no longer held");
@@ -833,7 +997,7 @@ mod tests {
         s.reserve();
         s.stop();
         assert!(!s.finished(), "a reply is still owed");
-        assert!(s.fill(0, Ok(Bytes::from_static(b"+OK\r\n"))));
+        assert!(s.fill(whole(0), Ok(Bytes::from_static(b"+OK\r\n"))));
         assert_eq!(s.flush(&mut out), Flushed::Done);
         assert!(s.finished());
         assert_eq!(read_exactly(&mut peer, 5), "+OK\r\n");

@@ -1,0 +1,665 @@
+//! Split and merge (`MGET`, `MSET`, `DEL`, `UNLINK`, `EXISTS`, `TOUCH` over keys in many
+//! slots) and cluster-wide commands (`DBSIZE`, `KEYS`, `SCAN`, `FLUSHALL`, `SCRIPT`,
+//! `FUNCTION`, `SLOWLOG`, `CONFIG SET`, `PUBSUB`), through slotgate to a real cluster,
+//! as a client of a standalone server sees them, in RESP2 and RESP3.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use redis::{Commands, Value};
+use support::{require_redis, write_config, Cluster, Proxy};
+
+/// A connection to slotgate in `protocol` (`"resp2"` or `"resp3"`).
+fn client(proxy: &Proxy, protocol: &str) -> redis::Connection {
+    let url = format!("redis://{}/?protocol={protocol}", proxy.addr());
+    let con = redis::Client::open(url)
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    con
+}
+
+fn slots_of<'a>(keys: impl Iterator<Item = &'a String>) -> usize {
+    keys.map(|k| support::key_slot(k.as_bytes()))
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+#[test]
+fn split_commands_merge_in_the_clients_key_order() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let keys: Vec<String> = (0..1000).map(|i| format!("{protocol}:sp:{i}")).collect();
+        assert!(slots_of(keys.iter()) > 900, "keys in many slots");
+        // MSET of all 1,000 in one request.
+        let mut mset = redis::cmd("MSET");
+        for k in &keys {
+            mset.arg(k).arg(format!("v-{k}"));
+        }
+        let ok: String = mset.query(&mut con).unwrap();
+        assert_eq!(ok, "OK");
+        // Every key landed on the master that owns it.
+        for k in keys.iter().step_by(97) {
+            let mut node = cluster.node_client(cluster.node_for_key(k));
+            let v: Option<String> = node.get(k).unwrap();
+            assert_eq!(
+                v.as_deref(),
+                Some(format!("v-{k}").as_str()),
+                "{k} on its owner"
+            );
+        }
+        // MGET with missing keys in between, and a key twice.
+        let mut asked: Vec<String> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            asked.push(k.clone());
+            if i % 10 == 0 {
+                asked.push(format!("{protocol}:missing:{i}"));
+            }
+        }
+        asked.push(keys[0].clone());
+        let got: Vec<Option<String>> = con.mget(&asked).unwrap();
+        let want: Vec<Option<String>> = asked
+            .iter()
+            .map(|k| (!k.contains(":missing:")).then(|| format!("v-{k}")))
+            .collect();
+        assert_eq!(got, want, "{protocol}: MGET in the client's key order");
+
+        let exists: usize = redis::cmd("EXISTS").arg(&asked).query(&mut con).unwrap();
+        assert_eq!(
+            exists, 1001,
+            "{protocol}: EXISTS counts each key asked, twice counts twice"
+        );
+        let touched: usize = redis::cmd("TOUCH").arg(&keys).query(&mut con).unwrap();
+        assert_eq!(touched, 1000);
+        let deleted: usize = con.del(&keys[..500]).unwrap();
+        assert_eq!(deleted, 500, "{protocol}: DEL");
+        let unlinked: usize = con.unlink(&asked).unwrap();
+        assert_eq!(
+            unlinked, 500,
+            "{protocol}: UNLINK of the rest (missing keys count 0)"
+        );
+        let got: Vec<Option<String>> = con.mget(&keys).unwrap();
+        assert!(got.iter().all(Option::is_none), "{protocol}: all gone");
+    }
+}
+
+#[test]
+fn a_pipeline_mixing_split_and_plain_commands_keeps_its_order() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let (a, b, c) = ("pl:a", "pl:b", "pl:c");
+    assert_eq!(slots_of([a, b, c].map(String::from).iter()), 3);
+    type Replies = (
+        String,
+        Vec<Option<String>>,
+        usize,
+        Option<String>,
+        String,
+        Vec<Option<String>>,
+        usize,
+    );
+    let (set, mget1, del, get, mset, mget2, exists): Replies = redis::pipe()
+        .set(a, "1")
+        .mget(&[a, b, c])
+        .del(&[a, b])
+        .get(a)
+        .mset(&[(b, "2"), (c, "3")])
+        .mget(&[a, b, c])
+        .exists(&[a, b, c])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(set, "OK");
+    assert_eq!(mget1, vec![Some("1".into()), None, None]);
+    assert_eq!(del, 1);
+    assert_eq!(get, None);
+    assert_eq!(mset, "OK");
+    assert_eq!(mget2, vec![None, Some("2".into()), Some("3".into())]);
+    assert_eq!(exists, 2);
+}
+
+#[test]
+fn msetnx_is_split_never_and_crossslot_stays_for_commands_that_cannot_split() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let err = redis::cmd("MSETNX")
+        .arg(&["nx:a", "1", "nx:b", "2"])
+        .query::<i64>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"), "{err}");
+    assert!(err.to_string().contains("all of its keys or none"), "{err}");
+    let none: Vec<Option<String>> = con.mget(&["nx:a", "nx:b"]).unwrap();
+    assert_eq!(none, vec![None, None], "nothing of the refused MSETNX ran");
+    let set: i64 = redis::cmd("MSETNX")
+        .arg(&["{nx}a", "1", "{nx}b", "2"])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(set, 1, "same-slot MSETNX works");
+    let err = redis::cmd("RENAME")
+        .arg(&["nx:a", "nx:b"])
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("CROSSSLOT"));
+}
+
+#[test]
+fn cluster_wide_commands_answer_for_the_whole_cluster() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let _: String = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+        let keys: BTreeSet<String> = (0..300).map(|i| format!("fo:{i}")).collect();
+        for k in &keys {
+            let _: () = con.set(k, "x").unwrap();
+        }
+        let dbsize: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(dbsize, 300, "{protocol}: DBSIZE sums the masters");
+        let all: BTreeSet<String> = con.keys("fo:*").unwrap();
+        assert_eq!(all, keys, "{protocol}: KEYS concatenates the masters");
+        let one: Vec<String> = con.keys("fo:1?").unwrap();
+        assert_eq!(one.len(), 10);
+        for _ in 0..10 {
+            let random: String = redis::cmd("RANDOMKEY").query(&mut con).unwrap();
+            assert!(keys.contains(&random), "{protocol}: RANDOMKEY {random}");
+        }
+        let ok: String = redis::cmd("FLUSHALL").arg("SYNC").query(&mut con).unwrap();
+        assert_eq!(ok, "OK");
+        for port in cluster.master_ports() {
+            let n: usize = redis::cmd("DBSIZE")
+                .query(&mut cluster.node_client(port))
+                .unwrap();
+            assert_eq!(n, 0, "{protocol}: FLUSHALL reached master {port}");
+        }
+        let random: Option<String> = redis::cmd("RANDOMKEY").query(&mut con).unwrap();
+        assert_eq!(random, None, "{protocol}: RANDOMKEY of an empty cluster");
+        let _: () = con.set("fo:again", "x").unwrap();
+        let ok: String = redis::cmd("FLUSHDB").arg("ASYNC").query(&mut con).unwrap();
+        assert_eq!(ok, "OK");
+        let dbsize: usize = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(dbsize, 0);
+    }
+}
+
+#[test]
+fn scan_returns_every_key_exactly_as_written() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let keys: BTreeSet<String> = (0..10_000).map(|i| format!("sc:{i}")).collect();
+    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
+        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
+        let _: () = con.mset(&pairs).unwrap();
+    }
+    for i in 0..50 {
+        let _: () = con.hset(format!("sc:h{i}"), "f", "v").unwrap();
+    }
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let mut seen = BTreeSet::new();
+        let mut cursor = "0".to_string();
+        let mut calls = 0;
+        loop {
+            let (next, batch): (String, Vec<String>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("MATCH")
+                .arg("sc:*")
+                .arg("COUNT")
+                .arg(500)
+                .arg("TYPE")
+                .arg("string")
+                .query(&mut con)
+                .unwrap();
+            seen.extend(batch);
+            calls += 1;
+            assert!(calls < 1000, "{protocol}: the scan ends");
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(
+            seen, keys,
+            "{protocol}: exactly the keys written (TYPE string)"
+        );
+        // The client libraries' iterator.
+        let all: BTreeSet<String> = con.scan_match("sc:h*").unwrap().collect();
+        assert_eq!(all.len(), 50, "{protocol}: scan_match");
+    }
+    let err = redis::cmd("SCAN")
+        .arg("abc")
+        .query::<Value>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid cursor"), "{err}");
+    // redis-cli's own walkers.
+    let out = proxy.cli(&["--scan", "--pattern", "sc:h*"]);
+    assert_eq!(out.lines().count(), 50, "redis-cli --scan: {out}");
+    let out = proxy.cli(&["--bigkeys"]);
+    assert!(
+        out.contains("10000 strings") || out.contains("10000 keys"),
+        "{out}"
+    );
+    let out = proxy.cli(&["--memkeys"]);
+    assert!(out.contains("10050 keys"), "redis-cli --memkeys: {out}");
+}
+
+#[test]
+fn scan_across_a_slot_migration_loses_no_key() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    // Slotgate learns a finished migration within a fifth of a second.
+    let config = format!(
+        "seeds = [{}]\n[cluster]\nrefresh_interval_ms = 200\n",
+        cluster
+            .seeds()
+            .split(',')
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let proxy = Proxy::start_args(&["--config", &write_config(&config)]);
+    let mut con = proxy.client();
+    let keys: BTreeSet<String> = (0..3000).map(|i| format!("mg:{i}")).collect();
+    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
+        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
+        let _: () = con.mset(&pairs).unwrap();
+    }
+    // Slots move from the last master to the first while the scan walks the masters
+    // in order: keys move from a master not yet scanned to one already scanned.
+    let masters = cluster.master_ports();
+    let (first, last) = (cluster.node_for_slot(0), cluster.node_for_slot(16383));
+    assert!(masters.contains(&first) && first != last);
+    let moving: Vec<u16> = (0..16384u16)
+        .filter(|&s| cluster.node_for_slot(s) == last)
+        .take(20)
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut cursor = "0".to_string();
+    let mut calls = 0;
+    let started = Instant::now();
+    loop {
+        let (next, batch): (String, Vec<String>) = redis::cmd("SCAN")
+            .arg(&cursor)
+            .arg("COUNT")
+            .arg(100)
+            .query(&mut con)
+            .unwrap();
+        seen.extend(batch);
+        calls += 1;
+        if calls == 3 {
+            for &slot in &moving {
+                cluster.migrate_slots(slot..=slot, last, first);
+            }
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the scan ends");
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    let missing: Vec<&String> = keys.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} keys missed: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
+fn scripts_and_functions_reach_every_master() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let script = "return redis.call('GET', KEYS[1])";
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(script)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(sha.len(), 40);
+        let keys = support::keys_on_every_master(&cluster, "ev", 2);
+        for k in &keys {
+            let _: () = con.set(k, format!("val-{k}")).unwrap();
+            let v: String = redis::cmd("EVALSHA")
+                .arg(&sha)
+                .arg(1)
+                .arg(k)
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(
+                v,
+                format!("val-{k}"),
+                "{protocol}: EVALSHA on the key's master"
+            );
+        }
+        let exists: Vec<i64> = redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(&sha)
+            .arg("0000000000000000000000000000000000000000")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(exists, vec![1, 0]);
+        let ok: String = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+        assert_eq!(ok, "OK");
+        let exists: Vec<i64> = redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(&sha)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(exists, vec![0], "{protocol}: flushed on every master");
+
+        let lib = "#!lua name=sglib\nredis.register_function('sgget', function(keys, args) return redis.call('GET', keys[1]) end)";
+        let name: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(lib)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(name, "sglib");
+        for k in &keys {
+            let v: String = redis::cmd("FCALL")
+                .arg("sgget")
+                .arg(1)
+                .arg(k)
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(
+                v,
+                format!("val-{k}"),
+                "{protocol}: FCALL on the key's master"
+            );
+        }
+        let ok: String = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg("sglib")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(ok, "OK");
+        for port in cluster.master_ports() {
+            let libs: Vec<Value> = redis::cmd("FUNCTION")
+                .arg("LIST")
+                .query(&mut cluster.node_client(port))
+                .unwrap();
+            assert!(libs.is_empty(), "{protocol}: deleted on {port}");
+        }
+        let err = redis::cmd("SCRIPT")
+            .arg("KILL")
+            .query::<String>(&mut con)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("NOTBUSY"), "{err}");
+    }
+}
+
+#[test]
+fn config_set_slowlog_and_pubsub_counts_cover_every_node() {
+    require_redis();
+    let cluster = Cluster::start(3, 1);
+    // A replica counts once `CLUSTER SHARDS` calls it `online`, which Redis 7.0 does
+    // only after its master's first write: write on every master and wait for that
+    // before slotgate reads the topology.
+    for k in support::keys_on_every_master(&cluster, "warm", 1) {
+        let _: () = cluster
+            .node_client(cluster.node_for_key(&k))
+            .set(&k, "v")
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = cluster.master_ports()[0];
+    while cluster
+        .cli(first, &["CLUSTER", "SHARDS"])
+        .contains("loading")
+    {
+        assert!(Instant::now() < deadline, "replicas never came online");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let ok: String = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg("0")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    for port in cluster.ports() {
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("slowlog-log-slower-than")
+            .query(&mut cluster.node_client(port))
+            .unwrap();
+        assert_eq!(
+            got[1], "0",
+            "CONFIG SET reached node {port} (masters and replicas)"
+        );
+    }
+    let _: String = redis::cmd("SLOWLOG").arg("RESET").query(&mut con).unwrap();
+    for k in support::keys_on_every_master(&cluster, "sl", 3) {
+        let _: () = con.set(&k, "v").unwrap();
+    }
+    let len: usize = redis::cmd("SLOWLOG").arg("LEN").query(&mut con).unwrap();
+    assert!(len >= 9, "SLOWLOG LEN sums the masters: {len}");
+    let entries: Vec<Vec<Value>> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(5)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(entries.len(), 5);
+    let masters: BTreeSet<String> = cluster
+        .master_ports()
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let mut last_time = i64::MAX;
+    for e in &entries {
+        assert_eq!(e.len(), 7, "a node's 6 fields and its address: {e:?}");
+        let node: String = redis::from_redis_value(&e[6]).unwrap();
+        assert!(masters.contains(&node), "{node}");
+        let time: i64 = redis::from_redis_value(&e[1]).unwrap();
+        assert!(time <= last_time, "newest first");
+        last_time = time;
+    }
+    let _: String = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg("10000")
+        .query(&mut con)
+        .unwrap();
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("no-such-parameter")
+        .arg("1")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-parameter"), "{err}");
+
+    // Subscribers on two different masters, connected to them directly.
+    let masters = cluster.master_ports();
+    let mut subs = Vec::new();
+    for &port in &masters[..2] {
+        let mut sub = support::RawClient::connect(port);
+        sub.write(b"*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nnews1\r\n");
+        let _ = sub.read_replies(1, Duration::from_secs(5));
+        subs.push(sub);
+    }
+    let numsub: Vec<Value> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("news1")
+        .arg("other")
+        .query(&mut con)
+        .unwrap();
+    let numsub: Vec<(String, i64)> = numsub
+        .chunks(2)
+        .map(|p| {
+            (
+                redis::from_redis_value(&p[0]).unwrap(),
+                redis::from_redis_value(&p[1]).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(numsub, vec![("news1".into(), 2), ("other".into(), 0)]);
+    let channels: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(channels, vec!["news1".to_string()], "the union, once");
+}
+
+#[test]
+fn a_noscript_after_a_failover_or_a_flush_on_one_node_is_healed() {
+    require_redis();
+    let cluster = Cluster::start(3, 1);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let script = "return redis.call('INCR', KEYS[1])";
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(script)
+        .query(&mut con)
+        .unwrap();
+    let keys = support::keys_on_every_master(&cluster, "ns", 1);
+    // One master forgets every script (as a node added or restarted would).
+    let forgetful = cluster.node_for_key(&keys[0]);
+    assert_eq!(cluster.cli(forgetful, &["SCRIPT", "FLUSH"]), "OK");
+    for k in &keys {
+        let n: i64 = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg(k)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(n, 1, "{k}");
+    }
+    assert_eq!(support::info_counter(&proxy, "scripts_healed"), 1);
+    // The node has it again: no second healing.
+    let n: i64 = redis::cmd("EVALSHA")
+        .arg(&sha)
+        .arg(1)
+        .arg(&keys[0])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(support::info_counter(&proxy, "scripts_healed"), 1);
+
+    // A replica promoted by a manual failover has no scripts (Redis 7 does not
+    // replicate them).
+    let old = cluster.node_for_key(&keys[1]);
+    let replica = cluster.replica_of(old).expect("a replica");
+    assert_eq!(cluster.cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.cli(replica, &["ROLE"]).starts_with("master") {
+        assert!(Instant::now() < deadline, "the replica was not promoted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_for_ok(Duration::from_secs(30));
+    let n: i64 = redis::cmd("EVALSHA")
+        .arg(&sha)
+        .arg(1)
+        .arg(&keys[1])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(n, 2, "the promoted replica ran the script it was given");
+    assert_eq!(support::info_counter(&proxy, "scripts_healed"), 2);
+    // A script slotgate never saw stays NOSCRIPT, as from a server.
+    let err = redis::cmd("EVALSHA")
+        .arg("0123456789012345678901234567890123456789")
+        .arg(0)
+        .query::<i64>(&mut con)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NOSCRIPT"), "{err}");
+}
+
+#[test]
+fn info_gives_a_servers_sections_with_the_clusters_figures() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    for i in 0..500 {
+        let _: () = con.set(format!("inf:{i}"), "v").unwrap();
+    }
+    let _: () = con.set_ex("inf:ttl", "v", 1000).unwrap();
+    let field = |text: &str, name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let all: String = redis::cmd("INFO").query(&mut con).unwrap();
+        for section in [
+            "Server", "Clients", "Memory", "Stats", "CPU", "Cluster", "Keyspace", "Proxy",
+        ] {
+            assert!(
+                all.contains(&format!("# {section}\r\n")),
+                "{protocol}: # {section}"
+            );
+        }
+        assert_eq!(field(&all, "cluster_enabled"), "0");
+        assert_eq!(field(&all, "arch_bits"), "64");
+        assert_eq!(field(&all, "tcp_port"), proxy.port().to_string());
+        assert!(
+            field(&all, "db0").starts_with("keys=501,expires=1,"),
+            "{protocol}: {}",
+            field(&all, "db0")
+        );
+        let used: u64 = field(&all, "used_memory").parse().unwrap();
+        assert!(
+            used > 3 * 500_000,
+            "{protocol}: used_memory summed over 3 masters: {used}"
+        );
+        let processed: u64 = field(&all, "total_commands_processed").parse().unwrap();
+        assert!(processed >= 501, "{protocol}: {processed}");
+        assert!(field(&all, "used_cpu_user").contains('.'));
+        let server: String = redis::cmd("INFO").arg("server").query(&mut con).unwrap();
+        assert!(
+            server.starts_with("# Server\r\n") && !server.contains("# Keyspace"),
+            "{server}"
+        );
+        let two: String = redis::cmd("INFO")
+            .arg("KEYSPACE")
+            .arg("clients")
+            .query(&mut con)
+            .unwrap();
+        assert!(
+            two.starts_with("# Clients") && two.contains("# Keyspace") && !two.contains("# Server"),
+            "{two}"
+        );
+    }
+    // redis-cli --stat reads keys, mem, clients, blocked, requests and connections.
+    // Unbuffered: `timeout` ends redis-cli, which would lose a buffered stdout.
+    let out = std::process::Command::new("timeout")
+        .args([
+            "3",
+            "stdbuf",
+            "-o0",
+            "redis-cli",
+            "-p",
+            &proxy.port().to_string(),
+            "--stat",
+            "-i",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.contains("-9223372036854775808"), "{out}");
+    let row = out.lines().nth(2).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.trim_start().starts_with("501 "), "keys column: {out}");
+}
