@@ -122,6 +122,16 @@ pub enum Local {
     ClientNoEvict,
     ClientNoTouch,
     ClientReply,
+    /// `CLUSTER SLOTS`, `SHARDS`, `NODES`, `INFO`, `MYID`, `MYSHARDID`, `KEYSLOT`:
+    /// slotgate as a one-node cluster owning every slot it serves, so cluster-aware
+    /// clients keep talking to it.
+    ClusterSlots,
+    ClusterShards,
+    ClusterNodes,
+    ClusterInfo,
+    ClusterMyId,
+    ClusterMyShardId,
+    ClusterKeySlot,
 }
 
 /// Cluster-wide commands: sent to every master and the replies merged.
@@ -196,6 +206,9 @@ pub enum Route {
     AnyNode,
     /// Cluster-wide.
     FanOut(FanOut),
+    /// No key, but a slot number at argument 2 (`CLUSTER COUNTKEYSINSLOT`,
+    /// `GETKEYSINSLOT`): that slot's master.
+    SlotArgument,
     /// Blocking commands (BLPOP, ..., XREAD/XREADGROUP with BLOCK, WAIT, WAITAOF): need a
     /// dedicated backend connection. Keys, if any, are in [`Classified::keys`].
     Blocking,

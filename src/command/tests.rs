@@ -731,10 +731,10 @@ fn refused_commands_give_a_reason() {
         "SYNC",
         "PSYNC id 0",
         "REPLCONF listening-port 1",
-        "CLUSTER NODES",
-        "CLUSTER SLOTS",
-        "CLUSTER SHARDS",
-        "CLUSTER MYSHARDID",
+        "CLUSTER LINKS",
+        "CLUSTER ADDSLOTS 1",
+        "CLUSTER FAILOVER",
+        "CLUSTER HELP",
         "ASKING",
         "MOVE k 1",
         "SWAPDB 0 1",
@@ -766,9 +766,11 @@ fn refused_commands_give_a_reason() {
         }
     }
     assert_eq!(
-        route("CLUSTER NODES"),
+        route("CLUSTER ADDSLOTS 1"),
         Route::Refused("the proxy hides the cluster topology")
     );
+    assert_eq!(route("CLUSTER NODES"), Route::Local(Local::ClusterNodes));
+    assert_eq!(route("CLUSTER COUNTKEYSINSLOT 1"), Route::SlotArgument);
     // Refused containers still check their subcommands.
     assert_eq!(
         err("CLUSTER nope"),

@@ -99,6 +99,7 @@ pub fn plan<'a>(
         },
         Route::AnyNode => node(Target::Any(client)),
         Route::FanOut(kind) => Plan::FanOut(kind),
+        Route::SlotArgument => Plan::Node(slot_argument(request, client)),
         Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
         Route::Blocking => Plan::Pinned {
             target: target(request, classified.keys.iter(), client)?,
@@ -151,6 +152,19 @@ fn target(
         return Err(PlanError::CrossSlot);
     }
     Ok(Target::Slot(slot))
+}
+
+/// `CLUSTER COUNTKEYSINSLOT slot` and `GETKEYSINSLOT slot count` go to the master of
+/// `slot` (argument 2; the arity guarantees it). A slot number Redis would refuse goes
+/// to any master, whose reply is Redis's own error (`ERR Invalid slot`, `ERR value is
+/// not an integer or out of range`); so does anything that parses here but not in Redis
+/// (`+5`, `05`), from the slot's master.
+fn slot_argument(request: &(impl Args + ?Sized), client: u32) -> Target {
+    std::str::from_utf8(request.arg(2))
+        .ok()
+        .and_then(|text| text.parse::<u16>().ok())
+        .and_then(Slot::new)
+        .map_or(Target::Any(client), Target::Slot)
 }
 
 /// The error text for a refused command: `ERR 'NAME' is not supported: reason`, the
@@ -346,6 +360,71 @@ mod tests {
             "ERR 'CLUSTER ADDSLOTS' is not supported: the proxy hides the cluster topology",
             "a subcommand is named as the client typed it, upper-cased"
         );
+    }
+
+    #[test]
+    fn keys_in_slot_go_to_the_master_of_the_slot_argument() {
+        let at = |n| Ok(Plan::Node(Target::Slot(Slot::new(n).unwrap())));
+        assert_eq!(plan_of(&["CLUSTER", "COUNTKEYSINSLOT", "12182"]), at(12182));
+        assert_eq!(plan_of(&["cluster", "countkeysinslot", "0"]), at(0));
+        assert_eq!(
+            plan_of(&["CLUSTER", "GETKEYSINSLOT", "16383", "10"]),
+            at(16383)
+        );
+        // What Redis refuses goes to any master, which answers Redis's own error.
+        for bad in ["16384", "-1", "x", "", "99999999999"] {
+            assert_eq!(
+                plan_of(&["CLUSTER", "COUNTKEYSINSLOT", bad]),
+                Ok(Plan::Node(Target::Any(CLIENT))),
+                "{bad:?}"
+            );
+            assert_eq!(
+                plan_of(&["CLUSTER", "GETKEYSINSLOT", bad, "1"]),
+                Ok(Plan::Node(Target::Any(CLIENT))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            error(&["CLUSTER", "COUNTKEYSINSLOT"]),
+            "ERR wrong number of arguments for 'cluster|countkeysinslot' command"
+        );
+        assert_eq!(
+            error(&["CLUSTER", "GETKEYSINSLOT", "1"]),
+            "ERR wrong number of arguments for 'cluster|getkeysinslot' command"
+        );
+    }
+
+    #[test]
+    fn cluster_queries_are_answered_here_and_the_rest_refused() {
+        for (args, which) in [
+            (&["CLUSTER", "SLOTS"][..], Local::ClusterSlots),
+            (&["cluster", "shards"], Local::ClusterShards),
+            (&["CLUSTER", "NODES"], Local::ClusterNodes),
+            (&["CLUSTER", "INFO"], Local::ClusterInfo),
+            (&["CLUSTER", "MYID"], Local::ClusterMyId),
+            (&["CLUSTER", "MYSHARDID"], Local::ClusterMyShardId),
+            (&["CLUSTER", "KEYSLOT", "foo"], Local::ClusterKeySlot),
+        ] {
+            assert_eq!(plan_of(args), Ok(Plan::Local(which)), "{args:?}");
+        }
+        assert_eq!(
+            error(&["CLUSTER", "KEYSLOT"]),
+            "ERR wrong number of arguments for 'cluster|keyslot' command"
+        );
+        for args in [
+            &["CLUSTER", "LINKS"][..],
+            &["CLUSTER", "HELP"],
+            &["CLUSTER", "RESET"],
+            &["CLUSTER", "SETSLOT", "1", "STABLE"],
+        ] {
+            assert_eq!(
+                refused(plan_of(args)),
+                format!(
+                    "ERR 'CLUSTER {}' is not supported: the proxy hides the cluster topology",
+                    args[1]
+                )
+            );
+        }
     }
 
     #[test]

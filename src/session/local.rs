@@ -1,8 +1,10 @@
 //! Commands the proxy answers itself: the handshake (`HELLO`, `AUTH`, `CLIENT ...`),
-//! `PING`, `ECHO`, `SELECT`, `INFO`, `QUIT`, `RESET`.
+//! `PING`, `ECHO`, `SELECT`, `INFO`, `QUIT`, `RESET`, and the `CLUSTER` queries of
+//! cluster-aware clients ([`super::cluster_face`]).
 
 use bytes::Bytes;
 
+use super::cluster_face::{self, ClusterFace};
 use super::Session;
 use crate::command::Local;
 use crate::protocol::reply::Proto;
@@ -105,6 +107,31 @@ impl Session {
                 self.end_transaction();
                 self.push_local(|w| w.simple("RESET"))
             }
+            Local::ClusterSlots => {
+                let face = self.cluster_face();
+                self.push_local(|w| face.slots(w))
+            }
+            Local::ClusterShards => {
+                let face = self.cluster_face();
+                self.push_local(|w| face.shards(w))
+            }
+            Local::ClusterNodes => {
+                let face = self.cluster_face();
+                self.push_local(|w| face.nodes(w))
+            }
+            Local::ClusterInfo => {
+                let face = self.cluster_face();
+                self.push_local(|w| face.info(w))
+            }
+            Local::ClusterMyId => {
+                let face = self.cluster_face();
+                self.push_local(|w| face.myid(w))
+            }
+            Local::ClusterMyShardId => {
+                let face = self.cluster_face();
+                self.push_local(|w| face.myshardid(w))
+            }
+            Local::ClusterKeySlot => self.push_local(|w| cluster_face::keyslot(req.arg(2), w)),
             #[allow(unreachable_patterns)]
             _ => self.push_error("ERR this command is not supported by slotgate yet"),
         }
@@ -179,6 +206,13 @@ impl Session {
             w.bulk(b"modules");
             w.array(0);
         });
+    }
+
+    /// slotgate as a one-node cluster at the address this client connected to, owning
+    /// the slots the published table serves.
+    fn cluster_face(&self) -> ClusterFace {
+        let served = cluster_face::served_runs(&self.shared.table.load());
+        ClusterFace::new(self.shared.config.listen, self.local_addr, served)
     }
 
     pub(super) fn server_version(&self) -> String {

@@ -13,6 +13,7 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod cluster_face;
 mod fan_out;
 mod info;
 mod local;

@@ -21,6 +21,7 @@
 //! - `cluster` — [`Cluster`]: starts, inspects, kills, restarts and reshards redis-server nodes.
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
+//! - `python`  — redis-py in a venv under target/, and the scripts in tests/py run with it.
 //!
 //! Everything here panics on failure with the evidence a reader needs (the nodes' or the
 //! proxy's log tail), because a test that cannot set up its world has nothing else to do.
@@ -32,11 +33,13 @@
 mod cluster;
 mod ports;
 mod proxy;
+mod python;
 mod raw;
 
 pub use cluster::{Cluster, ClusterConfig};
 pub use ports::{free_cluster_port, free_port};
 pub use proxy::Proxy;
+pub use python::{python_or_skip, python_with_redis_py, run_py_check};
 pub use raw::*;
 
 use std::path::Path;
