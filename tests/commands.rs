@@ -663,3 +663,62 @@ fn info_gives_a_servers_sections_with_the_clusters_figures() {
     let row = out.lines().nth(2).unwrap_or_else(|| panic!("{out}"));
     assert!(row.trim_start().starts_with("501 "), "keys column: {out}");
 }
+
+#[test]
+fn redis_benchmark_default_tests_pass_with_random_keys() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let port = proxy.port().to_string();
+    // Its default set, MSET of 10 random keys (many slots) included.
+    let out = std::process::Command::new("timeout")
+        .args([
+            "240",
+            "redis-benchmark",
+            "-p",
+            &port,
+            "-r",
+            "100000",
+            "-n",
+            "2000",
+            "-c",
+            "10",
+        ])
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("ERR") && !stderr.contains("ERR"),
+        "{stdout}\n{stderr}"
+    );
+    // Progress lines end in CR; each test's result is a line of its own.
+    let results: Vec<&str> = stdout.split(['\r', '\n']).map(str::trim).collect();
+    for test in [
+        "PING_INLINE",
+        "SET",
+        "GET",
+        "INCR",
+        "LPUSH",
+        "SPOP",
+        "ZPOPMIN",
+        "LRANGE_600 (first 600 elements)",
+        "MSET (10 keys)",
+    ] {
+        assert!(
+            results
+                .iter()
+                .any(|l| l.starts_with(&format!("{test}: ")) && l.contains("requests per second")),
+            "{test} missing:\n{stdout}\n{stderr}"
+        );
+    }
+    // The MSETs landed: random keys of the form key:NNNNNNNNNNNN on every master.
+    for port in cluster.master_ports() {
+        let n: usize = redis::cmd("DBSIZE")
+            .query(&mut cluster.node_client(port))
+            .unwrap();
+        assert!(n > 0, "master {port} got keys");
+    }
+}
