@@ -75,9 +75,52 @@ pub async fn run(shared: Arc<Shared>) {
             tokio::time::sleep_until(next_allowed.into()).await;
         }
         last = Instant::now();
+        let before: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
         refresh(&shared).await;
         shared.refreshed.send_modify(|n| *n += 1);
         resolve_names(&shared).await;
+        share_functions(&shared, &before).await;
+    }
+}
+
+/// Masters that joined since `before` (added to the cluster, or promoted) get the
+/// functions the others have: `FUNCTION DUMP` from a master that was one before,
+/// `FUNCTION RESTORE ... REPLACE` on each new one, so an `FCALL` routed there finds
+/// its library. A failure is logged; the next change of masters tries again.
+async fn share_functions(shared: &Arc<Shared>, before: &[NodeAddr]) {
+    let now: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
+    let joined: Vec<&NodeAddr> = now.iter().filter(|m| !before.contains(m)).collect();
+    let Some(source) = before.iter().find(|m| now.contains(m)) else {
+        return;
+    };
+    if joined.is_empty() {
+        return;
+    }
+    let payload = match query(shared, source, &[b"FUNCTION", b"DUMP"]).await {
+        Ok(OwnedFrame::BulkString(payload)) => payload,
+        Ok(other) => {
+            return tracing::warn!(node = %source, reply = ?other, "FUNCTION DUMP refused; new masters do not get the functions")
+        }
+        Err(e) => {
+            return tracing::warn!(error = %e, "FUNCTION DUMP failed; new masters do not get the functions")
+        }
+    };
+    for addr in joined {
+        match query(
+            shared,
+            addr,
+            &[b"FUNCTION", b"RESTORE", &payload, b"REPLACE"],
+        )
+        .await
+        {
+            Ok(OwnedFrame::SimpleString(_)) => {
+                tracing::info!(node = %addr, from = %source, "gave a new master the cluster's functions")
+            }
+            Ok(other) => {
+                tracing::warn!(node = %addr, reply = ?other, "FUNCTION RESTORE refused on a new master")
+            }
+            Err(e) => tracing::warn!(error = %e, "FUNCTION RESTORE failed on a new master"),
+        }
     }
 }
 

@@ -722,3 +722,52 @@ fn redis_benchmark_default_tests_pass_with_random_keys() {
         assert!(n > 0, "master {port} got keys");
     }
 }
+
+#[test]
+fn a_master_added_to_the_cluster_gets_the_functions() {
+    require_redis();
+    let mut cluster = Cluster::start(3, 0);
+    let config = format!(
+        "seeds = [\"127.0.0.1:{}\"]\n[cluster]\nrefresh_interval_ms = 200\n",
+        cluster.master_ports()[0]
+    );
+    let proxy = Proxy::start_args(&["--config", &write_config(&config)]);
+    let mut con = proxy.client();
+    let lib = "#!lua name=joinlib\nredis.register_function('joinget', function(keys, args) return redis.call('GET', keys[1]) end)";
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(lib)
+        .query(&mut con)
+        .unwrap();
+    let key = "join:key";
+    let _: () = con.set(key, "here").unwrap();
+    let new = cluster.add_master();
+    let slot = support::key_slot(key.as_bytes());
+    cluster.migrate_slots(slot..=slot, cluster.node_for_key(key), new);
+    // Slotgate's next refresh sees the new master and gives it the library.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let libs: Vec<Value> = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .query(&mut cluster.node_client(new))
+            .unwrap();
+        if !libs.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new master never got the library"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v: String = redis::cmd("FCALL")
+        .arg("joinget")
+        .arg(1)
+        .arg(key)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(v, "here", "FCALL on the new master");
+    assert!(proxy
+        .log()
+        .contains("gave a new master the cluster's functions"));
+}

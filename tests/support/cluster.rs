@@ -130,6 +130,24 @@ impl Cluster {
         cluster
     }
 
+    /// Starts one more node and joins it to the cluster (`CLUSTER MEET`) as a master
+    /// owning no slots, as an operator adds capacity; waits until every node knows it.
+    /// Returns its port.
+    #[allow(dead_code)]
+    pub fn add_master(&mut self) -> u16 {
+        self.spawn_new_node();
+        let i = self.nodes.len() - 1;
+        self.wait_node_ready(i, true);
+        let port = self.nodes[i].port;
+        let seed = self.live_ports()[0];
+        must(seed, &["CLUSTER", "MEET", "127.0.0.1", &port.to_string()]);
+        let n = self.live_ports().len();
+        if let Err(why) = self.poll_ok(START_TIMEOUT, Some(n)) {
+            panic!("node {port} did not join the cluster: {why}");
+        }
+        port
+    }
+
     /// Every node's port, in start order, killed ones included.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|n| n.port).collect()
