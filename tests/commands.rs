@@ -487,6 +487,33 @@ fn config_set_slowlog_and_pubsub_counts_cover_every_node() {
         .unwrap_err();
     assert!(err.to_string().contains("no-such-parameter"), "{err}");
 
+    // A slow script on one master shows up in LATENCY LATEST, with its node.
+    let _: String = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("latency-monitor-threshold")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    let slow = "local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 5000 return 1";
+    let _: i64 = redis::cmd("EVAL")
+        .arg(slow)
+        .arg(1)
+        .arg("lat:k")
+        .query(&mut con)
+        .unwrap();
+    let latest: Vec<Vec<Value>> = redis::cmd("LATENCY").arg("LATEST").query(&mut con).unwrap();
+    let owner = format!("127.0.0.1:{}", cluster.node_for_key("lat:k"));
+    assert!(
+        latest
+            .iter()
+            .any(|e| e.len() == 5 && redis::from_redis_value::<String>(&e[4]).unwrap() == owner),
+        "an entry of {owner}: {latest:?}"
+    );
+    let doctor: String = redis::cmd("LATENCY").arg("DOCTOR").query(&mut con).unwrap();
+    assert_eq!(doctor.matches("--- node ").count(), 3, "{doctor}");
+    let reset: i64 = redis::cmd("LATENCY").arg("RESET").query(&mut con).unwrap();
+    assert!(reset >= 1);
+
     // Subscribers on two different masters, connected to them directly.
     let masters = cluster.master_ports();
     let mut subs = Vec::new();

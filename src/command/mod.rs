@@ -191,6 +191,10 @@ pub enum FanOut {
     ConfigResetStat,
     /// Sum of the events reset.
     LatencyReset,
+    /// Every master's entries, each saying its node.
+    LatencyEntries,
+    /// Every master's text under a line naming it.
+    LatencyText,
 }
 
 /// How a request is routed.

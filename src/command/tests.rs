@@ -691,6 +691,9 @@ fn fan_out_commands() {
         ("CONFIG SET a b", FanOut::ConfigSet),
         ("CONFIG RESETSTAT", FanOut::ConfigResetStat),
         ("LATENCY RESET", FanOut::LatencyReset),
+        ("LATENCY LATEST", FanOut::LatencyEntries),
+        ("LATENCY HISTORY command", FanOut::LatencyEntries),
+        ("LATENCY DOCTOR", FanOut::LatencyText),
     ] {
         assert_eq!(route(line), Route::FanOut(fan), "{line}");
     }
@@ -758,7 +761,6 @@ fn refused_commands_give_a_reason() {
         "ACL SETUSER u on",
         "MODULE LIST",
         "SCRIPT DEBUG yes",
-        "LATENCY LATEST",
     ] {
         match route(line) {
             Route::Refused(reason) => assert!(!reason.is_empty(), "{line}"),

@@ -62,6 +62,13 @@ pub enum Merge {
     /// `count` (None: Redis's default 10; a negative count given by the client: all),
     /// each entry with the node's address appended as one more element (parts are in
     /// the order of `nodes`).
+    /// LATENCY LATEST, LATENCY HISTORY: every node's entries concatenated in part
+    /// order (the order of `nodes`), each with the node's address appended as one more
+    /// element.
+    Tagged { nodes: Vec<String> },
+    /// LATENCY DOCTOR, LATENCY GRAPH: every node's text after a line naming the node,
+    /// as one text reply.
+    Texts { nodes: Vec<String> },
     SlowlogGet {
         count: Option<i64>,
         nodes: Vec<String>,
@@ -124,6 +131,8 @@ pub fn merge(merge: &Merge, parts: Vec<ReplyResult>, proto: Proto) -> ReplyResul
         Merge::AnyOk => none_ok(&frames),
         Merge::NumSub => numsub(&frames, proto),
         Merge::SlowlogGet { count, nodes } => slowlog_get(*count, nodes, &frames, proto),
+        Merge::Tagged { nodes } => tagged(nodes, &frames, proto),
+        Merge::Texts { nodes } => texts(nodes, &frames, proto),
         Merge::Scan {
             shard,
             shards,
@@ -677,6 +686,66 @@ fn slowlog_get(
     Ok(out.freeze())
 }
 
+/// One reply per node, in the order of `nodes`.
+fn per_node<'a>(nodes: &'a [String], frames: &[Bytes]) -> Result<&'a [String], Unexpected> {
+    if nodes.len() == frames.len() {
+        Ok(nodes)
+    } else {
+        Err(Unexpected::new(format!(
+            "{} replies for {} nodes",
+            frames.len(),
+            nodes.len()
+        )))
+    }
+}
+
+fn tagged(nodes: &[String], frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
+    let nodes = per_node(nodes, frames)?;
+    let mut entries: Vec<(&str, &[u8], usize)> = Vec::new();
+    for (f, node) in frames.iter().zip(nodes) {
+        let mut items = list(f)?;
+        while let Some(entry) = items.next_item()? {
+            let fields = list(entry)?;
+            let (n, body) = (fields.len(), fields.body());
+            fields.check_rest()?;
+            entries.push((node, body, n));
+        }
+    }
+    let mut out = BytesMut::new();
+    let mut w = writer(&mut out, proto);
+    w.array(entries.len());
+    for (node, body, n) in entries {
+        w.array(n + 1);
+        w.out.extend_from_slice(body);
+        w.bulk(node.as_bytes());
+    }
+    Ok(out.freeze())
+}
+
+fn texts(nodes: &[String], frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
+    let nodes = per_node(nodes, frames)?;
+    let mut text = Vec::new();
+    for (f, node) in frames.iter().zip(nodes) {
+        let body = match value(f)? {
+            Value::Bulk(b) | Value::Verbatim(b) | Value::Simple(b) => b,
+            other => {
+                return Err(Unexpected::new(format!(
+                    "expected a text, got {}",
+                    describe(&other)
+                )))
+            }
+        };
+        text.extend_from_slice(format!("--- node {node} ---\n").as_bytes());
+        text.extend_from_slice(body);
+        if !body.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+    }
+    let mut out = BytesMut::new();
+    writer(&mut out, proto).verbatim(&String::from_utf8_lossy(&text));
+    Ok(out.freeze())
+}
+
 fn scan(
     shard: u16,
     shards: u16,
@@ -955,6 +1024,28 @@ mod tests {
             Ok(frame) => String::from_utf8_lossy(&frame).into_owned(),
             Err(e) => format!("Err:{e}"),
         }
+    }
+
+    #[test]
+    fn latency_entries_and_texts_say_their_node() {
+        let nodes = vec!["n1:1".to_string(), "n2:2".to_string()];
+        let m = Merge::Tagged {
+            nodes: nodes.clone(),
+        };
+        let a = ok("*1\r\n*4\r\n$7\r\ncommand\r\n:10\r\n:5\r\n:7\r\n");
+        let b = ok("*0\r\n");
+        assert_eq!(
+            run(&m, vec![a, b], Resp2),
+            "*1\r\n*5\r\n$7\r\ncommand\r\n:10\r\n:5\r\n:7\r\n$4\r\nn1:1\r\n"
+        );
+        let m = Merge::Texts { nodes };
+        let a = ok("$3\r\nok.\r\n");
+        let b = ok("=8\r\ntxt:fine\r\n");
+        assert_eq!(
+            run(&m, vec![a.clone(), b.clone()], Resp2),
+            "$45\r\n--- node n1:1 ---\nok.\n--- node n2:2 ---\nfine\n\r\n"
+        );
+        assert!(run(&m, vec![a, b], Resp3).starts_with("=49\r\ntxt:--- node n1:1"));
     }
 
     fn lost() -> BackendError {

@@ -53,6 +53,12 @@ impl Session {
                 count: slowlog_count(&request),
                 nodes: nodes.iter().map(|(_, addr)| addr.clone()).collect(),
             },
+            FanOut::LatencyEntries => Merge::Tagged {
+                nodes: nodes.iter().map(|(_, addr)| addr.clone()).collect(),
+            },
+            FanOut::LatencyText => Merge::Texts {
+                nodes: nodes.iter().map(|(_, addr)| addr.clone()).collect(),
+            },
             FanOut::Scan => unreachable!("SCAN is served above"),
         };
         let bytes = request.into_raw();
