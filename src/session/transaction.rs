@@ -502,9 +502,6 @@ impl Session {
     /// `MULTI` and the commands held since, opening the held connection; the client had
     /// its replies from here.
     fn send_opening(&mut self, w: &mut Worker, held: Vec<Bytes>) {
-        if let Some(txn) = self.txn.as_mut() {
-            txn.multi = Multi::Sent;
-        }
         self.send_held(w, Bytes::from_static(MULTI), Hold::Open, Expect::Absorb);
         for bytes in held {
             self.send_held(w, bytes, Hold::On, Expect::Absorb);
