@@ -560,3 +560,46 @@ fn the_pinned_connection_cap_refuses_a_transaction_before_anything_runs() {
     assert_eq!(replies[2], "*1\r\n+OK\r\n");
     assert_eq!(get(&mut con, "{cap}b").as_deref(), Some("1"));
 }
+
+#[test]
+fn a_timed_out_exec_is_reported_and_the_next_transaction_runs_on_a_new_connection() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\ntimeout_ms = 500\n");
+    let node = cluster.node_for_key("{slow}k");
+    let mut raw = RawClient::connect(proxy.port());
+    let replies = pipeline(&mut raw, &["WATCH {slow}k", "MULTI", "INCR {slow}k"]);
+    assert_eq!(replies, ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n"]);
+    // The node stops answering: EXEC may or may not run, and the client is told so.
+    cluster.cli(node, &["CLIENT", "PAUSE", "1500", "ALL"]);
+    let replies = pipeline(&mut raw, &["EXEC"]);
+    assert!(
+        replies[0].starts_with("-ERR slotgate: backend") && replies[0].contains("no reply within"),
+        "{replies:?}"
+    );
+    wait_until("the pause is over", || {
+        cluster.cli(node, &["PING"]) == "PONG"
+    });
+    // The held connection was closed with the transaction's state: the next one starts
+    // clean (a WATCH or MULTI left behind would fail it).
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "SET {slow}k 10",
+            "WATCH {slow}k",
+            "MULTI",
+            "INCR {slow}k",
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "*1\r\n:11\r\n"
+        ]
+    );
+}
