@@ -306,13 +306,12 @@ impl Session {
             Ok(Plan::Transaction(name)) => Step::Txn(name),
             // Keys in several slots: what Redis Cluster answers at EXEC.
             Ok(Plan::Split) => Step::Refused(PlanError::CrossSlot.to_string()),
-            // Plans that run on several nodes or connections.
-            #[allow(unreachable_patterns)]
+            // Cluster-wide commands, and any plan that runs on several nodes or
+            // connections.
             Ok(_) => Step::Refused(format!(
                 "ERR slotgate: '{}' cannot be queued in a transaction: it does not run on one node",
                 name()
             )),
-            Err(e @ PlanError::CrossSlot) => Step::Refused(e.to_string()),
             Err(e) => Step::Refused(e.to_string()),
         }
     }
