@@ -58,7 +58,7 @@ pub struct Metrics {
     pub topology_refresh_failures: AtomicU64,
     pub backend_connects: AtomicU64,
     pub backend_connect_failures: AtomicU64,
-    /// Pinned backend connections open now (blocking commands; a gauge), against
+    /// Pinned backend connections open now (blocking commands, transactions; a gauge), against
     /// `backend.max_pinned`.
     pub pinned_connections: AtomicU64,
     /// Backend connections that died with requests in flight.

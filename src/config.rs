@@ -162,7 +162,7 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct BackendConfig {
     pub connections_per_node: usize,
-    /// Connections pinned to one client at a time (blocking commands), in all.
+    /// Connections pinned to one client at a time (blocking commands, transactions), in all.
     pub max_pinned: usize,
     /// A request with no reply for this long fails, and so does its connection.
     pub timeout: Duration,

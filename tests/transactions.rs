@@ -1,66 +1,647 @@
-//! Transactions until slotgate supports them: a refused `MULTI` must not half-run the
-//! transaction. Every command up to `EXEC`/`DISCARD` is refused too (nothing of it runs)
-//! and `EXEC` answers `EXECABORT`, as Redis does for a transaction with an error in it,
-//! so clients that send MULTI ... EXEC in one pipeline (redis-py's default `pipeline()`,
-//! RQ, Celery) are told it failed and nothing was applied.
+//! Transactions through slotgate: `WATCH`/`MULTI`/`EXEC` run on one node connection
+//! held for the client, pipelined, at the master of the transaction's slot. Optimistic
+//! locking works under contention; a key in another slot, a command that cannot run in
+//! a transaction here, a slot that moves meanwhile or a client that leaves abort the
+//! transaction with nothing of it applied; the held connection goes back to the spares
+//! when the transaction ends, and is closed when the client leaves.
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use support::{require_redis, Cluster, Proxy, RawClient};
+use redis::Commands;
+use support::{info_counter, keys_in_slot, require_redis, Cluster, Proxy, RawClient};
+
+const EXECABORT: &str = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+const CROSSSLOT: &str = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+
+/// Polls `cond` every 20 ms until it holds, for at most 10 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `requests` (one per line) in one write; their `n` replies.
+fn pipeline(raw: &mut RawClient, requests: &[&str]) -> Vec<String> {
+    let text: String = requests.iter().map(|r| format!("{r}\r\n")).collect();
+    raw.write(text.as_bytes());
+    let replies = raw.read_replies(requests.len(), Duration::from_secs(10));
+    assert_eq!(replies.len(), requests.len(), "{requests:?} -> {replies:?}");
+    replies
+}
+
+/// Waits until every node agrees on the slots' owners: moving a slot back and forth
+/// leaves the nodes' views apart for a moment (Redis's gossip), which is not what these
+/// tests are about.
+fn settled(cluster: &Cluster) {
+    cluster.wait_for_ok(Duration::from_secs(10));
+}
+
+fn get(con: &mut redis::Connection, key: &str) -> Option<String> {
+    con.get(key).unwrap()
+}
 
 #[test]
-fn a_refused_multi_runs_nothing_until_exec_or_discard() {
+fn an_optimistic_counter_under_8_concurrent_clients_ends_at_the_exact_total() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "2"]);
+    const CLIENTS: usize = 8;
+    const EACH: i64 = 40;
+    let counter = "{counter}n";
+    let log = "{counter}log";
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let mut con = proxy.client();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let (mut done, mut attempts) = (0, 0);
+                while done < EACH {
+                    attempts += 1;
+                    assert!(
+                        attempts < 50_000 && started.elapsed() < Duration::from_secs(120),
+                        "client {t}: {done} increments after {attempts} attempts"
+                    );
+                    let () = redis::cmd("WATCH").arg(counter).query(&mut con).unwrap();
+                    let now: Option<i64> = con.get(counter).unwrap();
+                    let next = now.unwrap_or(0) + 1;
+                    // MULTI, SET, RPUSH, EXEC in one write; EXEC answers nil when another
+                    // client changed the counter since the WATCH.
+                    let applied: Option<(i64,)> = redis::pipe()
+                        .atomic()
+                        .set(counter, next)
+                        .ignore()
+                        .rpush(log, format!("{t}:{next}"))
+                        .query(&mut con)
+                        .unwrap();
+                    if applied.is_some() {
+                        done += 1;
+                    }
+                }
+                attempts
+            })
+        })
+        .collect();
+    let attempts: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let mut con = proxy.client();
+    let total: i64 = con.get(counter).unwrap();
+    assert_eq!(total, CLIENTS as i64 * EACH);
+    // Every increment was applied exactly once, in order.
+    let entries: Vec<String> = con.lrange(log, 0, -1).unwrap();
+    let values: Vec<i64> = entries
+        .iter()
+        .map(|e| e.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values, (1..=total).collect::<Vec<_>>());
+    println!("{total} increments in {attempts} attempts");
+    // Every transaction ended cleanly: the held connections went back to the spares.
+    assert!(info_counter(&proxy, "pinned_connections") <= CLIENTS as u64);
+}
+
+#[test]
+fn the_redis_crates_atomic_pipeline_and_transaction_helper() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let (a, n): (String, i64) = redis::pipe()
+        .atomic()
+        .set("{rc}a", "x")
+        .ignore()
+        .get("{rc}a")
+        .incr("{rc}n", 5)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((a.as_str(), n), ("x", 5));
+    // The helper that WATCHes, runs the closure and retries on nil.
+    let (new,): (i64,) = redis::transaction(&mut con, &["{rc}n"], |con, pipe| {
+        let n: i64 = con.get("{rc}n")?;
+        pipe.set("{rc}n", n * 10).ignore().get("{rc}n").query(con)
+    })
+    .unwrap();
+    assert_eq!(new, 50);
+    // A key in another slot: the redis crate reports the first error, and nothing runs.
+    let err = redis::pipe()
+        .atomic()
+        .set("{rc}x", 1)
+        .ignore()
+        .set("{other}y", 2)
+        .ignore()
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("CrossSlot"), "{err}");
+    assert_eq!(get(&mut con, "{rc}x"), None);
+    assert_eq!(get(&mut con, "{other}y"), None);
+}
+
+#[test]
+fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     require_redis();
     let cluster = Cluster::start(3, 0);
     let proxy = Proxy::start(&cluster.seeds(), &[]);
     let mut raw = RawClient::connect(proxy.port());
-
-    // One pipeline, as clients send it.
-    raw.write(
-        b"MULTI\r\nSET tx:a applied\r\nINCR tx:n\r\nWATCH tx:a\r\nMULTI\r\nEXEC\r\n\
-          SET tx:after yes\r\n",
-    );
-    let replies = raw.read_replies(7, Duration::from_secs(10));
-    assert_eq!(replies.len(), 7, "{replies:?}");
-    assert!(
-        replies[0].starts_with("-ERR 'MULTI' is not supported"),
-        "{replies:?}"
-    );
-    for reply in &replies[1..3] {
-        assert!(reply.starts_with("-ERR slotgate: not run"), "{replies:?}");
-    }
-    assert_eq!(replies[3], "-ERR WATCH inside MULTI is not allowed\r\n");
-    assert_eq!(replies[4], "-ERR MULTI calls can not be nested\r\n");
-    assert_eq!(
-        replies[5],
-        "-EXECABORT Transaction discarded because of previous errors.\r\n"
-    );
-    // After EXEC the session is back to normal.
-    assert_eq!(replies[6], "+OK\r\n");
-
-    // Nothing of the transaction ran.
     let mut con = proxy.client();
-    let a: Option<String> = redis::cmd("GET").arg("tx:a").query(&mut con).unwrap();
-    let n: Option<i64> = redis::cmd("GET").arg("tx:n").query(&mut con).unwrap();
-    assert_eq!((a, n), (None, None), "the refused transaction was applied");
 
-    // DISCARD ends it too; EXEC and DISCARD outside a transaction get Redis's errors.
-    raw.write(b"MULTI\r\nDEL tx:after\r\nDISCARD\r\nGET tx:after\r\nEXEC\r\nDISCARD\r\n");
-    let replies = raw.read_replies(6, Duration::from_secs(10));
-    assert_eq!(replies.len(), 6, "{replies:?}");
+    // A key in another slot: CROSSSLOT, and EXEC aborts; the first key is not set.
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", "SET {a}x 1", "SET {b}y 2", "INCR {a}n", "EXEC"],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            CROSSSLOT,
+            "+QUEUED\r\n",
+            EXECABORT
+        ]
+    );
+    for key in ["{a}x", "{b}y", "{a}n"] {
+        assert_eq!(get(&mut con, key), None, "{key} was applied");
+    }
+
+    // Redis's own refusals abort it too (unknown command, wrong arity), and so does a
+    // command slotgate answers itself; the errors that do not (nested MULTI, WATCH
+    // inside MULTI) leave it to run.
+    let replies = pipeline(&mut raw, &["MULTI", "SET {a}x 1", "NOSUCHCMD", "EXEC"]);
+    assert_eq!(replies[1], "+QUEUED\r\n");
     assert!(
-        replies[1].starts_with("-ERR slotgate: not run"),
+        replies[2].starts_with("-ERR unknown command"),
         "{replies:?}"
     );
-    assert_eq!(replies[2], "+OK\r\n");
-    assert_eq!(replies[3], "$3\r\nyes\r\n", "the DEL inside ran");
-    assert_eq!(replies[4], "-ERR EXEC without MULTI\r\n");
-    assert_eq!(replies[5], "-ERR DISCARD without MULTI\r\n");
+    assert_eq!(replies[3], EXECABORT);
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", "SET {a}x 1", "CLIENT SETNAME me", "EXEC"],
+    );
+    assert!(
+        replies[2].starts_with("-ERR slotgate: 'CLIENT' cannot be queued in a transaction"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], EXECABORT);
+    // Commands that run on several nodes cannot be part of it: keys of several slots
+    // are CROSSSLOT, a cluster-wide command is refused.
+    let replies = pipeline(&mut raw, &["MULTI", "SET {a}x 1", "DEL {a}x {b}y", "EXEC"]);
+    assert_eq!(replies[2..], [CROSSSLOT, EXECABORT]);
+    let replies = pipeline(&mut raw, &["MULTI", "SET {a}x 1", "DBSIZE", "EXEC"]);
+    assert!(
+        replies[2].starts_with("-ERR slotgate: 'DBSIZE' cannot be queued in a transaction"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], EXECABORT);
+    assert_eq!(get(&mut con, "{a}x"), None);
+    // A script is queued like any command of its keys' slot.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            "SET {a}x 1",
+            "EVAL \"return redis.call('incr', KEYS[1])\" 1 {a}x",
+            "DISCARD",
+        ],
+    );
+    assert_eq!(
+        replies,
+        ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "+OK\r\n"]
+    );
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", "MULTI", "WATCH {a}x", "SET {a}x 1", "EXEC"],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "-ERR MULTI calls can not be nested\r\n",
+            "-ERR WATCH inside MULTI is not allowed\r\n",
+            "+QUEUED\r\n",
+            "*1\r\n+OK\r\n",
+        ]
+    );
 
-    // RESET leaves it as well.
-    raw.write(b"MULTI\r\nRESET\r\nGET tx:after\r\n");
-    let replies = raw.read_replies(3, Duration::from_secs(10));
-    assert_eq!(replies[1..], ["+RESET\r\n", "$3\r\nyes\r\n"], "{replies:?}");
+    // WATCH: keys in two slots, or a second WATCH in another slot, are CROSSSLOT.
+    let replies = pipeline(
+        &mut raw,
+        &["WATCH {a}x {b}y", "WATCH {a}x", "WATCH {b}y", "UNWATCH"],
+    );
+    assert_eq!(replies, [CROSSSLOT, "+OK\r\n", CROSSSLOT, "+OK\r\n"]);
+
+    // EXEC and DISCARD without MULTI keep Redis's errors; the session goes on.
+    let replies = pipeline(&mut raw, &["EXEC", "DISCARD", "GET {a}x"]);
+    assert_eq!(
+        replies,
+        [
+            "-ERR EXEC without MULTI\r\n",
+            "-ERR DISCARD without MULTI\r\n",
+            "$1\r\n1\r\n"
+        ]
+    );
+}
+
+#[test]
+fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+
+    // MULTI and keyless commands are answered here until the first key; PING and ECHO
+    // are queued at the node (their results are in EXEC's reply), and a blocking
+    // command inside MULTI does not block.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            "PING",
+            "ECHO hi",
+            "SET {k}a v",
+            "GET {k}a",
+            "BLPOP {k}list 0",
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "*5\r\n+PONG\r\n$2\r\nhi\r\n+OK\r\n$1\r\nv\r\n*-1\r\n",
+        ]
+    );
+    // No key at all: it runs on any master at EXEC; nothing in it: an empty reply.
+    let replies = pipeline(&mut raw, &["MULTI", "PING", "EXEC", "MULTI", "EXEC"]);
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "*1\r\n+PONG\r\n",
+            "+OK\r\n",
+            "*0\r\n"
+        ]
+    );
+
+    // DISCARD: nothing applied, before or after the slot is known.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            "SET {d}a 1",
+            "DISCARD",
+            "MULTI",
+            "PING",
+            "DISCARD",
+            "GET {d}a",
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+OK\r\n",
+            "$-1\r\n"
+        ]
+    );
+
+    // Requests of one pipeline keep their order across the held connection and the
+    // shared ones: each sees what the one before it did.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "SET {o}k 1",
+            "WATCH {o}k",
+            "GET {o}k",
+            "SET {elsewhere}k 1",
+            "MULTI",
+            "INCR {o}k",
+            "EXEC",
+            "GET {o}k",
+            "INCR {o}k",
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "$1\r\n1\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "*1\r\n:2\r\n",
+            "$1\r\n2\r\n",
+            ":3\r\n"
+        ]
+    );
+
+    // RESET ends the transaction at the node; nothing applied, and the next works.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "WATCH {r}k",
+            "MULTI",
+            "SET {r}k 1",
+            "RESET",
+            "GET {r}k",
+            "MULTI",
+            "SET {r}k 2",
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+RESET\r\n",
+            "$-1\r\n",
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "*1\r\n+OK\r\n"
+        ]
+    );
+    assert_eq!(get(&mut con, "{r}k").as_deref(), Some("2"));
+
+    // Once warm, a transaction leaves for its node in one write.
+    let replies = pipeline(&mut raw, &["MULTI", "SET {w}a 0", "EXEC"]);
+    assert_eq!(replies[2], "*1\r\n+OK\r\n");
+    // (`INFO proxy` asks no node, so it writes to none.)
+    let writes = || {
+        let info = proxy.cli(&["INFO", "proxy"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("backend_writes:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no backend_writes in {info}"))
+    };
+    let before = writes();
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", "SET {w}a 1", "SET {w}b 2", "INCR {w}c", "EXEC"],
+    );
+    assert_eq!(replies[4], "*3\r\n+OK\r\n+OK\r\n:1\r\n");
+    assert_eq!(
+        writes() - before,
+        1,
+        "MULTI ... EXEC went in more than one write"
+    );
+
+    // In RESP3, EXEC's reply comes in RESP3.
+    let replies = pipeline(
+        &mut raw,
+        &["HELLO 3", "MULTI", "HSET {h}h f v", "HGETALL {h}h", "EXEC"],
+    );
+    assert_eq!(replies[4], "*2\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+}
+
+#[test]
+fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    let keys = keys_in_slot(support::key_slot(b"{mig}"), "{mig}", 3);
+    let (k1, k2, k3) = (&keys[0], &keys[1], &keys[2]);
+    let slot = support::key_slot(k1.as_bytes());
+    let a = cluster.node_for_key(k1);
+    let b = *cluster.master_ports().iter().find(|&&p| p != a).unwrap();
+
+    // The slot moves between two queued commands: the node answers MOVED to the second
+    // (it does not follow it), the transaction is aborted, EXEC says so.
+    let replies = pipeline(&mut raw, &["MULTI", &format!("SET {k1} 1")]);
+    assert_eq!(replies, ["+OK\r\n", "+QUEUED\r\n"]);
+    cluster.migrate_slots(slot..=slot, a, b);
+    settled(&cluster);
+    let replies = pipeline(&mut raw, &[&format!("SET {k2} 2"), "EXEC"]);
+    assert!(
+        replies[0].starts_with(&format!(
+            "-ERR slotgate: transaction aborted: slot {slot} moved to"
+        )),
+        "{replies:?}"
+    );
+    // The node refused EXEC too (its queued SET is in a slot it lost).
+    assert!(
+        replies[1].starts_with(&format!(
+            "-EXECABORT Transaction discarded: slot {slot} moved to"
+        )),
+        "{replies:?}"
+    );
+    assert_eq!((get(&mut con, k1), get(&mut con, k2)), (None, None));
+
+    // The slot moves after the commands are queued: the node refuses EXEC (MOVED) and
+    // discards the transaction.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            &format!("WATCH {k1}"),
+            "MULTI",
+            &format!("SET {k1} 1"),
+            &format!("SET {k2} 2"),
+        ],
+    );
+    assert_eq!(
+        replies,
+        ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]
+    );
+    cluster.migrate_slots(slot..=slot, b, a);
+    settled(&cluster);
+    let replies = pipeline(&mut raw, &["EXEC"]);
+    assert!(
+        replies[0].starts_with(&format!(
+            "-EXECABORT Transaction discarded: slot {slot} moved to"
+        )),
+        "{replies:?}"
+    );
+    assert_eq!((get(&mut con, k1), get(&mut con, k2)), (None, None));
+
+    // A WATCH on the old owner fails the same way, and the client can start over.
+    let replies = pipeline(&mut raw, &[&format!("WATCH {k1}"), "MULTI"]);
+    assert_eq!(replies, ["+OK\r\n", "+OK\r\n"]);
+    cluster.migrate_slots(slot..=slot, a, b);
+    settled(&cluster);
+    let replies = pipeline(&mut raw, &[&format!("SET {k1} 1"), "EXEC"]);
+    assert!(
+        replies[0].starts_with("-ERR slotgate: transaction aborted: slot"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[1], EXECABORT);
+    assert_eq!(get(&mut con, k1), None);
+
+    // Half-migrated (ASK territory): a key already moved is not followed either.
+    let _: () = con.set(k1, "stays").unwrap();
+    let _: () = con.set(k3, "before").unwrap();
+    let owner = cluster.node_for_key(k3);
+    let other = if owner == a { b } else { a };
+    cluster.begin_slot_migration(slot, owner, other);
+    let moved = cluster.cli(
+        owner,
+        &["MIGRATE", "127.0.0.1", &other.to_string(), k3, "0", "5000"],
+    );
+    assert_eq!(moved, "OK");
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {k1} 1"),
+            &format!("APPEND {k3} -after"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(replies[0..2], ["+OK\r\n", "+QUEUED\r\n"], "{replies:?}");
+    assert!(
+        replies[2].starts_with(&format!(
+            "-ERR slotgate: transaction aborted: slot {slot} is moving to"
+        )),
+        "{replies:?}"
+    );
+    assert_eq!(replies[3], EXECABORT);
+    cluster.finish_slot_migration(slot, owner, other);
+    settled(&cluster);
+    assert_eq!(get(&mut con, k1).as_deref(), Some("stays"));
+    assert_eq!(get(&mut con, k3).as_deref(), Some("before"));
+
+    // The client starts over, as clients do after EXECABORT: once slotgate has caught
+    // up with the move (at the latest after the MOVED the next try meets), it runs.
+    let mut tries = 0;
+    let exec = loop {
+        tries += 1;
+        let replies = pipeline(
+            &mut raw,
+            &[
+                &format!("WATCH {k1}"),
+                "MULTI",
+                &format!("SET {k1} 1"),
+                &format!("APPEND {k3} -after"),
+                "EXEC",
+            ],
+        );
+        if replies[4].starts_with('*') || tries == 3 {
+            break replies[4].clone();
+        }
+    };
+    assert_eq!(exec, "*2\r\n+OK\r\n:12\r\n");
+    assert_eq!(get(&mut con, k3).as_deref(), Some("before-after"));
+}
+
+#[test]
+fn a_client_leaving_mid_transaction_applies_nothing_and_its_connection_is_closed() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    assert_eq!(info_counter(&proxy, "pinned_connections"), 0);
+
+    let mut raw = RawClient::connect(proxy.port());
+    let replies = pipeline(
+        &mut raw,
+        &["WATCH {gone}a", "MULTI", "SET {gone}a 1", "INCR {gone}n"],
+    );
+    assert_eq!(
+        replies,
+        ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]
+    );
+    assert_eq!(info_counter(&proxy, "pinned_connections"), 1);
+    drop(raw);
+    wait_until("the held connection is closed", || {
+        info_counter(&proxy, "pinned_connections") == 0
+    });
+    assert_eq!(get(&mut con, "{gone}a"), None);
+    assert_eq!(get(&mut con, "{gone}n"), None);
+
+    // A transaction that ends cleanly gives its connection back to the spares, and the
+    // next one takes it again.
+    let mut raw = RawClient::connect(proxy.port());
+    for round in 1..=3 {
+        let replies = pipeline(
+            &mut raw,
+            &["WATCH {gone}a", "MULTI", "INCR {gone}a", "EXEC"],
+        );
+        assert_eq!(replies[3], format!("*1\r\n:{round}\r\n"));
+        assert_eq!(info_counter(&proxy, "pinned_connections"), 1);
+    }
+}
+
+#[test]
+fn the_pinned_connection_cap_refuses_a_transaction_before_anything_runs() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 1\n");
+    let mut con = proxy.client();
+    let mut first = RawClient::connect(proxy.port());
+    assert_eq!(pipeline(&mut first, &["WATCH {cap}a"]), ["+OK\r\n"]);
+
+    let mut second = RawClient::connect(proxy.port());
+    let replies = pipeline(&mut second, &["MULTI", "SET {cap}b 1", "EXEC"]);
+    assert_eq!(replies[0], "+OK\r\n");
+    assert!(
+        replies[1].starts_with(
+            "-ERR slotgate: transaction aborted: too many blocked clients or transactions"
+        ),
+        "{replies:?}"
+    );
+    assert!(replies[2].starts_with("-EXECABORT"), "{replies:?}");
+    assert_eq!(get(&mut con, "{cap}b"), None);
+
+    // Once the first ends, its connection serves the second.
+    assert_eq!(pipeline(&mut first, &["UNWATCH"]), ["+OK\r\n"]);
+    let replies = pipeline(&mut second, &["MULTI", "SET {cap}b 1", "EXEC"]);
+    assert_eq!(replies[2], "*1\r\n+OK\r\n");
+    assert_eq!(get(&mut con, "{cap}b").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_timed_out_exec_is_reported_and_the_next_transaction_runs_on_a_new_connection() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\ntimeout_ms = 500\n");
+    let node = cluster.node_for_key("{slow}k");
+    let mut raw = RawClient::connect(proxy.port());
+    let replies = pipeline(&mut raw, &["WATCH {slow}k", "MULTI", "INCR {slow}k"]);
+    assert_eq!(replies, ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n"]);
+    // The node stops answering: EXEC may or may not run, and the client is told so.
+    cluster.cli(node, &["CLIENT", "PAUSE", "1500", "ALL"]);
+    let replies = pipeline(&mut raw, &["EXEC"]);
+    assert!(
+        replies[0].starts_with("-ERR slotgate: backend") && replies[0].contains("no reply within"),
+        "{replies:?}"
+    );
+    wait_until("the pause is over", || {
+        cluster.cli(node, &["PING"]) == "PONG"
+    });
+    // The held connection was closed with the transaction's state: the next one starts
+    // clean (a WATCH or MULTI left behind would fail it).
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "SET {slow}k 10",
+            "WATCH {slow}k",
+            "MULTI",
+            "INCR {slow}k",
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            "+OK\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "*1\r\n:11\r\n"
+        ]
+    );
 }

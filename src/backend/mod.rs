@@ -57,11 +57,16 @@ pub enum BackendError {
     NoNodes,
     #[error("request dropped by the proxy before a reply arrived")]
     Dropped,
-    /// A blocking command found every pinned connection in use.
+    /// A blocking command or a transaction found every pinned connection in use.
     #[error(
-        "too many blocked clients: all {limit} pinned connections are in use (backend.max_pinned)"
+        "too many blocked clients or transactions: all {limit} pinned connections are in use (backend.max_pinned)"
     )]
     TooManyPinned { limit: usize },
+    /// A request of a transaction found no connection held for it: an earlier request
+    /// of the transaction failed and its connection was closed, with the transaction's
+    /// state at the node. Never sent.
+    #[error("the connection of this client's transaction is gone (an earlier request of it failed); not sent")]
+    HeldGone,
 }
 
 impl BackendError {
@@ -76,7 +81,9 @@ impl BackendError {
             | BackendError::TooManyRedirects { .. }
             | BackendError::SlotNotServed(_)
             | BackendError::NoNodes => Side::Node,
-            BackendError::Dropped | BackendError::TooManyPinned { .. } => Side::Proxy,
+            BackendError::Dropped
+            | BackendError::TooManyPinned { .. }
+            | BackendError::HeldGone => Side::Proxy,
         }
     }
 }
@@ -198,7 +205,30 @@ pub struct BackendRequest {
     /// Goes on a connection of its own, pinned to the client while it waits (a blocking
     /// command), so it is never behind or ahead of other clients' requests.
     pub pinned: bool,
+    /// Part of the client's transaction (with `pinned`): it goes on the connection held
+    /// for the transaction, and no redirect is followed and nothing retried, since the
+    /// transaction's state lives on that one connection.
+    pub hold: Hold,
     pub reply: ReplyTo,
+}
+
+/// How a request of a client's transaction (`MULTI` ... `EXEC`, `WATCH`) uses the one
+/// connection held for it, from the request that opens it to the one that releases it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hold {
+    /// Not part of a transaction.
+    #[default]
+    No,
+    /// Opens the transaction's connection, to its target's node (a spare or a new
+    /// pinned connection, within `backend.max_pinned`), and holds it for the client.
+    Open,
+    /// Goes on the connection held for the client ([`BackendError::HeldGone`] when
+    /// there is none).
+    On,
+    /// The last request on the held connection (`EXEC`, `DISCARD`, `UNWATCH`: the node
+    /// keeps no state of the client after it): once everything on it is answered, the
+    /// connection goes back to the spares.
+    Release,
 }
 
 /// A request's reply deadline: counted from when its turn at the node comes (it was
@@ -216,6 +246,12 @@ pub enum ReplyDeadline {
 }
 
 impl BackendRequest {
+    /// Part of a client's transaction ([`Hold`]).
+    #[inline]
+    pub fn in_transaction(&self) -> bool {
+        self.hold != Hold::No
+    }
+
     pub fn new(
         bytes: Bytes,
         target: Target,
@@ -234,6 +270,7 @@ impl BackendRequest {
             retry_deadline: None,
             deadline: ReplyDeadline::Backend,
             pinned: false,
+            hold: Hold::No,
             reply,
         }
     }

@@ -16,7 +16,7 @@ use mio::{Registry, Token};
 
 use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{BackendError, BackendRequest, NodeShared, Push, ReplyDeadline, ReplyTo};
+use super::{BackendError, BackendRequest, Hold, NodeShared, Push, ReplyDeadline, ReplyTo};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::NodeAddr;
 use crate::config::{BackendConfig, Config};
@@ -68,6 +68,10 @@ pub struct NodeConnections {
     unread: Vec<usize>,
     /// Pinned connections with an owner now.
     pinned: Vec<usize>,
+    /// The connection held for each client's transaction, by (session key, client id):
+    /// from the request that opens it ([`Hold::Open`]) to the one that releases it, or
+    /// until it fails. Not returned to the spares meanwhile, however quiet.
+    held: HashMap<(usize, u64), usize>,
     /// Slots of `conns` whose pinned connection was closed for good, for the next one.
     free: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
@@ -96,6 +100,7 @@ impl NodeConnections {
             dirty: Vec::new(),
             unread: Vec::new(),
             pinned: Vec::new(),
+            held: HashMap::new(),
             free: Vec::new(),
             tick: 0,
             unsent: Vec::new(),
@@ -167,27 +172,75 @@ impl NodeConnections {
         req: BackendRequest,
     ) -> Result<(), (ReplyTo, BackendError)> {
         let place = req.reply.place();
-        let owner = Owner::Pinned {
-            session: place.session,
-            client: place.client,
+        match self.pin(node, req.proto, place.session, place.client) {
+            Ok(ci) => {
+                self.queue_on(ci, req);
+                Ok(())
+            }
+            Err(e) => Err((req.reply, e)),
+        }
+    }
+
+    /// Queue a request of a client's transaction on the connection held for it (see
+    /// [`Hold`]): [`Hold::Open`] takes one to `node` (`None` for the other kinds, which
+    /// go wherever the held one is). Refused when every pinned connection is in use, or
+    /// when no connection is held for the client (it failed with an earlier request).
+    pub fn send_held(
+        &mut self,
+        node: Option<usize>,
+        req: BackendRequest,
+    ) -> Result<(), (ReplyTo, BackendError)> {
+        let place = req.reply.place();
+        let key = (place.session, place.client);
+        let held = self.held.get(&key).copied();
+        let ci = match (req.hold, held, node) {
+            (Hold::Open, Some(ci), Some(node)) if self.conns[ci].node_index == node => ci,
+            (Hold::Open, _, Some(node)) => {
+                match self.pin(node, req.proto, place.session, place.client) {
+                    Ok(ci) => {
+                        self.held.insert(key, ci);
+                        ci
+                    }
+                    Err(e) => return Err((req.reply, e)),
+                }
+            }
+            (Hold::On | Hold::Release, Some(ci), _) => ci,
+            _ => return Err((req.reply, BackendError::HeldGone)),
         };
+        if req.hold == Hold::Release {
+            // Back to the spares once quiet (`settle_pinned`).
+            self.held.remove(&key);
+        }
+        self.queue_on(ci, req);
+        Ok(())
+    }
+
+    /// A connection of its own to `node` for the client of session `session` (client
+    /// id `client`): a spare one, or a new one within `backend.max_pinned`.
+    fn pin(
+        &mut self,
+        node: usize,
+        proto: Proto,
+        session: usize,
+        client: u64,
+    ) -> Result<usize, BackendError> {
         let spare = self.nodes[node]
             .spare
             .iter()
-            .position(|&ci| self.conns[ci].proto == req.proto);
+            .position(|&ci| self.conns[ci].proto == proto);
         let ci = match spare {
             Some(i) => self.nodes[node].spare.swap_remove(i),
             None => {
                 let limit = self.config.max_pinned;
                 if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
-                    tracing::warn!(limit, "a blocking command refused: every pinned connection is in use (backend.max_pinned)");
-                    return Err((req.reply, BackendError::TooManyPinned { limit }));
+                    tracing::warn!(limit, "a blocking command or transaction refused: every pinned connection is in use (backend.max_pinned)");
+                    return Err(BackendError::TooManyPinned { limit });
                 }
                 METRICS.pinned_connections.fetch_add(1, Relaxed);
                 let shared = self.nodes_shared(node);
                 let limits = self.limits;
                 let ci = self.free.pop().unwrap_or(self.conns.len());
-                let conn = Conn::new(shared, node, req.proto, conn_token(ci), limits);
+                let conn = Conn::new(shared, node, proto, conn_token(ci), limits);
                 if ci == self.conns.len() {
                     self.conns.push(conn);
                 } else {
@@ -196,11 +249,14 @@ impl NodeConnections {
                 ci
             }
         };
-        self.conns[ci].owner = owner;
+        self.conns[ci].owner = Owner::Pinned { session, client };
         self.pinned.push(ci);
+        Ok(ci)
+    }
+
+    fn queue_on(&mut self, ci: usize, req: BackendRequest) {
         self.conns[ci].queue.push_back(req);
         self.mark_dirty(ci);
-        Ok(())
     }
 
     /// What all workers share about node `node` (through any of its connections).
@@ -210,9 +266,12 @@ impl NodeConnections {
     }
 
     /// A pinned connection whose request is answered goes back to its node's spares
-    /// (or is closed when there are enough).
+    /// (or is closed when there are enough), unless a transaction holds it.
     fn settle_pinned(&mut self, ci: usize) {
-        if !matches!(self.conns[ci].owner, Owner::Pinned { .. }) || !self.conns[ci].is_quiet() {
+        let Owner::Pinned { session, client } = self.conns[ci].owner else {
+            return;
+        };
+        if !self.conns[ci].is_quiet() || self.held.get(&(session, client)) == Some(&ci) {
             return;
         }
         if let Some(i) = self.pinned.iter().position(|&p| p == ci) {
@@ -242,6 +301,7 @@ impl NodeConnections {
         if self.pinned.is_empty() {
             return;
         }
+        self.held.remove(&(session, client));
         let owner = Owner::Pinned { session, client };
         let mine: Vec<usize> = self
             .pinned
@@ -253,7 +313,7 @@ impl NodeConnections {
             if let Some(i) = self.pinned.iter().position(|&p| p == ci) {
                 self.pinned.swap_remove(i);
             }
-            tracing::debug!(node = %self.conns[ci].addr(), client, "client left while blocked; closing its pinned connection");
+            tracing::debug!(node = %self.conns[ci].addr(), client, "client left while blocked or in a transaction; closing its pinned connection");
             let in_flight = self.conns[ci].close(&self.registry);
             let queued: Vec<BackendRequest> = self.conns[ci].queue.drain(..).collect();
             // Their client is gone: the handles answer a place no one reads.
@@ -442,6 +502,7 @@ impl NodeConnections {
         // Only the handshake can be in flight while connecting.
         drop(conn.close(&self.registry));
         self.fail_queued(ci, reason);
+        self.drop_hold(ci);
         self.settle_pinned(ci);
     }
 
@@ -479,10 +540,40 @@ impl NodeConnections {
         for req in in_flight {
             self.failed.push((req.reply, err.clone()));
         }
+        if self.conns[ci].owner != Owner::Shared {
+            self.drop_hold(ci);
+        }
         if !self.conns[ci].queue.is_empty() {
             self.mark_dirty(ci);
         }
         count
+    }
+
+    /// Connection `ci` was closed (lost, timed out, or it could not connect): a
+    /// transaction's state at the node went with it, so no transaction holds it any
+    /// more, and the transaction requests queued for it fail rather than go out on a new
+    /// connection that has none of that state.
+    fn drop_hold(&mut self, ci: usize) {
+        let Owner::Pinned { session, client } = self.conns[ci].owner else {
+            return;
+        };
+        if self.held.get(&(session, client)) == Some(&ci) {
+            self.held.remove(&(session, client));
+        }
+        if self.conns[ci]
+            .queue
+            .iter()
+            .any(BackendRequest::in_transaction)
+        {
+            let queue = std::mem::take(&mut self.conns[ci].queue);
+            for req in queue {
+                if req.in_transaction() {
+                    self.failed.push((req.reply, BackendError::HeldGone));
+                } else {
+                    self.conns[ci].queue.push_back(req);
+                }
+            }
+        }
     }
 
     /// The watchdog, once per tick: time out connections whose in-flight requests got no

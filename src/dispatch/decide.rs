@@ -33,6 +33,9 @@ pub struct RequestState {
     pub retries: u32,
     /// Retries stop at this instant; set by the first retry.
     pub retry_deadline: Option<Instant>,
+    /// Part of a transaction, on the connection held for it: the node's error goes to
+    /// the client as it is, redirect or not, and nothing is retried.
+    pub in_transaction: bool,
 }
 
 impl RequestState {
@@ -43,6 +46,7 @@ impl RequestState {
             redirects: req.redirects,
             retries: req.retries,
             retry_deadline: req.retry_deadline,
+            in_transaction: req.in_transaction(),
         }
     }
 
@@ -172,6 +176,16 @@ pub enum Decision {
     },
     /// The request is over: the redirect budget is spent or the deadline passed.
     Fail { failure: Failure, cause: Cause },
+    /// A transaction's request met a redirect or a retryable error it may not follow
+    /// (the transaction lives on one connection; the node has already marked it to
+    /// fail): the node's error goes to the client as it is. After `MOVED` the slot is
+    /// pointed at `moved`'s node; after a redirect or `CLUSTERDOWN` the topology is
+    /// refreshed.
+    Unfollowed {
+        frame: Bytes,
+        cause: Cause,
+        moved: Option<(Slot, NodeAddr)>,
+    },
 }
 
 impl Decision {
@@ -182,9 +196,9 @@ impl Decision {
             Decision::Resend { .. } => Some(Cause::Ask),
             Decision::PatchAndResend { .. } => Some(Cause::Moved),
             Decision::RetryAfter { .. } => Some(Cause::TryAgain),
-            Decision::RetryAfterRefresh { cause, .. } | Decision::Fail { cause, .. } => {
-                Some(*cause)
-            }
+            Decision::RetryAfterRefresh { cause, .. }
+            | Decision::Fail { cause, .. }
+            | Decision::Unfollowed { cause, .. } => Some(*cause),
         }
     }
 }
@@ -212,6 +226,10 @@ pub fn decide(
             }
             decide_error(frame, from, state, policy, now)
         }
+        Outcome::NotSent(err) if state.in_transaction => Decision::Fail {
+            failure: Failure::Proxy(err),
+            cause: Cause::NotSent,
+        },
         Outcome::NotSent(err) => {
             retry_after_refresh(Failure::Proxy(err), Cause::NotSent, state, policy, now)
         }
@@ -229,6 +247,9 @@ fn decide_error(
     let Some(redirect) = parse_redirect(&frame, from) else {
         return Decision::Deliver(frame);
     };
+    if state.in_transaction {
+        return unfollowed(frame, redirect);
+    }
     match redirect {
         Redirect::Moved { slot, addr } => match redirected(state, policy) {
             Some(state) => Decision::PatchAndResend {
@@ -272,6 +293,21 @@ fn decide_error(
             policy,
             now,
         ),
+    }
+}
+
+/// A transaction's request and the redirect or retryable error its node answered.
+fn unfollowed(frame: Bytes, redirect: Redirect) -> Decision {
+    let (cause, moved) = match redirect {
+        Redirect::Moved { slot, addr } => (Cause::Moved, Some((slot, addr))),
+        Redirect::Ask { .. } => (Cause::Ask, None),
+        Redirect::TryAgain | Redirect::Loading => (Cause::TryAgain, None),
+        Redirect::ClusterDown | Redirect::MasterDown => (Cause::ClusterDown, None),
+    };
+    Decision::Unfollowed {
+        frame,
+        cause,
+        moved,
     }
 }
 
@@ -384,6 +420,7 @@ mod tests {
                     redirects: 1,
                     retries: 2,
                     retry_deadline: None,
+                    in_transaction: false,
                 },
             }
         );
@@ -649,6 +686,65 @@ mod tests {
             failure.into_result(),
             Err(unreachable()),
             "the client gets the proxy's error, not a node reply"
+        );
+    }
+
+    #[test]
+    fn a_transactions_request_follows_no_redirect_and_is_not_retried() {
+        let now = Instant::now();
+        let txn = RequestState {
+            in_transaction: true,
+            ..fresh()
+        };
+        // Its node's redirect goes to the client as it is; after MOVED the slot is
+        // patched and the table refreshed.
+        assert_eq!(
+            reply(MOVED, &txn, now),
+            Decision::Unfollowed {
+                frame: Bytes::from_static(MOVED),
+                cause: Cause::Moved,
+                moved: Some((slot(3999), node("10.0.0.2:7001"))),
+            }
+        );
+        for (frame, cause) in [
+            (ASK, Cause::Ask),
+            (TRYAGAIN, Cause::TryAgain),
+            (LOADING, Cause::TryAgain),
+            (CLUSTERDOWN, Cause::ClusterDown),
+            (MASTERDOWN, Cause::ClusterDown),
+        ] {
+            assert_eq!(
+                reply(frame, &txn, now),
+                Decision::Unfollowed {
+                    frame: Bytes::from_static(frame),
+                    cause,
+                    moved: None,
+                },
+                "{}",
+                String::from_utf8_lossy(frame)
+            );
+        }
+        // Other replies as for any request.
+        assert_eq!(
+            reply(b"+QUEUED\r\n", &txn, now),
+            Decision::Deliver(Bytes::from_static(b"+QUEUED\r\n"))
+        );
+        assert_eq!(
+            reply(b"-EXECABORT Transaction discarded\r\n", &txn, now),
+            Decision::Deliver(Bytes::from_static(b"-EXECABORT Transaction discarded\r\n"))
+        );
+        // Not sent: failed at once, never retried.
+        assert_eq!(
+            decide(
+                Outcome::NotSent(BackendError::HeldGone),
+                &txn,
+                &policy(),
+                now
+            ),
+            Decision::Fail {
+                failure: Failure::Proxy(BackendError::HeldGone),
+                cause: Cause::NotSent,
+            }
         );
     }
 

@@ -18,8 +18,8 @@ use super::decide::{self, decide, Cause, Decision, Failure, Outcome, Policy, Req
 use super::retry::{Due, RetryQueue, When};
 use crate::admin::{Metrics, WorkerStats, METRICS};
 use crate::backend::{
-    take_dropped, BackendError, BackendRequest, NodeConnections, Place, Push, ReplyResult, ReplyTo,
-    Target,
+    take_dropped, BackendError, BackendRequest, Hold, NodeConnections, Place, Push, ReplyResult,
+    ReplyTo, Target,
 };
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
@@ -253,6 +253,31 @@ impl Worker {
         }
     }
 
+    /// Send a request of a client's transaction on the connection held for it ([`Hold`]):
+    /// the one that opens it goes to its target's node, the others wherever the held
+    /// connection is, whatever the slot table says now (a slot that moved meanwhile is
+    /// the node's to report). Never queued for a retry: the transaction's requests must
+    /// reach their connection in the order the client sent them.
+    pub fn dispatch_held(&mut self, req: BackendRequest) {
+        let node = if req.hold == Hold::Open {
+            match self.target_node(req.target) {
+                Some(node) => Some(node),
+                None => {
+                    let err = match req.target {
+                        Target::Slot(slot) => BackendError::SlotNotServed(slot),
+                        _ => BackendError::NoNodes,
+                    };
+                    return self.not_sent(req, err);
+                }
+            }
+        } else {
+            None
+        };
+        if let Err((reply, err)) = self.conns.send_held(node, req) {
+            self.deliver(reply, Err(err));
+        }
+    }
+
     /// The client of session `session` (client id `client`) is gone: close the
     /// connections pinned to it.
     pub fn release_session(&mut self, session: usize, client: u64) {
@@ -385,6 +410,9 @@ impl Worker {
             Decision::Resend { slot, to, .. } => {
                 tracing::debug!(%slot, from = %self.conns.conn_addr(conn), %to, "ASK");
             }
+            Decision::Unfollowed { cause, .. } => {
+                tracing::debug!(?cause, from = %self.conns.conn_addr(conn), "a transaction's request met a redirect: not followed, the transaction fails");
+            }
             _ => {}
         }
         self.carry_out(req, decision);
@@ -464,6 +492,19 @@ impl Worker {
                     tracing::warn!(%last, "redirect budget spent");
                 }
                 self.deliver(req.reply, failure.into_result());
+            }
+            Decision::Unfollowed {
+                frame,
+                cause,
+                moved,
+            } => {
+                self.deliver(req.reply, Ok(frame));
+                if let Some((slot, to)) = moved {
+                    self.patch_slot(slot, &to);
+                }
+                if matches!(cause, Cause::Moved | Cause::Ask | Cause::ClusterDown) {
+                    self.shared.refresh_wanted.notify_one();
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ mod cluster_face;
 mod fan_out;
 mod info;
 mod local;
+mod transaction;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -68,15 +69,6 @@ pub enum Flushed {
     Failed,
     /// The client holds more than `limits.max_output_buffer` (logged): close it.
     OverLimit,
-}
-
-/// Where the client is in its conversation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Normal,
-    /// `MULTI` was refused: everything up to `EXEC`/`DISCARD` is refused too, so nothing
-    /// of the transaction runs (the client believes it is queueing it).
-    MultiRefused,
 }
 
 /// How the replies of a request's parts become its reply.
@@ -157,10 +149,13 @@ pub struct Session {
     /// The size this client's next replies are expected to have: the largest recent one,
     /// decaying by 1/16 per reply.
     reply_estimate: usize,
-    /// The place of the blocking command this client waits in (on a pinned connection);
-    /// nothing else of its requests goes to a node meanwhile.
+    /// The place of the blocking command this client waits in (on a pinned connection),
+    /// or of its transaction's last request on its way; nothing else of its requests
+    /// goes to a node meanwhile (but the transaction's next ones).
     blocked_at: Option<u64>,
-    mode: Mode,
+    /// The client's transaction ([`transaction`]), from `WATCH` or `MULTI` until
+    /// everything it sent is answered.
+    txn: Option<Box<transaction::Transaction>>,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -215,7 +210,7 @@ impl Session {
             held: 0,
             reply_estimate,
             blocked_at: None,
-            mode: Mode::Normal,
+            txn: None,
             closing: false,
             read_paused: false,
             dirty: false,
@@ -350,9 +345,12 @@ impl Session {
     /// way, at the estimated size, fit in the window. With nothing on its way, one may
     /// go whatever its size, unless the client already holds a window's worth.
     fn may_send(&self) -> bool {
-        if self.blocked_at.is_some() {
-            return false;
-        }
+        self.blocked_at.is_none() && self.fits_window()
+    }
+
+    /// The replies held plus those on their way, at the estimated size, leave room for
+    /// one more.
+    fn fits_window(&self) -> bool {
         let window = self.shared.config.reply_window;
         if self.sent == 0 {
             return self.held < window;
@@ -393,6 +391,11 @@ impl Session {
         if place.part != Place::WHOLE {
             return self.fill_part(place, reply);
         }
+        let reply = if self.txn.is_some() {
+            self.transaction_reply(place.seq, reply)
+        } else {
+            reply
+        };
         let Some(index) = place.seq.checked_sub(self.front_seq) else {
             return false;
         };
@@ -578,7 +581,10 @@ impl Session {
                         buf.freeze()
                     }
                 };
-                take(bytes);
+                // Empty: a transaction's reply the client was answered for already.
+                if !bytes.is_empty() {
+                    take(bytes);
+                }
             }
             self.front_seq += 1;
         }
@@ -619,10 +625,13 @@ impl Session {
 
     /// Carry out one request's [`plan`]: answer it here, send it to a node, refuse it,
     /// or answer its error.
-    fn handle(&mut self, w: &mut Worker, request: Request) {
+    fn handle(&mut self, w: &mut Worker, mut request: Request) {
         w.count_request();
-        if self.mode == Mode::MultiRefused && self.refused_multi_takes(&request) {
-            return;
+        if self.txn.is_some() {
+            match self.transaction_request(w, request) {
+                Some(given_back) => request = given_back,
+                None => return,
+            }
         }
         match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
             Ok(Plan::Local(crate::command::Local::Info)) => {
@@ -659,61 +668,9 @@ impl Session {
                 let text = refusal(name, reason);
                 self.push_error(&text);
             }
-            Ok(Plan::Transaction(name)) => self.transaction(name),
+            Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
             Err(e) => self.push_error(&e.to_string()),
         }
-    }
-
-    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH` outside a transaction. Until
-    /// transactions are supported, `MULTI` is refused and so is everything up to the
-    /// `EXEC`/`DISCARD` that ends it ([`Mode::MultiRefused`]): nothing of it runs.
-    fn transaction(&mut self, name: &str) {
-        match name {
-            "multi" => {
-                self.mode = Mode::MultiRefused;
-                self.refuse(name, "transactions are not supported by slotgate yet");
-            }
-            "exec" => self.push_error("ERR EXEC without MULTI"),
-            "discard" => self.push_error("ERR DISCARD without MULTI"),
-            // Nothing is watched, so there is nothing to forget.
-            "unwatch" => self.push_local(|w| w.ok()),
-            _ => self.refuse(name, "transactions are not supported by slotgate yet"),
-        }
-    }
-
-    /// In a refused `MULTI`: answer `request` as Redis answers inside a transaction that
-    /// will abort, without running it. False for the commands that act as usual there
-    /// (`QUIT`, `RESET`).
-    fn refused_multi_takes(&mut self, request: &Request) -> bool {
-        let name = request.arg(0);
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("exec") {
-            self.mode = Mode::Normal;
-            self.push_error("EXECABORT Transaction discarded because of previous errors.");
-        } else if is("discard") {
-            self.mode = Mode::Normal;
-            self.push_local(|w| w.ok());
-        } else if is("quit") || is("reset") {
-            return false;
-        } else if is("multi") {
-            self.push_error("ERR MULTI calls can not be nested");
-        } else if is("watch") {
-            self.push_error("ERR WATCH inside MULTI is not allowed");
-        } else {
-            self.push_error(
-                "ERR slotgate: not run: this transaction's MULTI was refused (EXEC or DISCARD ends it)",
-            );
-        }
-        true
-    }
-
-    /// Leave any transaction state (`RESET`).
-    fn end_transaction(&mut self) {
-        self.mode = Mode::Normal;
-    }
-
-    fn refuse(&mut self, name: &str, reason: &str) {
-        self.push_error(&refusal(name, reason));
     }
 
     /// Send to a node, or queue behind the requests waiting for room in the reply
@@ -809,7 +766,7 @@ impl Session {
 
     fn may_send_this(&self, req: &BackendRequest) -> bool {
         if req.pinned {
-            self.sent == 0
+            self.may_send_held(req)
         } else {
             self.may_send()
         }
@@ -818,6 +775,11 @@ impl Session {
     fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
         self.sent += 1;
         if req.pinned {
+            if req.in_transaction() {
+                // Not a blocked client: its transaction's next requests may follow.
+                self.blocked_at = Some(req.reply.place().seq);
+                return w.dispatch_held(req);
+            }
             if self.blocked_at.is_none() {
                 Metrics::inc(&METRICS.blocked_clients);
             }
@@ -852,7 +814,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.blocked_at.is_some() {
+        if self.blocked_at.is_some() && !self.on_held_connection() {
             METRICS.blocked_clients.fetch_sub(1, Relaxed);
         }
     }

@@ -47,19 +47,55 @@ def exercise(port, **kwargs):
         pipe.get(f"py:{label}:pipe:{i}")
     results = pipe.execute()
     check(f"{label} pipeline", results[1000:], [str(i).encode() for i in range(1000)])
-    # The default pipeline() is a transaction, which slotgate refuses for now: it must
-    # raise, and none of its writes may be applied.
+    # The default pipeline() is a transaction (MULTI ... EXEC in one write).
+    tag = "{py-%s}" % label
     tx = r.pipeline()
-    tx.set(f"py:{label}:tx", "applied")
-    tx.incr(f"py:{label}:tx:n")
+    tx.set(f"{tag}tx", "applied")
+    tx.incr(f"{tag}tx:n")
+    tx.get(f"{tag}tx")
+    tx.hset(f"{tag}tx:h", mapping={"a": "1"})
+    tx.hgetall(f"{tag}tx:h")
+    tx.ping()
+    check(f"{label} transaction results", tx.execute(), [True, 1, b"applied", 1, {b"a": b"1"}, True])
+    check(f"{label} transaction applied", r.get(f"{tag}tx:n"), b"1")
+    # WATCH: the optimistic check-and-set; another client's write makes EXEC fail.
+    with r.pipeline() as tx:
+        tx.watch(f"{tag}tx:n")
+        n = int(tx.get(f"{tag}tx:n"))
+        tx.multi()
+        tx.set(f"{tag}tx:n", n + 10)
+        check(f"{label} watched transaction", tx.execute(), [True])
+    check(f"{label} watched transaction applied", r.get(f"{tag}tx:n"), b"11")
+    with r.pipeline() as tx:
+        tx.watch(f"{tag}tx:n")
+        r.incr(f"{tag}tx:n")
+        tx.multi()
+        tx.set(f"{tag}tx:n", 0)
+        try:
+            tx.execute()
+            check(f"{label} watch conflict raises", "executed", "WatchError")
+        except redis.exceptions.WatchError:
+            check(f"{label} watch conflict raises", "WatchError", "WatchError")
+    check(f"{label} watch conflict applied nothing", r.get(f"{tag}tx:n"), b"12")
+    # The transaction() helper retries until its WATCH holds.
+    def double(pipe):
+        n = int(pipe.get(f"{tag}tx:n"))
+        pipe.multi()
+        pipe.set(f"{tag}tx:n", n * 2)
+    check(f"{label} transaction helper", r.transaction(double, f"{tag}tx:n"), [True])
+    check(f"{label} transaction helper applied", r.get(f"{tag}tx:n"), b"24")
+    # A key in another slot aborts it: the error, and nothing applied.
+    tx = r.pipeline()
+    tx.set(f"{tag}tx:x", "applied")
+    tx.set(f"py:{label}:elsewhere", "applied")
     try:
         tx.execute()
-        check(f"{label} transaction refused", "executed", "raised")
+        check(f"{label} cross-slot transaction raises", "executed", "raised")
     except redis.exceptions.ResponseError as e:
-        check(f"{label} transaction refused", "MULTI" in str(e), True)
-    check(f"{label} refused transaction applied nothing", r.get(f"py:{label}:tx"), None)
-    check(f"{label} refused transaction applied nothing", r.get(f"py:{label}:tx:n"), None)
-    check(f"{label} usable after", r.set(f"py:{label}:tx:after", 1), True)
+        check(f"{label} cross-slot transaction raises", "CROSSSLOT" in str(e) or "slot" in str(e), True)
+    check(f"{label} cross-slot transaction applied nothing", r.get(f"{tag}tx:x"), None)
+    check(f"{label} cross-slot transaction applied nothing", r.get(f"py:{label}:elsewhere"), None)
+    check(f"{label} usable after", r.set(f"{tag}tx:after", 1), True)
     r.close()
 
 
