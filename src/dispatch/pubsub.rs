@@ -263,6 +263,8 @@ pub struct PubSub {
     unplaced: bool,
     /// Some link may have nothing left to do.
     maybe_idle: bool,
+    /// Confirmations waiting for a node, over every subscription.
+    waiting: usize,
     /// Watchdog ticks seen.
     tick: u64,
     /// Messages for the sessions, in order; the worker hands them over.
@@ -310,11 +312,14 @@ impl PubSub {
         frame: Bytes,
     ) {
         match self.wanted[kind.index()].get_mut(name) {
-            Some(wanted) if !wanted.confirmed => wanted.waiters.push(Waiter {
-                reply,
-                frame,
-                since: self.tick,
-            }),
+            Some(wanted) if !wanted.confirmed => {
+                self.waiting += 1;
+                wanted.waiters.push(Waiter {
+                    reply,
+                    frame,
+                    since: self.tick,
+                });
+            }
             _ => io.deliver(reply, Ok(frame)),
         }
     }
@@ -391,7 +396,9 @@ impl PubSub {
         if self.unplaced {
             self.place_unplaced(io);
         }
-        self.expire_waiters(io);
+        if self.waiting > 0 {
+            self.expire_waiters(io);
+        }
         if self.maybe_idle {
             self.close_idle(io);
         }
@@ -584,6 +591,7 @@ impl PubSub {
             Metrics::inc(&METRICS.pubsub_resubscribes);
             tracing::debug!(kind = ?kind, name = %String::from_utf8_lossy(name), "pub/sub: subscribed again");
         }
+        self.waiting -= wanted.waiters.len();
         for waiter in wanted.waiters.drain(..) {
             io.deliver(waiter.reply, Ok(waiter.frame));
         }
@@ -615,7 +623,8 @@ impl PubSub {
     }
 
     /// The node of link `li` refused to subscribe `name`: follow a `MOVED`; try again
-    /// next tick otherwise (the clients waiting get the node's error).
+    /// next tick otherwise. The clients waiting get the node's error unless it is one
+    /// that passes (`TRYAGAIN`, `CLUSTERDOWN`, ...).
     fn refused(
         &mut self,
         io: &mut PubSubIo<'_>,
@@ -638,6 +647,15 @@ impl PubSub {
             let to = io.node(&addr);
             return self.place_at(io, kind, name, Some(to));
         }
+        if redirect.is_some() {
+            // TRYAGAIN, CLUSTERDOWN, LOADING and the like pass: try again next tick,
+            // the clients still waiting (until `backend.timeout_ms`).
+            if matches!(redirect, Some(Redirect::ClusterDown | Redirect::MasterDown)) {
+                io.want_refresh();
+            }
+            self.unplaced = true;
+            return;
+        }
         wanted.refusals += 1;
         let text = String::from_utf8_lossy(frame.strip_suffix(b"\r\n").unwrap_or(frame));
         let text = text.trim_start_matches('-').to_string();
@@ -651,11 +669,9 @@ impl PubSub {
         }
         .error(&text);
         let error = error.freeze();
+        self.waiting -= wanted.waiters.len();
         for waiter in wanted.waiters.drain(..) {
             io.deliver(waiter.reply, Ok(error.clone()));
-        }
-        if matches!(redirect, Some(Redirect::ClusterDown | Redirect::MasterDown)) {
-            io.want_refresh();
         }
         self.unplaced = true;
     }
@@ -783,6 +799,7 @@ impl PubSub {
                     .drain(..)
                     .partition(|w| now - w.since > limit);
                 wanted.waiters = kept;
+                self.waiting -= expired.len();
                 for waiter in expired {
                     io.deliver(waiter.reply, Err(err.clone()));
                 }
@@ -801,7 +818,9 @@ impl PubSub {
         }
     }
 
-    /// Close the connections that carry no subscription and wait for no reply.
+    /// Close the connections that carry no subscription (the replies they still owe
+    /// are to unsubscribes, or to subscriptions that went elsewhere: closing the
+    /// connection unsubscribes everything at the node anyway).
     fn close_idle(&mut self, io: &mut PubSubIo<'_>) {
         self.maybe_idle = false;
         let mut li = 0;
@@ -811,7 +830,7 @@ impl PubSub {
                 .wanted
                 .iter()
                 .any(|map| map.values().any(|w| w.at == Some(node)));
-            if used || !self.links[li].expect.is_empty() {
+            if used {
                 li += 1;
                 continue;
             }
