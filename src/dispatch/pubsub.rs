@@ -18,7 +18,7 @@
 //!   as with Redis itself.
 //!
 //! Every command the hub writes names one channel, so each gets exactly one reply
-//! frame: a confirmation or an error, in order ([`Link::expect`]); anything else read
+//! frame: a confirmation or an error, in order (`Link::expect`); anything else read
 //! there is a message or a confirmation nobody asked for.
 
 use std::collections::{HashMap, VecDeque};
