@@ -644,3 +644,127 @@ fn a_thousand_idle_subscribers_cost_a_connection_per_worker_and_node() {
         println!("{line}");
     }
 }
+
+#[test]
+fn plain_subscriptions_move_when_their_node_dies() {
+    require_redis();
+    let mut cluster = Cluster::start(3, 1);
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let mut sub = RawClient::connect(proxy.port());
+    sub.write(&resp(&["SUBSCRIBE", "plain"]));
+    sub.write(&resp(&["PSUBSCRIBE", "pl*"]));
+    assert_eq!(sub.read_replies(2, Duration::from_secs(10)).len(), 2);
+    // The node holding them (one worker: one node).
+    let holder = cluster
+        .live_ports()
+        .into_iter()
+        .find(|&p| {
+            let out = cluster.cli(p, &["PUBSUB", "NUMSUB", "plain"]);
+            out.lines().nth(1).map(str::trim) == Some("1")
+        })
+        .expect("a node holds the subscription");
+    let resubscribed = info_counter(&proxy, "pubsub_resubscribes");
+
+    cluster.kill(holder);
+    let mut publisher = proxy.client();
+    // Another node takes them at once (no failover needed for plain channels).
+    probe_until_delivered(&mut publisher, "PUBLISH", "plain", &mut [&mut sub]);
+    for i in 0..20 {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("plain")
+            .arg(format!("m{i}"))
+            .query(&mut publisher)
+            .unwrap();
+    }
+    let want: Vec<String> = (0..20)
+        .flat_map(|i| {
+            let m = format!("m{i}");
+            [
+                frame('*', &["message", "plain", &m], None),
+                frame('*', &["pmessage", "pl*", "plain", &m], None),
+            ]
+        })
+        .collect();
+    assert_eq!(sub.read_replies(40, Duration::from_secs(10)), want);
+    assert_eq!(
+        info_counter(&proxy, "pubsub_resubscribes"),
+        resubscribed + 2
+    );
+    assert!(
+        proxy.log().contains("connection to a node lost"),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(numsub_on_nodes(&cluster, "plain"), 1);
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_closed_at_its_output_limit() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy =
+        Proxy::start_with_config(&cluster.seeds(), "[limits]\nmax_output_buffer = 2097152\n");
+    const N: usize = 200;
+    let payload = "x".repeat(256 * 1024);
+
+    // One subscriber reads everything, one reads nothing.
+    let mut slow = RawClient::connect(proxy.port());
+    slow.write(&resp(&["SUBSCRIBE", "firehose"]));
+    assert_eq!(slow.read_replies(1, Duration::from_secs(10)).len(), 1);
+    let port = proxy.port();
+    let (subscribed_tx, subscribed) = std::sync::mpsc::channel();
+    let fast = std::thread::spawn(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let mut sub = con.as_pubsub();
+        sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Returns once the confirmation is in: from then on every message counts.
+        sub.subscribe("firehose").unwrap();
+        subscribed_tx.send(()).unwrap();
+        let mut got = 0;
+        while got < N {
+            let msg = sub.get_message().expect("the reading subscriber is served");
+            let payload: Vec<u8> = msg.get_payload().unwrap();
+            if payload.len() == 256 * 1024 {
+                got += 1;
+            }
+        }
+        got
+    });
+    subscribed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the reader subscribed");
+    let mut publisher = proxy.client();
+    for _ in 0..N {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("firehose")
+            .arg(&payload)
+            .query(&mut publisher)
+            .unwrap();
+    }
+    assert_eq!(fast.join().unwrap(), N);
+    wait_until("the slow subscriber is closed", || {
+        info_counter(&proxy, "clients_over_output_limit") == 1
+    });
+    assert!(proxy.log().contains("limits.max_output_buffer"));
+    // What it was sent before the limit, then the end of the stream.
+    let mut sink = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the slow subscriber was not closed"
+        );
+        match std::io::Read::read(&mut slow.stream, &mut sink) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(_) => break,
+        }
+    }
+}

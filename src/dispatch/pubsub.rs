@@ -719,32 +719,36 @@ impl PubSub {
     }
 
     /// A new slot table: move each shard channel whose slot has a new master, and the
-    /// plain subscriptions when their node left the cluster.
+    /// plain channels and patterns at a node that left the cluster (a master demoted to
+    /// replica still receives every `PUBLISH`: they stay).
     fn follow_table(&mut self, io: &mut PubSubIo<'_>) {
-        let mut moves: Vec<(Kind, Bytes)> = Vec::new();
-        for (name, wanted) in &self.wanted[Kind::Shard.index()] {
-            let Some(at) = wanted.at else { continue };
-            let owner = io.table.master(Slot::of_key(name)).cloned();
-            if owner.is_some_and(|addr| io.node(&addr) != at) {
-                moves.push((Kind::Shard, name.clone()));
-            }
-        }
-        if let Some(node) = self.plain_node {
-            let addr = self.links.iter().find(|l| l.node == node).map(|l| &l.addr);
-            let known = addr.is_some_and(|addr| {
-                io.table
+        let table = io.table;
+        let gone: Vec<usize> = self
+            .links
+            .iter()
+            .filter(|l| {
+                !table
                     .masters()
-                    .chain(io.table.replicas())
-                    .any(|a| a == addr)
-            });
-            if !known {
-                self.plain_node = None;
-                for kind in [Kind::Channel, Kind::Pattern] {
-                    for (name, wanted) in &self.wanted[kind.index()] {
-                        if wanted.at == Some(node) {
-                            moves.push((kind, name.clone()));
-                        }
-                    }
+                    .chain(table.replicas())
+                    .any(|a| *a == l.addr)
+            })
+            .map(|l| l.node)
+            .collect();
+        if self.plain_node.is_some_and(|node| gone.contains(&node)) {
+            self.plain_node = None;
+        }
+        let mut moves: Vec<(Kind, Bytes)> = Vec::new();
+        for kind in Kind::ALL {
+            for (name, wanted) in &self.wanted[kind.index()] {
+                let Some(at) = wanted.at else { continue };
+                let moved = match kind {
+                    Kind::Shard => table
+                        .master(Slot::of_key(name))
+                        .is_some_and(|addr| io.node(addr) != at),
+                    Kind::Channel | Kind::Pattern => gone.contains(&at),
+                };
+                if moved {
+                    moves.push((kind, name.clone()));
                 }
             }
         }
