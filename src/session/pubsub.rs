@@ -260,3 +260,53 @@ impl Session {
         self.places.push_back(Some(Ok(frames)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn confirm(proto: Proto, kind: Kind, subscribe: bool, name: Option<&[u8]>, n: usize) -> String {
+        let mut out = BytesMut::new();
+        confirmation(&mut out, proto, kind, subscribe, name, n);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn confirmations_are_redis_shapes_in_the_clients_protocol() {
+        assert_eq!(
+            confirm(Proto::Resp2, Kind::Channel, true, Some(b"ch"), 1),
+            "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+        );
+        assert_eq!(
+            confirm(Proto::Resp3, Kind::Shard, false, Some(b"s"), 0),
+            ">3\r\n$12\r\nsunsubscribe\r\n$1\r\ns\r\n:0\r\n"
+        );
+        assert_eq!(
+            confirm(Proto::Resp2, Kind::Pattern, false, None, 0),
+            "*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n"
+        );
+        assert_eq!(
+            confirm(Proto::Resp3, Kind::Channel, false, None, 2),
+            ">3\r\n$11\r\nunsubscribe\r\n_\r\n:2\r\n"
+        );
+    }
+
+    #[test]
+    fn channels_and_patterns_count_together_shard_channels_apart() {
+        let mut subs = Subscriptions::default();
+        subs.of(Kind::Channel).insert(Bytes::from_static(b"a"));
+        subs.of(Kind::Pattern).insert(Bytes::from_static(b"p*"));
+        subs.of(Kind::Shard).insert(Bytes::from_static(b"s"));
+        assert_eq!(subs.count(Kind::Channel), 2);
+        assert_eq!(subs.count(Kind::Pattern), 2);
+        assert_eq!(subs.count(Kind::Shard), 1);
+        subs.of(Kind::Channel).clear();
+        subs.of(Kind::Pattern).clear();
+        assert!(
+            !subs.is_empty(),
+            "a shard channel keeps the client subscribed"
+        );
+        subs.of(Kind::Shard).clear();
+        assert!(subs.is_empty());
+    }
+}
