@@ -17,8 +17,8 @@ mod cluster_face;
 mod fan_out;
 mod info;
 mod local;
-mod transaction;
 mod pubsub;
+mod transaction;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
