@@ -67,6 +67,13 @@ pub struct Metrics {
     pub scripts_healed: AtomicU64,
     /// Clients waiting in a blocking command now (a gauge; `INFO` `blocked_clients`).
     pub blocked_clients: AtomicU64,
+    /// The pub/sub hubs' connections to nodes open now (a gauge): at most one per
+    /// worker and node, however many clients subscribe.
+    pub subscriber_connections: AtomicU64,
+    /// Subscriptions the pub/sub hubs made again at a node after losing them (the node
+    /// failed or was replaced, a shard channel's slot moved), without the clients'
+    /// doing anything.
+    pub pubsub_resubscribes: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -90,6 +97,8 @@ pub static METRICS: Metrics = Metrics {
     pinned_connections: AtomicU64::new(0),
     scripts_healed: AtomicU64::new(0),
     blocked_clients: AtomicU64::new(0),
+    subscriber_connections: AtomicU64::new(0),
+    pubsub_resubscribes: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -100,7 +109,7 @@ impl Metrics {
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `workers` are the per-worker counters, summed by the caller.
     pub fn info_section(&self, out: &mut String, workers: StatsTotal) {
-        let rows: [(&str, &AtomicU64); 19] = [
+        let rows: [(&str, &AtomicU64); 21] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
@@ -120,6 +129,8 @@ impl Metrics {
             ("backend_connections_lost", &self.backend_connections_lost),
             ("pinned_connections", &self.pinned_connections),
             ("scripts_healed", &self.scripts_healed),
+            ("subscriber_connections", &self.subscriber_connections),
+            ("pubsub_resubscribes", &self.pubsub_resubscribes),
         ];
         out.push_str("# Proxy\r\n");
         let _ = write!(

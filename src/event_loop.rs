@@ -317,6 +317,17 @@ impl EventLoop {
                 mark_dirty(session, place.session, &mut self.dirty);
             }
         }
+        // Pub/sub messages after the replies: a subscription's confirmation (a reply)
+        // leaves before the messages that came with it.
+        for message in self.worker.take_messages() {
+            let Some(session) = self.sessions.get_mut(message.session) else {
+                continue;
+            };
+            if session.id.0 == message.client {
+                session.push_frame(message.frame);
+                mark_dirty(session, message.session, &mut self.dirty);
+            }
+        }
     }
 
     /// Write every session that has replies ready at its front. A session whose front
@@ -427,6 +438,7 @@ impl EventLoop {
 
     fn close_session(&mut self, key: usize) {
         if let Some(mut session) = self.sessions.try_remove(key) {
+            session.leave_pubsub(&mut self.worker);
             self.worker.release_session(key, session.id.0);
             let _ = self.poll.registry().deregister(&mut session.stream);
             let buf = session.take_read_buffer();

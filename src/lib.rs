@@ -27,10 +27,11 @@
 //!   command (local, one node, refused, transaction, or an error such as `CROSSSLOT`);
 //!   the `Worker`: one thread's node connections and routing state, picking the node
 //!   for a request and carrying out `decide` (pure): what happens after a reply, a
-//!   redirect, a retryable error or a dead node; the ordered retry queue.
+//!   redirect, a retryable error or a dead node; the ordered retry queue; the worker's
+//!   pub/sub hub (each channel subscribed once at a node, messages fanned out).
 //! - [`session`]: one client: framing, routing, local commands, transactions, the
 //!   in-order reply queue; the one-node cluster face cluster-aware clients see
-//!   (`CLUSTER SLOTS`, ...; pure).
+//!   (`CLUSTER SLOTS`, ...; pure); its subscriptions and RESP2 subscriber mode.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.
 //! - [`net`]: `Transport`, the one socket type sessions and node connections read and

@@ -97,6 +97,10 @@ pub enum Owner {
     Pinned { session: usize, client: u64 },
     /// A pinned connection between owners, kept open for the next one.
     Spare,
+    /// The worker's pub/sub hub (`dispatch::pubsub`): it writes (un)subscribe commands
+    /// and every frame read after the handshake is handed to it as it comes (messages,
+    /// confirmations, errors), never matched to a request.
+    Subscriber,
 }
 
 pub struct Conn {
@@ -126,8 +130,12 @@ pub struct Conn {
     /// The last read stopped at [`READ_PER_TURN`]: the socket may hold more, and no new
     /// readiness event will say so (edge-triggered).
     pub unread: bool,
-    /// Push frames read for the client this connection is pinned to, in order.
+    /// Push frames read for the client this connection is pinned to, in order; on a
+    /// [`Owner::Subscriber`] connection, every frame read after the handshake.
     pub pushed: Vec<Bytes>,
+    /// A subscriber connection's commands, written once it is ready (their replies come
+    /// as frames in `pushed`).
+    pub commands: Vec<u8>,
 }
 
 impl Conn {
@@ -156,6 +164,7 @@ impl Conn {
             progress: 0,
             unread: false,
             pushed: Vec::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -235,6 +244,7 @@ impl Conn {
     /// Move the queued requests into the write buffer (when the connection is ready).
     pub fn take_queue(&mut self, tick: u64) {
         if self.state != State::Ready || self.queue.is_empty() {
+            self.take_commands();
             return;
         }
         if self.in_flight.is_empty() {
@@ -247,6 +257,14 @@ impl Conn {
             }
             self.wbuf.extend_from_slice(&req.bytes);
             self.in_flight.push_back(InFlight::Request(req));
+        }
+    }
+
+    /// Move a subscriber connection's commands into the write buffer, once it is ready.
+    fn take_commands(&mut self) {
+        if self.state == State::Ready && !self.commands.is_empty() {
+            self.wbuf.extend_from_slice(&self.commands);
+            self.commands.clear();
         }
     }
 
@@ -343,6 +361,9 @@ impl Conn {
                             outcome = ReadOutcome::HandshakeDone;
                         }
                     }
+                    // Nothing is ever in flight on a subscriber connection once it is
+                    // ready: every frame is for the hub.
+                    None if self.owner == Owner::Subscriber => self.pushed.push(frame),
                     None => return ReadOutcome::Failed(ConnError::Unexpected),
                 }
             }
@@ -367,6 +388,7 @@ impl Conn {
         self.state = State::Idle;
         self.unread = false;
         self.wbuf.clear();
+        self.commands.clear();
         self.rbuf = BytesMut::new();
         self.scanner.reset();
         self.write_blocked = false;

@@ -84,6 +84,12 @@ pub struct NodeConnections {
     pub failed: Vec<(ReplyTo, BackendError)>,
     /// Push frames read on pinned connections, for their clients, in order.
     pub pushes: Vec<Push>,
+    /// Frames read on subscriber connections (by connection), in order, for the owner's
+    /// pub/sub hub.
+    pub sub_frames: Vec<(usize, Bytes)>,
+    /// Subscriber connections that failed (lost, or could not connect): the hub opens
+    /// new ones where it needs them and closes these for good.
+    pub sub_down: Vec<usize>,
     /// What every socket read of this worker lands in first.
     pub scratch: Box<[u8]>,
 }
@@ -106,6 +112,8 @@ impl NodeConnections {
             unsent: Vec::new(),
             failed: Vec::new(),
             pushes: Vec::new(),
+            sub_frames: Vec::new(),
+            sub_down: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
         }
     }
@@ -259,6 +267,56 @@ impl NodeConnections {
         self.mark_dirty(ci);
     }
 
+    /// Open a subscriber connection to `node` for the worker's pub/sub hub (RESP2: it
+    /// only subscribes). It connects once [`NodeConnections::subscriber_write`] gives
+    /// it a command. Counted in `subscriber_connections`, not against
+    /// `backend.max_pinned`: a worker needs at most one per node, whatever the number
+    /// of subscribed clients.
+    pub fn open_subscriber(&mut self, node: usize) -> usize {
+        METRICS.subscriber_connections.fetch_add(1, Relaxed);
+        let shared = self.nodes_shared(node);
+        let ci = self.free.pop().unwrap_or(self.conns.len());
+        let mut conn = Conn::new(shared, node, Proto::Resp2, conn_token(ci), self.limits);
+        conn.owner = Owner::Subscriber;
+        if ci == self.conns.len() {
+            self.conns.push(conn);
+        } else {
+            self.conns[ci] = conn;
+        }
+        ci
+    }
+
+    /// Queue `command` (RESP) on subscriber connection `ci`; written at the end of this
+    /// turn, or once the connection is ready.
+    pub fn subscriber_write(&mut self, ci: usize, command: &[u8]) {
+        self.conns[ci].commands.extend_from_slice(command);
+        self.mark_dirty(ci);
+    }
+
+    /// Close subscriber connection `ci` for good and free its slot.
+    pub fn close_subscriber(&mut self, ci: usize) {
+        if self.conns[ci].owner != Owner::Subscriber {
+            return;
+        }
+        drop(self.conns[ci].close(&self.registry));
+        self.conns[ci].owner = Owner::Spare;
+        self.free.push(ci);
+        METRICS.subscriber_connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Node `node` failed a connect moments ago (on any worker).
+    pub fn node_is_down(&self, node: usize) -> bool {
+        self.conns[self.nodes[node].resp2[0]].node.is_down()
+    }
+
+    /// A subscriber connection failed: reported to the hub (once per failure).
+    fn subscriber_down(&mut self, ci: usize) {
+        if self.conns[ci].owner == Owner::Subscriber {
+            self.conns[ci].commands.clear();
+            self.sub_down.push(ci);
+        }
+    }
+
     /// What all workers share about node `node` (through any of its connections).
     fn nodes_shared(&self, node: usize) -> Arc<NodeShared> {
         let ci = self.nodes[node].resp2[0];
@@ -340,7 +398,7 @@ impl NodeConnections {
             self.conns[ci].dirty = false;
             match self.conns[ci].state {
                 State::Idle => {
-                    if !self.conns[ci].queue.is_empty() {
+                    if !self.conns[ci].queue.is_empty() || !self.conns[ci].commands.is_empty() {
                         self.connect(ci);
                     }
                 }
@@ -441,13 +499,20 @@ impl NodeConnections {
             self.unread.push(ci);
         }
         if !conn.pushed.is_empty() {
-            if let Owner::Pinned { session, client } = conn.owner {
-                let frames = conn.pushed.drain(..);
-                self.pushes.extend(frames.map(|frame| Push {
-                    session,
-                    client,
-                    frame,
-                }));
+            match conn.owner {
+                Owner::Pinned { session, client } => {
+                    let frames = conn.pushed.drain(..);
+                    self.pushes.extend(frames.map(|frame| Push {
+                        session,
+                        client,
+                        frame,
+                    }));
+                }
+                Owner::Subscriber => {
+                    self.sub_frames
+                        .extend(conn.pushed.drain(..).map(|frame| (ci, frame)));
+                }
+                Owner::Shared | Owner::Spare => {}
             }
         }
         outcome
@@ -516,6 +581,7 @@ impl NodeConnections {
         for req in conn.queue.drain(..) {
             self.unsent.push((req, err.clone()));
         }
+        self.subscriber_down(ci);
     }
 
     /// The connection died: what was in flight gets an error (it may have run); what
@@ -529,6 +595,7 @@ impl NodeConnections {
         if self.close_with(ci, err) > 0 {
             Metrics::inc(&METRICS.backend_connections_lost);
         }
+        self.subscriber_down(ci);
         self.settle_pinned(ci);
     }
 

@@ -57,7 +57,7 @@ impl LearnedCommand {
         }
         if self.pubsub {
             return Ok(LearnedRoute::Refused(
-                "pub/sub is not supported by slotgate yet",
+                "pub/sub commands newer than slotgate's table are not supported yet",
             ));
         }
         if self.movable_keys {

@@ -8,11 +8,13 @@
 //! follow a redirect, retry after a backoff or a refresh, or fail. Requests waiting to
 //! be sent again queue in [`retry`], in each slot's order. The replies of a request
 //! split per slot or fanned out to every master become the client's one reply in
-//! [`merge`](mod@merge) (pure).
+//! [`merge`](mod@merge) (pure). The worker's [`pubsub`] hub holds its clients'
+//! subscriptions, one per channel at a node, and fans messages out.
 
 pub mod decide;
 pub mod merge;
 pub mod plan;
+pub mod pubsub;
 pub mod retry;
 pub mod split;
 pub mod worker;

@@ -16,8 +16,6 @@ use crate::slot::Slot;
 /// Why `WAIT`/`WAITAOF` (blocking, keyless) are refused, until they follow the
 /// client's last write.
 const WAIT: &str = "WAIT and WAITAOF are not supported by slotgate yet";
-/// Why a subscription is refused, until pub/sub is supported.
-const PUB_SUB: &str = "pub/sub is not supported by slotgate yet";
 
 /// What the session must do with a request. `'a` is the learned commands' lifetime (a
 /// learned command's name).
@@ -46,6 +44,9 @@ pub enum Plan<'a> {
     /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH` (lower-case): the session's
     /// transaction state decides.
     Transaction(&'static str),
+    /// `(P|S)SUBSCRIBE`, `(P|S)UNSUBSCRIBE` (lower-case): the session's subscriptions
+    /// and its worker's pub/sub hub. A sharded one's channels share a slot.
+    PubSub(&'static str),
 }
 
 /// A request answered with an error before it reaches a node. `Display` is the error
@@ -105,7 +106,11 @@ pub fn plan<'a>(
             target: target(request, classified.keys.iter(), client)?,
             wait: block_for(name, request),
         },
-        Route::PubSub => refuse(PUB_SUB),
+        Route::PubSub => {
+            // SSUBSCRIBE and SUNSUBSCRIBE take channels of one slot, as Redis does.
+            target(request, classified.keys.iter(), client)?;
+            Plan::PubSub(name)
+        }
         Route::Refused(reason) => refuse(reason),
         Route::Transaction => Plan::Transaction(name),
     })
@@ -348,10 +353,6 @@ mod tests {
             "XREAD without BLOCK is not blocking"
         );
         assert_eq!(
-            refused(plan_of(&["SUBSCRIBE", "ch"])),
-            "ERR 'SUBSCRIBE' is not supported: pub/sub is not supported by slotgate yet"
-        );
-        assert_eq!(
             refused(plan_of(&["ASKING"])),
             "ERR 'ASKING' is not supported: the proxy hides the cluster topology"
         );
@@ -436,6 +437,27 @@ mod tests {
     }
 
     #[test]
+    fn subscriptions_go_to_the_session_state() {
+        assert_eq!(
+            plan_of(&["SUBSCRIBE", "a", "b"]),
+            Ok(Plan::PubSub("subscribe"))
+        );
+        assert_eq!(plan_of(&["punsubscribe"]), Ok(Plan::PubSub("punsubscribe")));
+        assert_eq!(
+            plan_of(&["SSUBSCRIBE", "{t}a", "{t}b"]),
+            Ok(Plan::PubSub("ssubscribe"))
+        );
+        assert_eq!(error(&["SSUBSCRIBE", "a", "b"]), CROSSSLOT);
+        assert_eq!(error(&["SUNSUBSCRIBE", "a", "b"]), CROSSSLOT);
+        assert_eq!(plan_of(&["SUNSUBSCRIBE"]), Ok(Plan::PubSub("sunsubscribe")));
+        assert_eq!(
+            plan_of(&["SUBSCRIBE", "a", "b"]),
+            Ok(Plan::PubSub("subscribe")),
+            "plain channels are not keys"
+        );
+    }
+
+    #[test]
     fn classify_errors_keep_redis_wording() {
         assert_eq!(
             error(&["FOO", "a", "b"]),
@@ -514,7 +536,7 @@ mod tests {
         );
         assert_eq!(
             refused(plan(&["NewSub", "ch"])),
-            "ERR 'NEWSUB' is not supported: pub/sub is not supported by slotgate yet"
+            "ERR 'NEWSUB' is not supported: pub/sub commands newer than slotgate's table are not supported yet"
         );
         assert_eq!(
             refused(plan(&["newmovable", "x", "y"])),

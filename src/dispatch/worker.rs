@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use mio::{Registry, Token};
 
 use super::decide::{self, decide, Cause, Decision, Failure, Outcome, Policy, RequestState};
+use super::pubsub::{PubSub, PubSubIo};
 use super::retry::{Due, RetryQueue, When};
 use crate::admin::{Metrics, WorkerStats, METRICS};
 use crate::backend::{
@@ -67,6 +68,8 @@ pub struct Worker {
     /// Emptied client read buffers, kept for the next read on this worker so an idle
     /// client holds none and a busy one does not allocate per read.
     read_buffers: Vec<BytesMut>,
+    /// The subscriptions of this worker's clients, shared at the nodes.
+    pubsub: PubSub,
 }
 
 impl Worker {
@@ -83,7 +86,27 @@ impl Worker {
             deliveries: Vec::new(),
             replies: Vec::new(),
             read_buffers: Vec::new(),
+            pubsub: PubSub::default(),
         }
+    }
+
+    /// The pub/sub hub, with what it works with.
+    pub fn pubsub(&mut self) -> (&mut PubSub, PubSubIo<'_>) {
+        let io = PubSubIo {
+            conns: &mut self.conns,
+            shared: &self.shared,
+            table: self.table.load(),
+            deliveries: &mut self.deliveries,
+            worker: self.index,
+        };
+        (&mut self.pubsub, io)
+    }
+
+    /// Messages for the subscribed sessions since the last call, in order (handed over
+    /// after the replies, so a confirmation leaves before its channel's messages).
+    #[inline]
+    pub fn take_messages(&mut self) -> std::vec::Drain<'_, Push> {
+        self.pubsub.messages.drain(..)
     }
 
     /// What every socket read of this worker lands in first.
@@ -322,6 +345,8 @@ impl Worker {
     pub fn watchdog(&mut self) {
         self.conns.watchdog();
         self.take_reports();
+        let (hub, mut io) = self.pubsub();
+        hub.tick(&mut io);
     }
 
     /// Push frames read on pinned connections since the last call, for their clients.
@@ -348,6 +373,10 @@ impl Worker {
     fn take_reports(&mut self) {
         if self.conns.has_reports() {
             self.take_reports_now();
+        }
+        if !self.conns.sub_frames.is_empty() || !self.conns.sub_down.is_empty() {
+            let (hub, mut io) = self.pubsub();
+            hub.take_reports(&mut io);
         }
     }
 

@@ -64,6 +64,14 @@ impl ReplyWriter<'_> {
         }
     }
 
+    /// A push of `len` elements (pub/sub confirmations): RESP3 `>`, RESP2 an array.
+    pub fn push(&mut self, len: usize) {
+        match self.proto {
+            Proto::Resp2 => self.header(b'*', len),
+            Proto::Resp3 => self.header(b'>', len),
+        }
+    }
+
     /// A verbatim text reply (`INFO`, `CLIENT INFO`): RESP3 `=txt:`, RESP2 a bulk string.
     pub fn verbatim(&mut self, text: &str) {
         match self.proto {
@@ -123,6 +131,8 @@ mod tests {
         assert_eq!(with(Proto::Resp3, |w| w.null()), b"_\r\n");
         assert_eq!(with(Proto::Resp2, |w| w.map(2)), b"*4\r\n");
         assert_eq!(with(Proto::Resp3, |w| w.map(2)), b"%2\r\n");
+        assert_eq!(with(Proto::Resp2, |w| w.push(3)), b"*3\r\n");
+        assert_eq!(with(Proto::Resp3, |w| w.push(3)), b">3\r\n");
         assert_eq!(with(Proto::Resp3, |w| w.verbatim("a")), b"=5\r\ntxt:a\r\n");
         assert_eq!(with(Proto::Resp2, |w| w.int(-7)), b":-7\r\n");
         assert_eq!(

@@ -17,6 +17,7 @@ mod cluster_face;
 mod fan_out;
 mod info;
 mod local;
+mod pubsub;
 mod transaction;
 
 use std::collections::VecDeque;
@@ -156,6 +157,8 @@ pub struct Session {
     /// The client's transaction ([`transaction`]), from `WATCH` or `MULTI` until
     /// everything it sent is answered.
     txn: Option<Box<transaction::Transaction>>,
+    /// What the client subscribes to, while it has something ([`pubsub`]).
+    subscriptions: Option<Box<pubsub::Subscriptions>>,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -211,6 +214,7 @@ impl Session {
             reply_estimate,
             blocked_at: None,
             txn: None,
+            subscriptions: None,
             closing: false,
             read_paused: false,
             dirty: false,
@@ -633,6 +637,9 @@ impl Session {
                 None => return,
             }
         }
+        if self.subscriptions.is_some() && self.subscribed_takes(w, &request) {
+            return;
+        }
         match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
             Ok(Plan::Local(crate::command::Local::Info)) => {
                 Metrics::inc(&METRICS.requests_local);
@@ -669,6 +676,7 @@ impl Session {
                 self.push_error(&text);
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
+            Ok(Plan::PubSub(name)) => self.pubsub(w, name, &request),
             Err(e) => self.push_error(&e.to_string()),
         }
     }
