@@ -47,13 +47,13 @@ run_one() {
   srv0="$(cpu_ticks "${cluster_pids[@]}")"
   if [ "$side" = slotgate ]; then
     timeout 300 redis-benchmark -p $((base + 3)) -c 10 -n "$n" --csv MGET "${keys[@]}" >"$out" 2>&1
-    row="$(bench_csv_row "$out" MGET)"
+    row="$(tr -d '\r"' <"$out" | grep '^MGET ' | tail -n 1 || true)"
     rps="$(cut -d, -f2 <<<"$row")"
     keys_per_s="$(python3 -c "print(float('$rps') * 100)")"
   else
     timeout 300 redis-benchmark --cluster -p "$base" -c 10 -n $((n * 100)) -P 100 -r 100 \
       --csv GET 'k:__rand_int__' >"$out" 2>&1
-    row="$(bench_csv_row "$out" GET)"
+    row="$(tr -d '\r"' <"$out" | grep '^GET ' | tail -n 1 || true)"
     keys_per_s="$(cut -d, -f2 <<<"$row")"
   fi
   sg1="$(cpu_ticks "$sg_pid")"
