@@ -15,6 +15,7 @@ pub mod merge;
 pub mod plan;
 pub mod retry;
 pub mod split;
+pub mod support;
 pub mod worker;
 
 pub use worker::Worker;
