@@ -93,6 +93,8 @@ pub fn fan_out_phrase(kind: FanOut) -> &'static str {
             "every master, counts summed per channel"
         }
         FanOut::SlowlogGet => "every master, newest first, each entry naming its node",
+        FanOut::LatencyEntries => "every master, each entry naming its node",
+        FanOut::LatencyText => "every master, each text under its node's name",
     }
 }
 
