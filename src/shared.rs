@@ -1,6 +1,7 @@
 //! What every worker thread shares, and the control plane with them: the
 //! configuration, the published slot table, the refresh signals, the cluster's server
-//! version, the per-worker counters, the node registry and the learned commands. Made
+//! version, the per-worker counters, the node registry, the learned commands and the
+//! connected clients. Made
 //! once at start-up and held in an `Arc` by each worker, session and the refresher;
 //! the slot table and the few things learned later change through `ArcSwap`, a watch
 //! channel or a `OnceLock`, never a lock held across network calls.
@@ -13,6 +14,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::admin::{StatsTotal, WorkerStats};
 use crate::backend::{NodeRegistry, NodeShared};
+use crate::clients::ClientRegistry;
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
@@ -41,6 +43,8 @@ pub struct Shared {
     pub registry: NodeRegistry,
     /// Commands the built-in table lacks, learned from a node at start-up.
     pub learned: OnceLock<LearnedCommands>,
+    /// Every connected client, by worker (`CLIENT LIST`/`KILL`, `MONITOR`).
+    pub clients: Arc<ClientRegistry>,
 }
 
 impl Shared {
@@ -58,6 +62,7 @@ impl Shared {
             workers: OnceLock::new(),
             registry: NodeRegistry::default(),
             learned: OnceLock::new(),
+            clients: Arc::new(ClientRegistry::new(workers)),
         })
     }
 

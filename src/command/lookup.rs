@@ -79,13 +79,13 @@ const fn max_name_len() -> usize {
     max
 }
 
-/// Probes from `hash` for the first entry within `range` that `matches`.
+/// Probes from `hash` for the first entry within `range` that `matches`: its position.
 #[inline]
 fn probe(
     hash: u32,
     range: core::ops::Range<usize>,
     matches: impl Fn(&CommandSpec) -> bool,
-) -> Option<&'static CommandSpec> {
+) -> Option<usize> {
     let mut slot = slot_of(hash);
     loop {
         let entry = INDEX[slot] as usize;
@@ -93,20 +93,28 @@ fn probe(
             return None;
         }
         let i = entry - 1;
-        if range.contains(&i) {
-            let spec = spec_at(i);
-            if matches(spec) {
-                return Some(spec);
-            }
+        if range.contains(&i) && matches(spec_at(i)) {
+            return Some(i);
         }
         slot = (slot + 1) & INDEX_MASK;
     }
+}
+
+/// The spec at `position` (in `COMMANDS` followed by `SUBCOMMANDS`).
+pub(super) fn at(position: usize) -> Option<&'static CommandSpec> {
+    (position < COMMANDS.len() + SUBCOMMANDS.len()).then(|| spec_at(position))
 }
 
 /// A top-level command by the name a client sent (never a subcommand, so `client|setname`
 /// as a command name is unknown, as in Redis).
 #[inline]
 pub(super) fn command(name: &[u8]) -> Option<&'static CommandSpec> {
+    command_position(name).map(spec_at)
+}
+
+/// [`command`]'s position.
+#[inline]
+pub(super) fn command_position(name: &[u8]) -> Option<usize> {
     if name.len() > MAX_NAME_LEN {
         return None;
     }
@@ -118,6 +126,12 @@ pub(super) fn command(name: &[u8]) -> Option<&'static CommandSpec> {
 /// A container's subcommand by the name a client sent.
 #[inline]
 pub(super) fn subcommand(container: &CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
+    subcommand_position(container, sub).map(spec_at)
+}
+
+/// [`subcommand`]'s position.
+#[inline]
+pub(super) fn subcommand_position(container: &CommandSpec, sub: &[u8]) -> Option<usize> {
     let prefix = container.name.len() + 1;
     if prefix + sub.len() > MAX_NAME_LEN {
         return None;
@@ -146,6 +160,7 @@ pub(super) fn any(name: &[u8]) -> Option<&'static CommandSpec> {
     probe(hash_more(FNV_OFFSET, name), 0..total, |spec| {
         spec.name.as_bytes().eq_ignore_ascii_case(name)
     })
+    .map(spec_at)
 }
 
 #[cfg(test)]
@@ -181,6 +196,29 @@ mod tests {
         assert!(subcommand(object, b"setname").is_none());
         assert!(subcommand(client, b"").is_none());
         assert!(subcommand(client, b"setname|x").is_none());
+    }
+
+    #[test]
+    fn a_requests_position_names_its_command_or_subcommand() {
+        let name = |args: &[&str]| {
+            crate::command::position(args)
+                .and_then(crate::command::at_position)
+                .map(|s| s.name)
+        };
+        assert_eq!(name(&["GET", "k"]), Some("get"));
+        assert_eq!(
+            name(&["client", "LIST", "TYPE", "normal"]),
+            Some("client|list")
+        );
+        assert_eq!(
+            name(&["CLIENT", "nope"]),
+            Some("client"),
+            "an unknown subcommand"
+        );
+        assert_eq!(name(&["CLIENT"]), Some("client"));
+        assert_eq!(name(&["nosuchcommand"]), None);
+        assert_eq!(name(&[]), None);
+        assert!(crate::command::at_position(u16::MAX).is_none());
     }
 
     #[test]

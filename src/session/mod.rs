@@ -13,7 +13,9 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod clients;
 mod local;
+mod monitor;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -32,9 +34,7 @@ use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::shared::Shared;
 
-/// Identifies a client connection (`CLIENT ID`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientId(pub u64);
+pub use crate::clients::ClientId;
 
 /// A client's read buffer grows by at least this much.
 const READ_CHUNK: usize = 16 * 1024;
@@ -137,6 +137,8 @@ pub struct Session {
     pub dirty: bool,
     /// Flushes that wrote something to the client (for `INFO` `client_writes`).
     pub writes: u64,
+    /// Its entry in the client registry, `CLIENT REPLY` and `MONITOR` state.
+    client: clients::ClientState,
 }
 
 impl Session {
@@ -186,14 +188,19 @@ impl Session {
             read_paused: false,
             dirty: false,
             writes: 0,
+            client: clients::ClientState::default(),
         }
     }
 
     /// Read what the client sent and handle every complete request. False when the
     /// client is gone (end of stream or a read error): the session ends at once.
     pub fn read(&mut self, w: &mut Worker) -> bool {
+        if self.killed() {
+            return false;
+        }
         let places_before = self.places.len();
         let more = self.read_requests(w);
+        self.after_read();
         if self.places.len() > places_before {
             self.end_batch();
         }
@@ -487,7 +494,12 @@ impl Session {
                         buf.freeze()
                     }
                 };
-                take(bytes);
+                if self.client.is_quiet(self.front_seq) {
+                    // `CLIENT REPLY OFF`/`SKIP`: dropped, no longer held.
+                    self.held -= bytes.len();
+                } else {
+                    take(bytes);
+                }
             }
             self.front_seq += 1;
         }
@@ -510,6 +522,10 @@ impl Session {
         loop {
             match self.scanner.next_request(&mut self.rbuf) {
                 Ok(Some(request)) => {
+                    if self.rbuf.is_empty() {
+                        // The last request of the read (`CLIENT LIST`'s `cmd`).
+                        self.note_command(&request);
+                    }
                     self.handle(w, request);
                     if self.closing {
                         return;
@@ -530,6 +546,11 @@ impl Session {
     /// or answer its error.
     fn handle(&mut self, w: &mut Worker, request: Request) {
         w.count_request();
+        if (self.client.special || self.shared.clients.monitored())
+            && self.screen(w.index, &request)
+        {
+            return;
+        }
         if self.mode == Mode::MultiRefused && self.refused_multi_takes(&request) {
             return;
         }
