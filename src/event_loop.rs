@@ -442,7 +442,11 @@ impl EventLoop {
         let mail = self.worker.shared.clients.take_mail(self.worker.index);
         for (key, id) in mail.kills {
             if self.sessions.get(key).is_some_and(|s| s.id == id) {
-                tracing::debug!(client = id.0, "closing a client: CLIENT KILL");
+                tracing::debug!(
+                    worker = self.worker.index,
+                    client = id.0,
+                    "closing a client: CLIENT KILL"
+                );
                 self.close_session(key);
             }
         }

@@ -162,19 +162,21 @@ impl Session {
     /// skip the reply after `CLIENT REPLY SKIP`. True when the request was answered
     /// here.
     pub(super) fn screen(&mut self, worker: usize, request: &Request) -> bool {
+        if self.client.special {
+            if self.client.skip_next {
+                self.client.skip_next = false;
+                let seq = self.next_seq();
+                self.client.quiet.push_back((seq, seq + 1));
+                self.client.update_special();
+            }
+            if self.monitor_refuses(request) {
+                return true;
+            }
+        }
         if self.shared.clients.monitored() {
             self.feed_monitors(worker, request);
         }
-        if !self.client.special {
-            return false;
-        }
-        if self.client.skip_next {
-            self.client.skip_next = false;
-            let seq = self.next_seq();
-            self.client.quiet.push_back((seq, seq + 1));
-            self.client.update_special();
-        }
-        self.monitor_refuses(request)
+        false
     }
 
     /// Publish the name, library and protocol (after `CLIENT SETNAME`/`SETINFO`,

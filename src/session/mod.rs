@@ -81,6 +81,9 @@ pub struct Session {
     pub id: ClientId,
     /// The session's key in its worker's session table (names its reply places).
     key: usize,
+    /// Its entry in the client registry, `CLIENT REPLY` and `MONITOR` state. Before
+    /// `stream`: a closed client leaves the registry before its socket closes.
+    client: clients::ClientState,
     pub stream: Transport,
     peer: SocketAddr,
     local_addr: SocketAddr,
@@ -137,8 +140,6 @@ pub struct Session {
     pub dirty: bool,
     /// Flushes that wrote something to the client (for `INFO` `client_writes`).
     pub writes: u64,
-    /// Its entry in the client registry, `CLIENT REPLY` and `MONITOR` state.
-    client: clients::ClientState,
 }
 
 impl Session {

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Session;
 use crate::clients::{monitor_line, redacted};
-use crate::command::{classify, flags, CommandError, Route};
+use crate::command::{classify, flags, Local};
+use crate::dispatch::plan::{plan, Plan};
 use crate::protocol::scan::Request;
 
 impl Session {
@@ -51,17 +52,13 @@ impl Session {
 
     /// Post `request`'s line to the monitors, if Redis would show it: not an
     /// administrative command (`CLIENT LIST`, `CONFIG`, `MONITOR`, ...), not one refused
-    /// before it runs (unknown, wrong arity, refused by slotgate). Passwords are
-    /// redacted.
+    /// before it runs (unknown, wrong arity, `CROSSSLOT`, refused by slotgate), not
+    /// `QUIT` (Redis 7.0 runs it before any command). Passwords are redacted.
     pub(super) fn feed_monitors(&self, worker: usize, request: &Request) {
-        let shown = match classify(request) {
-            Ok(c) => !c.spec.has_flag(flags::ADMIN) && !matches!(c.route, Route::Refused(_)),
-            Err(CommandError::Unknown { .. }) => self
-                .shared
-                .learned
-                .get()
-                .is_some_and(|l| l.get(request.arg(0)).is_some()),
-            Err(_) => false,
+        let shown = match plan(request, self.shared.learned.get(), self.id.0 as u32) {
+            Ok(Plan::Refuse { .. } | Plan::Local(Local::Quit)) | Err(_) => false,
+            // A learned command is not in the table, and not administrative.
+            Ok(_) => classify(request).map_or(true, |c| !c.spec.has_flag(flags::ADMIN)),
         };
         if !shown {
             return;
