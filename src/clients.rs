@@ -377,13 +377,14 @@ impl ClientEntry {
     }
 
     /// Its `CLIENT LIST` line (with the newline). `live`: the numbers its own worker
-    /// knows now, and the command it runs, for the client asking about itself.
+    /// knows now, and the command it runs, for the client asking about itself (idle
+    /// 0: it is running a command).
     pub fn line(&self, registry: &ClientRegistry, live: Option<(Buffers, u16)>) -> String {
         let now = registry.now_ms();
         let activity = self.activity.load(Relaxed);
-        let (buffers, cmd) = match live {
-            Some((buffers, cmd)) => (buffers, cmd),
-            None => (self.buffers(), (activity & 0xFFFF) as u16),
+        let (buffers, cmd, active) = match live {
+            Some((buffers, cmd)) => (buffers, cmd, now),
+            None => (self.buffers(), (activity & 0xFFFF) as u16, activity >> 16),
         };
         let flags = (self.flags() & !DYNAMIC_FLAGS) | (buffers.flags & DYNAMIC_FLAGS);
         let names = lock(&self.names).clone();
@@ -406,7 +407,7 @@ impl ClientEntry {
             self.fd,
             text(&names.name),
             registry.secs_since(now, self.since),
-            registry.secs_since(now, activity >> 16),
+            registry.secs_since(now, active),
             flag_letters(flags),
             self.multi.load(Relaxed),
             buffers.query,

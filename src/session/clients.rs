@@ -145,9 +145,8 @@ impl Session {
             query: self.rbuf.len() as u64,
             read_capacity: self.rbuf.capacity() as u64,
             held: self.held as u64,
-            replies: (self.places.iter().filter(|p| p.is_some()).count()
-                + self.unwritten.len()
-                + self.pushed.len()) as u64,
+            replies: (self.places.len() - self.pending + self.unwritten.len() + self.pushed.len())
+                as u64,
             flags,
         }
     }
