@@ -144,8 +144,11 @@ impl ClientRegistry {
         let _ = self.wakers.set(wakers.into_boxed_slice());
     }
 
+    /// Worker `index`'s clients; an index past the most workers shares the last one's.
+    #[inline]
     fn worker(&self, index: usize) -> &WorkerClients {
-        &self.workers[index % self.workers.len()]
+        let last = self.workers.len() - 1;
+        &self.workers[index.min(last)]
     }
 
     fn wake(&self, index: usize) {
