@@ -73,7 +73,7 @@ pub const NO_COMMAND: u16 = u16::MAX;
 pub struct ClientRegistry {
     /// Time zero of the coarse clocks and of the entries' `since`.
     started: Instant,
-    workers: Box<[WorkerClients]>,
+    workers: Box<[Arc<WorkerClients>]>,
     /// Monitoring clients on all workers. A session's `MONITOR` adds one, its end (or
     /// `RESET`) takes it away; every request loads it (relaxed) to know whether to feed.
     monitors: AtomicUsize,
@@ -85,8 +85,8 @@ pub struct ClientRegistry {
 /// One worker's clients, on their own cache line.
 #[repr(align(64))]
 struct WorkerClients {
-    /// Milliseconds since `started` at the worker's last turn: stored by the worker
-    /// once per turn, loaded by its sessions once per read.
+    /// Milliseconds since `started` at the worker's last watchdog tick (100 ms):
+    /// stored by the worker, loaded by its sessions once per read.
     clock: AtomicU64,
     /// `mail` has something: set by whoever posts, cleared by the worker when it takes
     /// the mail (each turn it loads this once).
@@ -126,12 +126,14 @@ impl ClientRegistry {
         ClientRegistry {
             started: Instant::now(),
             workers: (0..workers.max(1))
-                .map(|_| WorkerClients {
-                    clock: AtomicU64::new(0),
-                    has_mail: AtomicBool::new(false),
-                    monitors: AtomicUsize::new(0),
-                    mail: Mutex::new(Mail::default()),
-                    entries: Mutex::new(Vec::new()),
+                .map(|_| {
+                    Arc::new(WorkerClients {
+                        clock: AtomicU64::new(0),
+                        has_mail: AtomicBool::new(false),
+                        monitors: AtomicUsize::new(0),
+                        mail: Mutex::new(Mail::default()),
+                        entries: Mutex::new(Vec::new()),
+                    })
                 })
                 .collect(),
             monitors: AtomicUsize::new(0),
@@ -146,7 +148,7 @@ impl ClientRegistry {
 
     /// Worker `index`'s clients; an index past the most workers shares the last one's.
     #[inline]
-    fn worker(&self, index: usize) -> &WorkerClients {
+    fn worker(&self, index: usize) -> &Arc<WorkerClients> {
         let last = self.workers.len() - 1;
         &self.workers[index.min(last)]
     }
@@ -161,7 +163,7 @@ impl ClientRegistry {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Worker `index`'s turn started at `now` (its sessions' coarse clock).
+    /// Worker `index`'s coarse clock reads `now` (each watchdog tick).
     #[inline]
     pub fn tick(&self, index: usize, now: Instant) {
         let ms = now.saturating_duration_since(self.started).as_millis() as u64;
@@ -196,32 +198,34 @@ impl ClientRegistry {
         drop(entries);
         ClientHandle {
             registry: self.clone(),
+            worker: self.worker(worker).clone(),
             entry,
             monitoring: false,
         }
     }
 
     /// Whether any client monitors: then every request is fed to them.
-    #[inline]
+    #[inline(always)]
     pub fn monitored(&self) -> bool {
         self.monitors.load(Relaxed) != 0
     }
 
-    /// Hand `line` (one `MONITOR` line) to every worker with monitoring clients; a
-    /// worker other than `from` is woken when its mail was empty.
-    pub fn feed(&self, line: &[u8], from: usize) {
+    /// Hand `line` (one `MONITOR` line) to every worker with monitoring clients; each
+    /// is woken when its mail was empty (its own too: a worker takes its mail when
+    /// woken, and at each watchdog tick).
+    pub fn feed(&self, line: &[u8]) {
         for (index, w) in self.workers.iter().enumerate() {
             if w.monitors.load(Relaxed) == 0 {
                 continue;
             }
             lock(&w.mail).lines.extend_from_slice(line);
-            if !w.has_mail.swap(true, AcqRel) && index != from {
+            if !w.has_mail.swap(true, AcqRel) {
                 self.wake(index);
             }
         }
     }
 
-    /// Whether worker `index` has mail (one relaxed load per turn).
+    /// Whether worker `index` has mail.
     #[inline]
     pub fn has_mail(&self, index: usize) -> bool {
         self.worker(index).has_mail.load(Relaxed)
@@ -255,10 +259,10 @@ impl ClientRegistry {
     }
 
     /// Close every client `filter` matches: mark each killed (its next read ends it)
-    /// and post it to its worker, woken unless it is `from`. The client asking, `me`,
+    /// and post it to its worker, woken. The client asking, `me`,
     /// is left to its own session (which closes it after its reply): only counted,
     /// and only with `SKIPME no`. Returns how many matched, and whether `me` did.
-    pub fn kill(&self, filter: &KillFilter, me: ClientId, from: usize) -> (usize, bool) {
+    pub fn kill(&self, filter: &KillFilter, me: ClientId) -> (usize, bool) {
         let now = self.now_ms();
         let mut count = 0;
         let mut me_too = false;
@@ -276,7 +280,7 @@ impl ClientRegistry {
             }
             let w = self.worker(entry.worker);
             lock(&w.mail).kills.push((entry.key, entry.id));
-            if !w.has_mail.swap(true, AcqRel) && entry.worker != from {
+            if !w.has_mail.swap(true, AcqRel) {
                 self.wake(entry.worker);
             }
         }
@@ -442,6 +446,8 @@ fn command_name(index: u16) -> &'static str {
 /// removes the entry (and the session from the monitors).
 pub struct ClientHandle {
     registry: Arc<ClientRegistry>,
+    /// Its worker's slot in the registry (its clock, its mail).
+    worker: Arc<WorkerClients>,
     entry: Arc<ClientEntry>,
     monitoring: bool,
 }
@@ -462,9 +468,9 @@ impl ClientHandle {
 
     /// The client read something; `command`: the index of the last command of the read
     /// ([`NO_COMMAND`] keeps the one before). One relaxed store.
-    #[inline]
+    #[inline(always)]
     pub fn touched(&self, command: u16) {
-        let clock = self.registry.worker(self.entry.worker).clock.load(Relaxed);
+        let clock = self.worker.clock.load(Relaxed);
         let command = match command {
             NO_COMMAND => self.entry.activity.load(Relaxed) & 0xFFFF,
             c => u64::from(c),
@@ -473,7 +479,7 @@ impl ClientHandle {
     }
 
     /// `CLIENT KILL` chose this client.
-    #[inline]
+    #[inline(always)]
     pub fn killed(&self) -> bool {
         self.entry.killed.load(Acquire)
     }
@@ -1006,7 +1012,7 @@ mod tests {
     fn a_kill_marks_the_client_and_posts_it_to_its_worker() {
         let (registry, handles) = registry_with_clients();
         let by_id = KillFilter::parse(&[b"ID", b"11"]).unwrap();
-        assert_eq!(registry.kill(&by_id, ClientId(10), 0), (1, false));
+        assert_eq!(registry.kill(&by_id, ClientId(10)), (1, false));
         assert!(handles[1].killed() && !handles[0].killed());
         assert!(registry.has_mail(1) && !registry.has_mail(0));
         let mail = registry.take_mail(1);
@@ -1015,9 +1021,9 @@ mod tests {
         // SKIPME yes (the default) spares the caller; no counts it, but its own
         // session closes it (after its reply), so it is not posted.
         let all = KillFilter::parse(&[b"USER", b"default"]).unwrap();
-        assert_eq!(registry.kill(&all, ClientId(10), 0), (2, false));
+        assert_eq!(registry.kill(&all, ClientId(10)), (2, false));
         let everyone = KillFilter::parse(&[b"SKIPME", b"no"]).unwrap();
-        assert_eq!(registry.kill(&everyone, ClientId(10), 0), (3, true));
+        assert_eq!(registry.kill(&everyone, ClientId(10)), (3, true));
         assert!(!handles[0].killed());
         assert_eq!(
             registry.take_mail(0).kills,
@@ -1025,13 +1031,13 @@ mod tests {
             "posted once"
         );
         let by_addr = KillFilter::parse(&[b"127.0.0.1:4002"]).unwrap();
-        assert_eq!(registry.kill(&by_addr, ClientId(10), 0), (1, false));
+        assert_eq!(registry.kill(&by_addr, ClientId(10)), (1, false));
         let old_form_me = KillFilter::parse(&[b"127.0.0.1:4000"]).unwrap();
-        assert_eq!(registry.kill(&old_form_me, ClientId(10), 0), (1, true));
+        assert_eq!(registry.kill(&old_form_me, ClientId(10)), (1, true));
         let none = KillFilter::parse(&[b"ADDR", b"127.0.0.1:1"]).unwrap();
-        assert_eq!(registry.kill(&none, ClientId(10), 0), (0, false));
+        assert_eq!(registry.kill(&none, ClientId(10)), (0, false));
         let pubsub = KillFilter::parse(&[b"TYPE", b"pubsub"]).unwrap();
-        assert_eq!(registry.kill(&pubsub, ClientId(10), 0), (0, false));
+        assert_eq!(registry.kill(&pubsub, ClientId(10)), (0, false));
     }
 
     #[test]
@@ -1040,8 +1046,8 @@ mod tests {
         assert!(!registry.monitored());
         handles[1].set_monitoring(true);
         assert!(registry.monitored());
-        registry.feed(b"+1 [0 a] \"PING\"\r\n", 0);
-        registry.feed(b"+2 [0 a] \"GET\"\r\n", 1);
+        registry.feed(b"+1 [0 a] \"PING\"\r\n");
+        registry.feed(b"+2 [0 a] \"GET\"\r\n");
         assert!(!registry.has_mail(0), "no monitor there");
         let mail = registry.take_mail(1);
         assert_eq!(

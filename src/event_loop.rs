@@ -136,6 +136,7 @@ impl EventLoop {
             // Node connections that had more to read than their last turn took (before
             // this turn's events, which may stop some at the limit again for next turn).
             self.worker.read_unread();
+            let mut woken = false;
             for event in events.iter() {
                 let token = event.token();
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
@@ -146,17 +147,23 @@ impl EventLoop {
                 } else if token != WAKER {
                     let gone = event.is_read_closed() || event.is_error();
                     self.session_event(token.0 / 2 - 2, readable, event.is_writable(), gone);
+                } else {
+                    woken = true;
                 }
             }
             for key in std::mem::take(&mut self.resume) {
                 self.read_session(key);
             }
-            if self.worker.shared.clients.has_mail(self.worker.index) {
+            now = Instant::now();
+            // Mail (`CLIENT KILL`, `MONITOR` lines) wakes the loop; the tick looks too.
+            let tick = now >= next_tick;
+            if (woken || tick) && self.worker.shared.clients.has_mail(self.worker.index) {
                 self.take_mail();
             }
-            now = Instant::now();
-            self.worker.shared.clients.tick(self.worker.index, now);
-            if now >= next_tick {
+            if tick {
+                // The sessions' coarse clock (`CLIENT LIST`'s idle): a wait in epoll
+                // never outlasts the tick, so it is at most a tick behind.
+                self.worker.shared.clients.tick(self.worker.index, now);
                 self.worker.watchdog();
                 self.enforce_output_total();
                 next_tick = now + WATCHDOG_TICK;
@@ -438,6 +445,8 @@ impl EventLoop {
 
     /// What other workers (and this one's sessions) left for this worker: clients
     /// `CLIENT KILL` chose, closed now; `MONITOR` lines for its monitoring clients.
+    #[cold]
+    #[inline(never)]
     fn take_mail(&mut self) {
         let mail = self.worker.shared.clients.take_mail(self.worker.index);
         for (key, id) in mail.kills {

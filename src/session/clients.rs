@@ -4,8 +4,9 @@
 //! `NO-EVICT`, `NO-TOUCH`).
 //!
 //! Per request the session pays nothing here unless [`ClientState::special`] is set
-//! (monitoring, or replies off or skipped); per read it looks up the last command of
-//! the read and stores it with a coarse time, one relaxed store.
+//! (monitoring, or replies off or skipped); per read it notes the last command of the
+//! read (a table lookup unless it is the command noted before) and stores it with a
+//! coarse time, one relaxed store.
 
 use std::collections::VecDeque;
 
@@ -13,6 +14,7 @@ use super::Session;
 use crate::clients::{
     flags, Buffers, ClientHandle, KillFilter, ListFilter, Names, NewClient, NO_COMMAND,
 };
+use crate::command::CommandSpec;
 use crate::protocol::reply::Proto;
 use crate::protocol::scan::Request;
 
@@ -35,6 +37,9 @@ pub(super) struct ClientState {
     no_evict: bool,
     /// Table position of the last command of the current read ([`NO_COMMAND`]: none).
     last_command: u16,
+    /// The last command noted and its position: a request of the same plain command
+    /// (a run of GETs) is known without a table lookup.
+    noted: Option<(&'static CommandSpec, u16)>,
 }
 
 impl Default for ClientState {
@@ -47,6 +52,7 @@ impl Default for ClientState {
             quiet: VecDeque::new(),
             no_evict: false,
             last_command: NO_COMMAND,
+            noted: None,
         }
     }
 }
@@ -59,11 +65,14 @@ impl ClientState {
 
     /// Whether the reply in place `seq` is not to be written; forgets quiet ranges
     /// before it.
-    #[inline]
+    #[inline(always)]
     pub(super) fn is_quiet(&mut self, seq: u64) -> bool {
-        if self.quiet.is_empty() {
-            return false;
-        }
+        !self.quiet.is_empty() && self.is_quiet_now(seq)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn is_quiet_now(&mut self, seq: u64) -> bool {
         while self.quiet.front().is_some_and(|&(_, end)| end <= seq) {
             self.quiet.pop_front();
         }
@@ -98,7 +107,7 @@ impl Session {
     }
 
     /// `CLIENT KILL` chose this client: it ends now.
-    #[inline]
+    #[inline(always)]
     pub(super) fn killed(&self) -> bool {
         self.client.handle.as_ref().is_some_and(|h| h.killed())
     }
@@ -106,13 +115,33 @@ impl Session {
     /// `request` ended a read: remember its command for `CLIENT LIST`'s `cmd`.
     #[inline]
     pub(super) fn note_command(&mut self, request: &Request) {
-        if let Some(position) = crate::command::position(request) {
+        match self.client.noted {
+            Some((spec, position))
+                if !spec.container
+                    && request.argc() > 0
+                    && spec.name.as_bytes().eq_ignore_ascii_case(request.arg(0)) =>
+            {
+                self.client.last_command = position;
+            }
+            _ => self.note_new_command(request),
+        }
+    }
+
+    /// [`Session::note_command`] for another command than the last: looked up.
+    #[cold]
+    #[inline(never)]
+    fn note_new_command(&mut self, request: &Request) {
+        let Some(position) = crate::command::position(request) else {
+            return;
+        };
+        if let Some(spec) = crate::command::at_position(position) {
             self.client.last_command = position;
+            self.client.noted = Some((spec, position));
         }
     }
 
     /// The client sent something: publish when, and its last command.
-    #[inline]
+    #[inline(always)]
     pub(super) fn after_read(&mut self) {
         if let Some(handle) = &self.client.handle {
             handle.touched(self.client.last_command);
@@ -160,7 +189,9 @@ impl Session {
     /// a client monitors: feed the monitors, keep a monitor to what Redis lets it send,
     /// skip the reply after `CLIENT REPLY SKIP`. True when the request was answered
     /// here.
-    pub(super) fn screen(&mut self, worker: usize, request: &Request) -> bool {
+    #[cold]
+    #[inline(never)]
+    pub(super) fn screen(&mut self, request: &Request) -> bool {
         if self.client.special {
             if self.client.skip_next {
                 self.client.skip_next = false;
@@ -173,7 +204,7 @@ impl Session {
             }
         }
         if self.shared.clients.monitored() {
-            self.feed_monitors(worker, request);
+            self.feed_monitors(request);
         }
         false
     }
@@ -257,7 +288,7 @@ impl Session {
         let Some(handle) = &self.client.handle else {
             return self.push_error("ERR No such client");
         };
-        let (killed, self_too) = handle.registry().kill(&filter, self.id, handle.worker());
+        let (killed, self_too) = handle.registry().kill(&filter, self.id);
         if filter.old_form {
             if killed == 0 {
                 self.push_error("ERR No such client");

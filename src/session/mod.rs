@@ -547,9 +547,7 @@ impl Session {
     /// or answer its error.
     fn handle(&mut self, w: &mut Worker, request: Request) {
         w.count_request();
-        if (self.client.special || self.shared.clients.monitored())
-            && self.screen(w.index, &request)
-        {
+        if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
             return;
         }
         if self.mode == Mode::MultiRefused && self.refused_multi_takes(&request) {

@@ -12,8 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Session;
 use crate::clients::{monitor_line, redacted};
-use crate::command::{classify, flags, Local};
-use crate::dispatch::plan::{plan, Plan};
+use crate::command::{flags, CommandSpec, Local, Route};
 use crate::protocol::scan::Request;
 
 impl Session {
@@ -43,7 +42,7 @@ impl Session {
             return false;
         }
         let keyspace =
-            classify(request).is_ok_and(|c| c.spec.flags & (flags::READONLY | flags::WRITE) != 0);
+            spec_of(request).is_some_and(|spec| spec.flags & (flags::READONLY | flags::WRITE) != 0);
         if keyspace {
             self.push_error("ERR Replica can't interact with the keyspace");
         }
@@ -52,13 +51,26 @@ impl Session {
 
     /// Post `request`'s line to the monitors, if Redis would show it: not an
     /// administrative command (`CLIENT LIST`, `CONFIG`, `MONITOR`, ...), not one refused
-    /// before it runs (unknown, wrong arity, `CROSSSLOT`, refused by slotgate), not
-    /// `QUIT` (Redis 7.0 runs it before any command). Passwords are redacted.
-    pub(super) fn feed_monitors(&self, worker: usize, request: &Request) {
-        let shown = match plan(request, self.shared.learned.get(), self.id.0 as u32) {
-            Ok(Plan::Refuse { .. } | Plan::Local(Local::Quit)) | Err(_) => false,
-            // A learned command is not in the table, and not administrative.
-            Ok(_) => classify(request).map_or(true, |c| !c.spec.has_flag(flags::ADMIN)),
+    /// before it runs (unknown, wrong number of arguments, refused by slotgate), not
+    /// `QUIT` (Redis 7.0 answers it before any command runs). Passwords are redacted.
+    ///
+    /// Judged from the table entry alone: `classify` and `plan` are called from one
+    /// place each, so that the compiler inlines them into the request path.
+    pub(super) fn feed_monitors(&self, request: &Request) {
+        let shown = match spec_of(request) {
+            Some(spec) => {
+                let unknown_subcommand = spec.container && request.argc() >= 2;
+                let refused = matches!(spec.route, Route::Refused(_) | Route::Local(Local::Quit));
+                spec.arity_ok(request.argc())
+                    && !unknown_subcommand
+                    && !refused
+                    && !spec.has_flag(flags::ADMIN)
+            }
+            None => self
+                .shared
+                .learned
+                .get()
+                .is_some_and(|l| request.argc() > 0 && l.get(request.arg(0)).is_some()),
         };
         if !shown {
             return;
@@ -68,6 +80,11 @@ impl Session {
             .map_or(0, |d| d.as_micros() as u64);
         let args: Vec<&[u8]> = request.args().collect();
         let line = monitor_line(micros, &self.peer, args.iter().copied(), redacted(&args));
-        self.shared.clients.feed(&line, worker);
+        self.shared.clients.feed(&line);
     }
+}
+
+/// The table's entry for `request`'s command (its subcommand's, when known).
+fn spec_of(request: &Request) -> Option<&'static CommandSpec> {
+    crate::command::position(request).and_then(crate::command::at_position)
 }
