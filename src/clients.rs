@@ -340,7 +340,8 @@ pub struct ClientEntry {
     resp: AtomicU8,
     /// [`Buffers`], as of its worker's last watchdog tick.
     buffers: [AtomicU64; 5],
-    /// `CLIENT KILL` chose it: its worker closes it.
+    /// `CLIENT KILL` chose it: set (once) by the worker of the client that killed it,
+    /// loaded by its own worker before each read of it, which then closes it.
     killed: AtomicBool,
     names: Mutex<Names>,
 }
@@ -506,7 +507,8 @@ impl ClientHandle {
         self.entry.resp.store(resp, Relaxed);
     }
 
-    /// Set (`on`) or clear the [`flags`] bits `bits`.
+    /// Set (`on`) or clear the [`flags`] bits `bits` (a load and a store: only the
+    /// client's own worker writes its flags).
     pub fn set_flag(&self, bits: u32, on: bool) {
         let flags = &self.entry.flags;
         let old = flags.load(Relaxed);
