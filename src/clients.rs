@@ -178,17 +178,17 @@ impl ClientRegistry {
             addr: client.addr,
             laddr: client.laddr,
             fd: client.fd,
-            worker,
-            key: client.key,
+            worker: worker as u32,
+            key: client.key as u32,
             since: self.now_ms(),
             activity: AtomicU64::new(self.worker(worker).clock.load(Relaxed) << 16 | 0xFFFF),
             flags: AtomicU32::new(0),
             subscriptions: [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)],
             multi: AtomicI32::new(-1),
             resp: AtomicU8::new(2),
-            buffers: [const { AtomicU64::new(0) }; 5],
+            buffers: [const { AtomicU32::new(0) }; 5],
             killed: AtomicBool::new(false),
-            names: Mutex::new(Names::default()),
+            names: Mutex::new(None),
         });
         let mut entries = lock(&self.worker(worker).entries);
         if entries.len() <= client.key {
@@ -200,7 +200,6 @@ impl ClientRegistry {
             registry: self.clone(),
             worker: self.worker(worker).clone(),
             entry,
-            monitoring: false,
         }
     }
 
@@ -278,10 +277,10 @@ impl ClientRegistry {
             if entry.killed.swap(true, Release) {
                 continue;
             }
-            let w = self.worker(entry.worker);
-            lock(&w.mail).kills.push((entry.key, entry.id));
+            let w = self.worker(entry.worker as usize);
+            lock(&w.mail).kills.push((entry.key as usize, entry.id));
             if !w.has_mail.swap(true, AcqRel) {
-                self.wake(entry.worker);
+                self.wake(entry.worker as usize);
             }
         }
         (count, me_too)
@@ -324,8 +323,9 @@ pub struct ClientEntry {
     pub addr: SocketAddr,
     pub laddr: SocketAddr,
     pub fd: i32,
-    worker: usize,
-    key: usize,
+    worker: u32,
+    /// Its session's key in its worker's session table.
+    key: u32,
     /// Connected at, on the registry's clock (ms).
     since: u64,
     /// `(ms << 16) | command index`: the coarse time of its last read and the last
@@ -338,12 +338,14 @@ pub struct ClientEntry {
     /// Commands queued in its `MULTI`, or -1.
     multi: AtomicI32,
     resp: AtomicU8,
-    /// [`Buffers`], as of its worker's last watchdog tick.
-    buffers: [AtomicU64; 5],
+    /// [`Buffers`], as of its worker's last watchdog tick (each saturating at 4 GiB:
+    /// a client costs little memory here).
+    buffers: [AtomicU32; 5],
     /// `CLIENT KILL` chose it: set (once) by the worker of the client that killed it,
     /// loaded by its own worker before each read of it, which then closes it.
     killed: AtomicBool,
-    names: Mutex<Names>,
+    /// Only for a client that gave a name or library.
+    names: Mutex<Option<Box<Names>>>,
 }
 
 /// A client's buffers, as `CLIENT LIST` counts them.
@@ -366,13 +368,13 @@ const DYNAMIC_FLAGS: u32 = flags::BLOCKED | flags::CLOSING;
 
 impl ClientEntry {
     fn buffers(&self) -> Buffers {
-        let b = |i: usize| self.buffers[i].load(Relaxed);
+        let b = |i: usize| u64::from(self.buffers[i].load(Relaxed));
         Buffers {
             query: b(0),
             read_capacity: b(1),
             held: b(2),
             replies: b(3),
-            flags: b(4) as u32,
+            flags: self.buffers[4].load(Relaxed),
         }
     }
 
@@ -395,7 +397,7 @@ impl ClientEntry {
             None => (self.buffers(), (activity & 0xFFFF) as u16, activity >> 16),
         };
         let flags = (self.flags() & !DYNAMIC_FLAGS) | (buffers.flags & DYNAMIC_FLAGS);
-        let names = lock(&self.names).clone();
+        let names = lock(&self.names).as_deref().cloned().unwrap_or_default();
         let text = |b: &Option<Bytes>| {
             b.as_ref()
                 .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -450,7 +452,6 @@ pub struct ClientHandle {
     /// Its worker's slot in the registry (its clock, its mail).
     worker: Arc<WorkerClients>,
     entry: Arc<ClientEntry>,
-    monitoring: bool,
 }
 
 impl ClientHandle {
@@ -464,7 +465,7 @@ impl ClientHandle {
 
     /// The worker serving the client.
     pub fn worker(&self) -> usize {
-        self.entry.worker
+        self.entry.worker as usize
     }
 
     /// The client read something; `command`: the index of the last command of the read
@@ -487,12 +488,13 @@ impl ClientHandle {
 
     /// Publish the buffers (each watchdog tick).
     pub fn publish(&self, buffers: Buffers) {
+        let small = |n: u64| n.min(u64::from(u32::MAX)) as u32;
         let values = [
-            buffers.query,
-            buffers.read_capacity,
-            buffers.held,
-            buffers.replies,
-            u64::from(buffers.flags),
+            small(buffers.query),
+            small(buffers.read_capacity),
+            small(buffers.held),
+            small(buffers.replies),
+            buffers.flags,
         ];
         for (slot, value) in self.entry.buffers.iter().zip(values) {
             slot.store(value, Relaxed);
@@ -500,7 +502,8 @@ impl ClientHandle {
     }
 
     pub fn set_names(&self, names: Names) {
-        *lock(&self.entry.names) = names;
+        let given = names.name.is_some() || names.lib_name.is_some() || names.lib_ver.is_some();
+        *lock(&self.entry.names) = given.then(|| Box::new(names));
     }
 
     pub fn set_resp(&self, resp: u8) {
@@ -533,18 +536,17 @@ impl ClientHandle {
     }
 
     pub fn is_monitoring(&self) -> bool {
-        self.monitoring
+        self.entry.flags() & flags::MONITOR != 0
     }
 
     /// Start (`on`) or stop feeding this client every request.
-    pub fn set_monitoring(&mut self, on: bool) {
-        if self.monitoring == on {
+    pub fn set_monitoring(&self, on: bool) {
+        if self.is_monitoring() == on {
             return;
         }
-        self.monitoring = on;
         self.set_flag(flags::MONITOR, on);
-        let w = self.registry.worker(self.entry.worker);
-        let me = (self.entry.key, self.entry.id);
+        let w = &self.worker;
+        let me = (self.entry.key as usize, self.entry.id);
         let mut mail = lock(&w.mail);
         if on {
             mail.monitoring.push(me);
@@ -561,8 +563,8 @@ impl ClientHandle {
 impl Drop for ClientHandle {
     fn drop(&mut self) {
         self.set_monitoring(false);
-        let mut entries = lock(&self.registry.worker(self.entry.worker).entries);
-        if let Some(slot) = entries.get_mut(self.entry.key) {
+        let mut entries = lock(&self.worker.entries);
+        if let Some(slot) = entries.get_mut(self.entry.key as usize) {
             if slot.as_ref().is_some_and(|e| e.id == self.entry.id) {
                 *slot = None;
             }

@@ -8,8 +8,6 @@
 //! read (a table lookup unless it is the command noted before) and stores it with a
 //! coarse time, one relaxed store.
 
-use std::collections::VecDeque;
-
 use super::Session;
 use crate::clients::{
     flags, Buffers, ClientHandle, KillFilter, ListFilter, Names, NewClient, NO_COMMAND,
@@ -31,15 +29,16 @@ pub(super) struct ClientState {
     /// `CLIENT REPLY SKIP`: the next request's reply is not written.
     skip_next: bool,
     /// Places whose replies are not written, as `start..end` sequence numbers in order
-    /// (`end` is `u64::MAX` while replies are off).
-    quiet: VecDeque<(u64, u64)>,
+    /// (`end` is `u64::MAX` while replies are off); a few at most.
+    quiet: Vec<(u64, u64)>,
     /// `CLIENT NO-EVICT on`: not closed for `limits.max_output_total`.
     no_evict: bool,
     /// Table position of the last command of the current read ([`NO_COMMAND`]: none).
     last_command: u16,
-    /// The last command noted and its position: a request of the same plain command
-    /// (a run of GETs) is known without a table lookup.
-    noted: Option<(&'static CommandSpec, u16)>,
+    /// The last command noted (its position is `noted_position`): a request of the
+    /// same plain command (a run of GETs) is known without a table lookup.
+    noted: Option<&'static CommandSpec>,
+    noted_position: u16,
 }
 
 impl Default for ClientState {
@@ -49,10 +48,11 @@ impl Default for ClientState {
             special: false,
             reply_off: false,
             skip_next: false,
-            quiet: VecDeque::new(),
+            quiet: Vec::new(),
             no_evict: false,
             last_command: NO_COMMAND,
             noted: None,
+            noted_position: NO_COMMAND,
         }
     }
 }
@@ -73,10 +73,13 @@ impl ClientState {
     #[cold]
     #[inline(never)]
     fn is_quiet_now(&mut self, seq: u64) -> bool {
-        while self.quiet.front().is_some_and(|&(_, end)| end <= seq) {
-            self.quiet.pop_front();
-        }
-        self.quiet.front().is_some_and(|&(start, _)| start <= seq)
+        let done = self
+            .quiet
+            .iter()
+            .take_while(|&&(_, end)| end <= seq)
+            .count();
+        self.quiet.drain(..done);
+        self.quiet.first().is_some_and(|&(start, _)| start <= seq)
     }
 
     /// Replies are written again from place `seq` on (`CLIENT REPLY ON`, `RESET`).
@@ -116,12 +119,12 @@ impl Session {
     #[inline]
     pub(super) fn note_command(&mut self, request: &Request) {
         match self.client.noted {
-            Some((spec, position))
+            Some(spec)
                 if !spec.container
                     && request.argc() > 0
                     && spec.name.as_bytes().eq_ignore_ascii_case(request.arg(0)) =>
             {
-                self.client.last_command = position;
+                self.client.last_command = self.client.noted_position;
             }
             _ => self.note_new_command(request),
         }
@@ -136,7 +139,8 @@ impl Session {
         };
         if let Some(spec) = crate::command::at_position(position) {
             self.client.last_command = position;
-            self.client.noted = Some((spec, position));
+            self.client.noted = Some(spec);
+            self.client.noted_position = position;
         }
     }
 
@@ -196,7 +200,7 @@ impl Session {
             if self.client.skip_next {
                 self.client.skip_next = false;
                 let seq = self.next_seq();
-                self.client.quiet.push_back((seq, seq + 1));
+                self.client.quiet.push((seq, seq + 1));
                 self.client.update_special();
             }
             if self.monitor_refuses(request) {
@@ -227,7 +231,7 @@ impl Session {
     pub(super) fn reset_client_state(&mut self) {
         let seq = self.next_seq();
         self.client.no_evict = false;
-        if let Some(handle) = &mut self.client.handle {
+        if let Some(handle) = &self.client.handle {
             handle.set_monitoring(false);
             handle.set_flag(flags::NO_EVICT, false);
         }
@@ -312,12 +316,12 @@ impl Session {
             self.client.replies_on(seq);
         } else if mode.eq_ignore_ascii_case(b"off") {
             if !self.client.reply_off {
-                self.client.quiet.push_back((seq, u64::MAX));
+                self.client.quiet.push((seq, u64::MAX));
                 self.client.reply_off = true;
             }
         } else if mode.eq_ignore_ascii_case(b"skip") {
             if !self.client.reply_off {
-                self.client.quiet.push_back((seq, seq + 1));
+                self.client.quiet.push((seq, seq + 1));
                 self.client.skip_next = true;
             }
         } else {

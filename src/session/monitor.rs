@@ -19,7 +19,7 @@ impl Session {
     /// `MONITOR`: from now on this client gets a line for every request. A second
     /// `MONITOR` gets no reply, as in Redis.
     pub(super) fn monitor(&mut self) {
-        let Some(handle) = &mut self.client.handle else {
+        let Some(handle) = &self.client.handle else {
             return self.push_error("ERR slotgate: MONITOR needs a registered client");
         };
         if handle.is_monitoring() {
