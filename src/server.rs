@@ -116,7 +116,8 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         threads.push(thread);
     }
 
-    // The client registry wakes a worker for a `CLIENT KILL` or `MONITOR` lines.
+    // The client registry wakes a worker for a `CLIENT KILL` or `MONITOR` lines. Mail
+    // posted before this (no client is told the port yet) waits for the worker's tick.
     shared.clients.set_wakers(wakers.clone());
     let workers = threads.len();
     tracing::info!(%local, workers, masters = shared.table.load().masters().count(), "slotgate ready");

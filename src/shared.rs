@@ -1,10 +1,10 @@
 //! What every worker thread shares, and the control plane with them: the
 //! configuration, the published slot table, the refresh signals, the cluster's server
 //! version, the per-worker counters, the node registry, the learned commands and the
-//! connected clients. Made
-//! once at start-up and held in an `Arc` by each worker, session and the refresher;
-//! the slot table and the few things learned later change through `ArcSwap`, a watch
-//! channel or a `OnceLock`, never a lock held across network calls.
+//! connected clients. Made once at start-up and held in an `Arc` by each worker,
+//! session and the refresher; the slot table and the few things learned later change
+//! through `ArcSwap`, a watch channel or a `OnceLock`, never a lock held across network
+//! calls.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
