@@ -136,6 +136,7 @@ impl EventLoop {
             // Node connections that had more to read than their last turn took (before
             // this turn's events, which may stop some at the limit again for next turn).
             self.worker.read_unread();
+            let mut woken = false;
             for event in events.iter() {
                 let token = event.token();
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
@@ -146,13 +147,23 @@ impl EventLoop {
                 } else if token != WAKER {
                     let gone = event.is_read_closed() || event.is_error();
                     self.session_event(token.0 / 2 - 2, readable, event.is_writable(), gone);
+                } else {
+                    woken = true;
                 }
             }
             for key in std::mem::take(&mut self.resume) {
                 self.read_session(key);
             }
             now = Instant::now();
-            if now >= next_tick {
+            // Mail (`CLIENT KILL`, `MONITOR` lines) wakes the loop; the tick looks too.
+            let tick = now >= next_tick;
+            if (woken || tick) && self.worker.shared.clients.has_mail(self.worker.index) {
+                self.take_mail();
+            }
+            if tick {
+                // The sessions' coarse clock (`CLIENT LIST`'s idle): a wait in epoll
+                // never outlasts the tick, so it is at most a tick behind.
+                self.worker.shared.clients.tick(self.worker.index, now);
                 self.worker.watchdog();
                 self.enforce_output_total();
                 next_tick = now + WATCHDOG_TICK;
@@ -239,13 +250,15 @@ impl EventLoop {
             let id = ClientId(NEXT_CLIENT_ID.fetch_add(1, Relaxed));
             Metrics::inc(&METRICS.connections_total);
             Metrics::inc(&METRICS.connections_open);
-            entry.insert(Session::new(
-                self.worker.shared.clone(),
-                id,
-                key,
-                stream,
-                peer,
-            ));
+            entry
+                .insert(Session::new(
+                    self.worker.shared.clone(),
+                    id,
+                    key,
+                    stream,
+                    peer,
+                ))
+                .join(self.worker.index);
         }
     }
 
@@ -389,7 +402,12 @@ impl EventLoop {
     /// (as Redis's `maxmemory-clients` evicts the biggest clients first).
     fn enforce_output_total(&mut self) {
         let shared = self.worker.shared.clone();
-        let mine: usize = self.sessions.iter().map(|(_, s)| s.held).sum();
+        let mine: usize = (self.sessions.iter())
+            .map(|(_, s)| {
+                s.publish_buffers();
+                s.held
+            })
+            .sum();
         let stats = &shared.stats[self.worker.index % shared.stats.len()];
         stats.output_bytes.store(mine as u64, Relaxed);
         let cap = shared.config.max_output_total;
@@ -407,9 +425,8 @@ impl EventLoop {
         let share = cap / shared.workers.get().copied().unwrap_or(1).max(1);
         let mut mine = mine;
         while mine > share {
-            let Some((key, held)) = self
-                .sessions
-                .iter()
+            let Some((key, held)) = (self.sessions.iter())
+                .filter(|(_, s)| !s.no_evict())
                 .map(|(k, s)| (k, s.held))
                 .max_by_key(|&(_, held)| held)
             else {
@@ -434,6 +451,35 @@ impl EventLoop {
             mine -= held;
         }
         stats.output_bytes.store(mine as u64, Relaxed);
+    }
+
+    /// What other workers (and this one's sessions) left for this worker: clients
+    /// `CLIENT KILL` chose, closed now; `MONITOR` lines for its monitoring clients.
+    #[cold]
+    #[inline(never)]
+    fn take_mail(&mut self) {
+        let mail = self.worker.shared.clients.take_mail(self.worker.index);
+        for (key, id) in mail.kills {
+            if self.sessions.get(key).is_some_and(|s| s.id == id) {
+                tracing::debug!(
+                    worker = self.worker.index,
+                    client = id.0,
+                    "closing a client: CLIENT KILL"
+                );
+                self.close_session(key);
+            }
+        }
+        let Some(lines) = mail.lines else {
+            return;
+        };
+        for (key, id) in mail.monitoring {
+            if let Some(session) = self.sessions.get_mut(key) {
+                if session.id == id {
+                    session.push_frame(lines.clone());
+                    mark_dirty(session, key, &mut self.dirty);
+                }
+            }
+        }
     }
 
     fn close_session(&mut self, key: usize) {

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! Modules import downwards in this order: `server` → `event_loop` → `session` →
-//! `dispatch` → `shared` → `backend` → `cluster`/`command`/`protocol`/`slot`, with
+//! `dispatch` → `shared` → `clients`/`backend` → `cluster`/`command`/`protocol`/`slot`, with
 //! `refresh` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
 //! - [`slot`]: hash tags, CRC16, the `Slot` newtype (pure).
@@ -19,6 +19,8 @@
 //!   reply queue; the one `Handshake` (AUTH, HELLO) both planes open a node connection
 //!   with (pure); the control plane's own connections for its queries (tokio,
 //!   redis-protocol's codec).
+//! - [`clients`]: every connected client across the workers (`CLIENT LIST`/`KILL`), and
+//!   the `MONITOR` feed: entries written by their own worker, mail between workers.
 //! - [`scripts`]: scripts seen loaded or evaluated, by SHA1, to heal a `NOSCRIPT`.
 //! - [`shared`]: `Shared`, what every worker thread and the control plane share:
 //!   configuration, the published slot table, refresh signals, server version,
@@ -46,6 +48,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod clients;
 pub mod cluster;
 pub mod command;
 pub mod config;

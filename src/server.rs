@@ -89,14 +89,16 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     // `stop`: set once by this thread on a signal, read by every worker each turn.
     // `running`: each worker counts itself out when its loop returns; this thread keeps
     // the refresher going until it reaches 0. `wakers`: one per worker, woken by this
-    // thread after setting `stop` so a loop waiting in epoll sees it at once.
+    // thread after setting `stop` so a loop waiting in epoll sees it at once, and by
+    // any worker with mail for another (`CLIENT KILL`, `MONITOR`).
     let stop = Arc::new(AtomicBool::new(false));
     let running = Arc::new(AtomicUsize::new(0));
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
         let poll = mio::Poll::new().map_err(ServerError::Runtime)?;
-        wakers.push(mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Runtime)?);
+        let waker = mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Runtime)?;
+        wakers.push(Arc::new(waker));
         let event_loop = EventLoop::new(shared.clone(), index, poll, listener, stop.clone())
             .map_err(|source| ServerError::Bind {
                 addr: local,
@@ -114,6 +116,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         threads.push(thread);
     }
 
+    // The client registry wakes a worker for a `CLIENT KILL` or `MONITOR` lines. Mail
+    // posted before this (no client is told the port yet) waits for the worker's tick.
+    shared.clients.set_wakers(wakers.clone());
     let workers = threads.len();
     tracing::info!(%local, workers, masters = shared.table.load().masters().count(), "slotgate ready");
     println!("slotgate listening on {local}");

@@ -1,9 +1,10 @@
 //! What every worker thread shares, and the control plane with them: the
 //! configuration, the published slot table, the refresh signals, the cluster's server
-//! version, the per-worker counters, the node registry and the learned commands. Made
-//! once at start-up and held in an `Arc` by each worker, session and the refresher;
-//! the slot table and the few things learned later change through `ArcSwap`, a watch
-//! channel or a `OnceLock`, never a lock held across network calls.
+//! version, the per-worker counters, the node registry, the learned commands and the
+//! connected clients. Made once at start-up and held in an `Arc` by each worker,
+//! session and the refresher; the slot table and the few things learned later change
+//! through `ArcSwap`, a watch channel or a `OnceLock`, never a lock held across network
+//! calls.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
@@ -13,6 +14,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::admin::{StatsTotal, WorkerStats};
 use crate::backend::{NodeRegistry, NodeShared};
+use crate::clients::ClientRegistry;
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
@@ -48,6 +50,8 @@ pub struct Shared {
     pub started: std::time::Instant,
     /// This run's id (`INFO` `run_id`): 40 hex digits, new at every start.
     pub run_id: String,
+    /// Every connected client, by worker (`CLIENT LIST`/`KILL`, `MONITOR`).
+    pub clients: Arc<ClientRegistry>,
 }
 
 impl Shared {
@@ -68,6 +72,7 @@ impl Shared {
             scripts: Scripts::default(),
             started: std::time::Instant::now(),
             run_id: run_id(),
+            clients: Arc::new(ClientRegistry::new(workers)),
         })
     }
 

@@ -148,6 +148,63 @@ pub(super) fn any(name: &[u8]) -> Option<&'static CommandSpec> {
     })
 }
 
+/// The spec at `position` (in `COMMANDS` followed by `SUBCOMMANDS`).
+pub(super) fn at(position: usize) -> Option<&'static CommandSpec> {
+    (position < COMMANDS.len() + SUBCOMMANDS.len()).then(|| spec_at(position))
+}
+
+/// Probes from `hash` for the first entry within `range` that `matches`: its position.
+/// ([`probe`] for a position, kept apart so that the request path's lookups compile as
+/// they did.)
+fn probe_position(
+    hash: u32,
+    range: core::ops::Range<usize>,
+    matches: impl Fn(&CommandSpec) -> bool,
+) -> Option<usize> {
+    let mut slot = slot_of(hash);
+    loop {
+        let entry = INDEX[slot] as usize;
+        if entry == 0 {
+            return None;
+        }
+        let i = entry - 1;
+        if range.contains(&i) && matches(spec_at(i)) {
+            return Some(i);
+        }
+        slot = (slot + 1) & INDEX_MASK;
+    }
+}
+
+/// [`command`]'s position.
+pub(super) fn command_position(name: &[u8]) -> Option<usize> {
+    if name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    probe_position(hash_more(FNV_OFFSET, name), 0..COMMANDS.len(), |spec| {
+        spec.name.as_bytes().eq_ignore_ascii_case(name)
+    })
+}
+
+/// [`subcommand`]'s position.
+pub(super) fn subcommand_position(container: &CommandSpec, sub: &[u8]) -> Option<usize> {
+    let prefix = container.name.len() + 1;
+    if prefix + sub.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let hash = hash_more(
+        hash_more(hash_more(FNV_OFFSET, container.name.as_bytes()), b"|"),
+        sub,
+    );
+    let total = COMMANDS.len() + SUBCOMMANDS.len();
+    probe_position(hash, COMMANDS.len()..total, |spec| {
+        let full = spec.name.as_bytes();
+        full.len() == prefix + sub.len()
+            && full[prefix..].eq_ignore_ascii_case(sub)
+            && full[..prefix - 1] == *container.name.as_bytes()
+            && full[prefix - 1] == b'|'
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +238,29 @@ mod tests {
         assert!(subcommand(object, b"setname").is_none());
         assert!(subcommand(client, b"").is_none());
         assert!(subcommand(client, b"setname|x").is_none());
+    }
+
+    #[test]
+    fn a_requests_position_names_its_command_or_subcommand() {
+        let name = |args: &[&str]| {
+            crate::command::position(args)
+                .and_then(crate::command::at_position)
+                .map(|s| s.name)
+        };
+        assert_eq!(name(&["GET", "k"]), Some("get"));
+        assert_eq!(
+            name(&["client", "LIST", "TYPE", "normal"]),
+            Some("client|list")
+        );
+        assert_eq!(
+            name(&["CLIENT", "nope"]),
+            Some("client"),
+            "an unknown subcommand"
+        );
+        assert_eq!(name(&["CLIENT"]), Some("client"));
+        assert_eq!(name(&["nosuchcommand"]), None);
+        assert_eq!(name(&[]), None);
+        assert!(crate::command::at_position(u16::MAX).is_none());
     }
 
     #[test]

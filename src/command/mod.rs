@@ -132,6 +132,8 @@ pub enum Local {
     ClusterMyId,
     ClusterMyShardId,
     ClusterKeySlot,
+    ClientKill,
+    Monitor,
 }
 
 /// Cluster-wide commands: sent to every master and the replies merged.
@@ -363,6 +365,28 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 /// Every command and subcommand in the table.
 pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
     table::COMMANDS.iter().chain(table::SUBCOMMANDS.iter())
+}
+
+/// The table position of a request's command (its subcommand's, for a container's
+/// known subcommand): a small number that names it (`CLIENT LIST`'s `cmd`), found
+/// without checking anything else. `None` for a command the table does not know.
+#[inline]
+pub fn position(args: &(impl Args + ?Sized)) -> Option<u16> {
+    if args.argc() == 0 {
+        return None;
+    }
+    let at = lookup::command_position(args.arg(0))?;
+    let spec = lookup::at(at)?;
+    let sub = match spec.container && args.argc() >= 2 {
+        true => lookup::subcommand_position(spec, args.arg(1)),
+        false => None,
+    };
+    Some(sub.unwrap_or(at) as u16)
+}
+
+/// The spec at a [`position`].
+pub fn at_position(position: u16) -> Option<&'static CommandSpec> {
+    lookup::at(position as usize)
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ const PER_NODE: &str = "per-node diagnostics must be read on each node directly"
 const CONFIG: &str = "configuration must be changed on each node directly";
 const OTHER_CLIENTS: &str = "the proxy shares backend connections between clients";
 const TRACKING: &str = "client-side caching needs its own connection to every node";
-const MONITOR: &str = "it would see only one node's traffic";
 const MIGRATE: &str = "moving keys between nodes is the cluster tools' job";
 const SCRIPT_DEBUG: &str = "the script debugger needs its own connection to one node";
 
@@ -178,7 +177,7 @@ pub(super) const COMMANDS: &[CommandSpec] = &[
     spec("mget", -2, READONLY | FAST | SPLITTABLE, range(1, -1, 1), Route::Slot),
     spec("migrate", -6, WRITE | MOVABLE_KEYS, KeySpec::None, Route::Refused(MIGRATE)),
     container("module", -2, 0, Route::Refused(NODE_ADMIN)),
-    spec("monitor", 1, ADMIN | NOSCRIPT, KeySpec::None, Route::Refused(MONITOR)),
+    spec("monitor", 1, ADMIN | NOSCRIPT, KeySpec::None, Route::Local(Local::Monitor)),
     spec("move", 3, WRITE | FAST, range(1, 1, 1), Route::Refused(ONLY_DB0)),
     spec("mset", -3, WRITE | DENYOOM | SPLITTABLE, range(1, -1, 2), Route::Slot),
     spec("msetnx", -3, WRITE | DENYOOM, range(1, -1, 2), Route::Slot),
@@ -337,7 +336,7 @@ pub(super) const SUBCOMMANDS: &[CommandSpec] = &[
     spec("client|help", 2, 0, KeySpec::None, Route::AnyNode),
     spec("client|id", 2, NOSCRIPT, KeySpec::None, Route::Local(Local::ClientId)),
     spec("client|info", 2, NOSCRIPT, KeySpec::None, Route::Local(Local::ClientInfo)),
-    spec("client|kill", -3, ADMIN | NOSCRIPT, KeySpec::None, Route::Refused(OTHER_CLIENTS)),
+    spec("client|kill", -3, ADMIN | NOSCRIPT, KeySpec::None, Route::Local(Local::ClientKill)),
     spec("client|list", -2, ADMIN | NOSCRIPT, KeySpec::None, Route::Local(Local::ClientList)),
     spec("client|no-evict", 3, ADMIN | NOSCRIPT, KeySpec::None, Route::Local(Local::ClientNoEvict)),
     spec("client|no-touch", 3, NOSCRIPT, KeySpec::None, Route::Local(Local::ClientNoTouch)),

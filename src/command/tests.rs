@@ -631,6 +631,8 @@ fn local_commands() {
         Route::Local(Local::ClientNoTouch)
     );
     assert_eq!(route("CLIENT REPLY OFF"), Route::Local(Local::ClientReply));
+    assert_eq!(route("CLIENT KILL ID 1"), Route::Local(Local::ClientKill));
+    assert_eq!(route("MONITOR"), Route::Local(Local::Monitor));
 }
 
 #[test]
@@ -730,7 +732,6 @@ fn transaction_and_pubsub_commands() {
 #[test]
 fn refused_commands_give_a_reason() {
     for line in [
-        "MONITOR",
         "SYNC",
         "PSYNC id 0",
         "REPLCONF listening-port 1",
@@ -750,7 +751,6 @@ fn refused_commands_give_a_reason() {
         "SLAVEOF no one",
         "REPLICAOF no one",
         "FAILOVER",
-        "CLIENT KILL ID 1",
         "CLIENT PAUSE 10",
         "CLIENT UNPAUSE",
         "CLIENT TRACKING on",

@@ -47,6 +47,16 @@ impl Transport {
         }
     }
 
+    /// The socket's file descriptor (`CLIENT LIST`'s `fd`), or -1 where there is none.
+    pub fn fd(&self) -> i32 {
+        match self {
+            #[cfg(unix)]
+            Transport::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
+            #[cfg(not(unix))]
+            Transport::Tcp(_) => -1,
+        }
+    }
+
     /// The socket's pending error (`SO_ERROR`), e.g. why a connect failed.
     #[inline]
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {

@@ -18,10 +18,11 @@ impl Session {
         match which {
             Local::Ping => match req.argc() {
                 1 => self.push_local(|w| w.simple("PONG")),
-                _ => {
+                2 => {
                     let msg = req.arg(1).to_vec();
                     self.push_local(|w| w.bulk(&msg))
                 }
+                _ => self.push_error("ERR wrong number of arguments for 'ping' command"),
             },
             Local::Echo => {
                 let msg = req.arg(1).to_vec();
@@ -53,6 +54,7 @@ impl Session {
             Local::ClientSetName => match valid_name(req.arg(2)) {
                 Ok(name) => {
                     self.name = name;
+                    self.publish_names();
                     self.push_local(|w| w.ok())
                 }
                 Err(e) => self.push_error(e),
@@ -87,15 +89,17 @@ impl Session {
                         return self.push_error(&text);
                     }
                 }
+                self.publish_names();
                 self.push_local(|w| w.ok())
             }
-            Local::ClientInfo | Local::ClientList => {
-                let line = self.client_line();
-                self.push_local(|w| w.verbatim(&line))
-            }
-            Local::ClientNoEvict | Local::ClientNoTouch | Local::ReadOnly | Local::ReadWrite => {
-                self.push_local(|w| w.ok())
-            }
+            Local::ClientInfo => self.client_info(req),
+            Local::ClientList => self.client_list(req),
+            Local::ClientKill => self.client_kill(req),
+            Local::ClientReply => self.client_reply(req),
+            Local::ClientNoEvict => self.client_no_evict(req),
+            Local::ClientNoTouch => self.client_no_touch(req),
+            Local::Monitor => self.monitor(),
+            Local::ReadOnly | Local::ReadWrite => self.push_local(|w| w.ok()),
             // `Session::info` answers it with the masters' figures; here without them.
             Local::Info => {
                 let text = self.render_info(&["server".to_string(), "proxy".to_string()], None);
@@ -105,6 +109,8 @@ impl Session {
                 self.proto = Proto::Resp2;
                 self.name = None;
                 self.end_transaction();
+                self.reset_client_state();
+                self.publish_names();
                 self.push_local(|w| w.simple("RESET"))
             }
             Local::ClusterSlots => {
@@ -186,6 +192,7 @@ impl Session {
             self.name = n;
         }
         self.proto = proto;
+        self.publish_names();
         let version = self.server_version();
         let id = self.id.0 as i64;
         let proto_num = if proto == Proto::Resp3 { 3 } else { 2 };
@@ -220,25 +227,6 @@ impl Session {
             .server_version
             .load_full()
             .map_or_else(|| "7.0.0".to_string(), |v| v.as_ref().clone())
-    }
-
-    /// One `CLIENT LIST`-style line describing this client.
-    fn client_line(&self) -> String {
-        let text = |b: &Option<Bytes>| {
-            b.as_ref()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        format!(
-            "id={} addr={} laddr={} fd=-1 name={} db=0 resp={} lib-name={} lib-ver={}\n",
-            self.id.0,
-            self.peer,
-            self.local_addr,
-            text(&self.name),
-            if self.proto == Proto::Resp3 { 3 } else { 2 },
-            text(&self.lib_name),
-            text(&self.lib_ver),
-        )
     }
 }
 

@@ -13,10 +13,12 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod clients;
 mod cluster_face;
 mod fan_out;
 mod info;
 mod local;
+mod monitor;
 mod pubsub;
 mod transaction;
 
@@ -39,9 +41,7 @@ use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{Request, RequestScanner};
 use crate::shared::Shared;
 
-/// Identifies a client connection (`CLIENT ID`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientId(pub u64);
+pub use crate::clients::ClientId;
 
 /// A client's read buffer grows by at least this much.
 const READ_CHUNK: usize = 16 * 1024;
@@ -104,6 +104,9 @@ pub struct Session {
     pub id: ClientId,
     /// The session's key in its worker's session table (names its reply places).
     key: usize,
+    /// Its entry in the client registry, `CLIENT REPLY` and `MONITOR` state. Before
+    /// `stream`: a closed client leaves the registry before its socket closes.
+    client: clients::ClientState,
     pub stream: Transport,
     peer: SocketAddr,
     local_addr: SocketAddr,
@@ -219,14 +222,19 @@ impl Session {
             read_paused: false,
             dirty: false,
             writes: 0,
+            client: clients::ClientState::default(),
         }
     }
 
     /// Read what the client sent and handle every complete request. False when the
     /// client is gone (end of stream or a read error): the session ends at once.
     pub fn read(&mut self, w: &mut Worker) -> bool {
+        if self.killed() {
+            return false;
+        }
         let places_before = self.places.len();
         let more = self.read_requests(w);
+        self.after_read();
         if self.places.len() > places_before {
             self.end_batch();
         }
@@ -585,8 +593,12 @@ impl Session {
                         buf.freeze()
                     }
                 };
-                // Empty: a transaction's reply the client was answered for already.
-                if !bytes.is_empty() {
+                if bytes.is_empty() {
+                    // A transaction's reply the client was answered for already.
+                } else if self.client.is_quiet(self.front_seq) {
+                    // `CLIENT REPLY OFF`/`SKIP`: dropped, no longer held.
+                    self.held -= bytes.len();
+                } else {
                     take(bytes);
                 }
             }
@@ -611,6 +623,10 @@ impl Session {
         loop {
             match self.scanner.next_request(&mut self.rbuf) {
                 Ok(Some(request)) => {
+                    if self.rbuf.is_empty() {
+                        // The last request of the read (`CLIENT LIST`'s `cmd`).
+                        self.note_command(&request);
+                    }
                     self.handle(w, request);
                     if self.closing {
                         return;
@@ -631,6 +647,9 @@ impl Session {
     /// or answer its error.
     fn handle(&mut self, w: &mut Worker, mut request: Request) {
         w.count_request();
+        if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
+            return;
+        }
         if self.txn.is_some() {
             match self.transaction_request(w, request) {
                 Some(given_back) => request = given_back,
