@@ -536,7 +536,8 @@ mod tests {
     #[test]
     fn the_table_is_markdown_with_a_legend() {
         let table = support_table();
-        assert!(table.contains("| `CLIENT KILL` | refused: "));
+        assert!(table.contains("| `CLIENT PAUSE` | refused: "));
+        assert!(table.contains("| `CLIENT KILL` | answered by slotgate |"));
         assert!(table.contains("| `MGET` | split per slot, merged |  |"));
         assert!(table.contains("`ERR 'NAME' is not supported: reason`"));
         for line in table.lines().filter(|l| l.starts_with("| `")) {
