@@ -538,3 +538,34 @@ fn ping_echo_time_lolwut_and_client_reply() {
     let err = try_query(&mut con, &["CLIENT", "NO-EVICT", "maybe"]).unwrap_err();
     assert!(err.to_string().contains("syntax error"), "{err}");
 }
+
+#[test]
+fn client_list_shows_a_subscribers_subscriptions() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut sub = RawClient::connect(proxy.port());
+    sub.write(
+        b"*3\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc1\r\n$2\r\nc2\r\n*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\np*\r\n",
+    );
+    let confirmations = sub.read_replies(3, Duration::from_secs(10));
+    assert_eq!(confirmations.len(), 3, "{confirmations:?}");
+    let mut con = proxy.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list: String = query(&mut con, &["CLIENT", "LIST", "TYPE", "pubsub"]);
+        let clients = parse_list(&list);
+        if let Some(c) = clients.first() {
+            assert_eq!(clients.len(), 1, "{list}");
+            assert_eq!(
+                (c["sub"].as_str(), c["psub"].as_str()),
+                ("2", "1"),
+                "{list}"
+            );
+            assert!(c["flags"].contains('P'), "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pubsub client listed: {list}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -122,6 +122,18 @@ impl Session {
         if !ready.is_empty() {
             self.push_ready(ready.freeze());
         }
+        self.publish_subscriptions();
+    }
+
+    /// What `CLIENT LIST` shows of this client's subscriptions (`sub`, `psub`, `ssub`).
+    fn publish_subscriptions(&self) {
+        let (sub, psub, ssub) = self.subscriptions.as_ref().map_or((0, 0, 0), |s| {
+            (s.channels.len(), s.patterns.len(), s.shard.len())
+        });
+        let n = |x: usize| x.min(u32::MAX as usize) as u32;
+        if let Some(handle) = &self.client.handle {
+            handle.set_subscriptions(n(sub), n(psub), n(ssub));
+        }
     }
 
     /// One confirmation per channel left (every one of `kind` with no argument), answered
@@ -165,6 +177,7 @@ impl Session {
             self.subscriptions = None;
         }
         self.push_ready(out.freeze());
+        self.publish_subscriptions();
     }
 
     /// Leave every subscription (`RESET`, or the client is gone).
@@ -178,6 +191,7 @@ impl Session {
                 hub.unsubscribe(&mut io, kind, &name, self.key, self.id.0);
             }
         }
+        self.publish_subscriptions();
     }
 
     /// A request from a client with subscriptions: true when answered here. In RESP2
