@@ -123,18 +123,31 @@ fn the_redis_crates_atomic_pipeline_and_transaction_helper() {
     })
     .unwrap();
     assert_eq!(new, 50);
-    // A key in another slot: the redis crate reports the first error, and nothing runs.
+    // Keys in two slots: one EXEC runs them both, the replies in the client's order.
+    let (x, y): (String, i64) = redis::pipe()
+        .atomic()
+        .set("{rc}x", "1")
+        .ignore()
+        .incr("{other}y", 2)
+        .ignore()
+        .get("{rc}x")
+        .get("{other}y")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((x.as_str(), y), ("1", 2));
+    // One command over keys of two slots at once: the redis crate reports the first
+    // error, and nothing runs.
     let err = redis::pipe()
         .atomic()
-        .set("{rc}x", 1)
+        .set("{rc}z", 1)
         .ignore()
-        .set("{other}y", 2)
+        .del(&["{rc}x", "{other}y"])
         .ignore()
         .query::<()>(&mut con)
         .unwrap_err();
     assert!(err.to_string().contains("CrossSlot"), "{err}");
-    assert_eq!(get(&mut con, "{rc}x"), None);
-    assert_eq!(get(&mut con, "{other}y"), None);
+    assert_eq!(get(&mut con, "{rc}z"), None);
+    assert_eq!(get(&mut con, "{other}y").as_deref(), Some("2"));
 }
 
 #[test]
@@ -145,10 +158,11 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
 
-    // A key in another slot: CROSSSLOT, and EXEC aborts; the first key is not set.
+    // One command over keys of two slots: CROSSSLOT, and EXEC aborts; the first key is
+    // not set.
     let replies = pipeline(
         &mut raw,
-        &["MULTI", "SET {a}x 1", "SET {b}y 2", "INCR {a}n", "EXEC"],
+        &["MULTI", "SET {a}x 1", "MSET {a}y 1 {b}y 2", "INCR {a}n", "EXEC"],
     );
     assert_eq!(
         replies,
@@ -160,7 +174,7 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
             EXECABORT
         ]
     );
-    for key in ["{a}x", "{b}y", "{a}n"] {
+    for key in ["{a}x", "{a}y", "{b}y", "{a}n"] {
         assert_eq!(get(&mut con, key), None, "{key} was applied");
     }
 

@@ -395,11 +395,15 @@ impl Session {
         if place.part != Place::WHOLE {
             return self.fill_part(place, reply);
         }
-        let reply = if self.txn.is_some() {
-            self.transaction_reply(place.seq, reply)
-        } else {
-            reply
-        };
+        if self.txn.is_some() {
+            return self.fill_transaction(place, reply);
+        }
+        self.fill_whole(place, reply)
+    }
+
+    /// Fill `place` of a request sent whole; true when that completed the front.
+    #[inline]
+    fn fill_whole(&mut self, place: Place, reply: ReplyResult) -> bool {
         let Some(index) = place.seq.checked_sub(self.front_seq) else {
             return false;
         };
