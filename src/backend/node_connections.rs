@@ -248,6 +248,12 @@ impl NodeConnections {
             None => {
                 let limit = self.config.max_pinned;
                 if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
+                    // An idle spare to another node makes room, if this worker has one.
+                    if let Some(idle) = self.nodes.iter_mut().find_map(|n| n.spare.pop()) {
+                        self.retire(idle);
+                    }
+                }
+                if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
                     tracing::warn!(limit, "a blocking command or transaction refused: every pinned connection is in use (backend.max_pinned)");
                     return Err(BackendError::TooManyPinned { limit });
                 }
