@@ -13,6 +13,7 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod across;
 mod cluster_face;
 mod fan_out;
 mod info;
@@ -157,6 +158,8 @@ pub struct Session {
     /// The client's transaction ([`transaction`]), from `WATCH` or `MULTI` until
     /// everything it sent is answered.
     txn: Option<Box<transaction::Transaction>>,
+    /// The client's list commands over several slots under way ([`across`]).
+    across: Vec<across::Across>,
     /// What the client subscribes to, while it has something ([`pubsub`]).
     subscriptions: Option<Box<pubsub::Subscriptions>>,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
@@ -214,6 +217,7 @@ impl Session {
             reply_estimate,
             blocked_at: None,
             txn: None,
+            across: Vec::new(),
             subscriptions: None,
             closing: false,
             read_paused: false,
@@ -393,6 +397,9 @@ impl Session {
     #[inline]
     pub fn fill(&mut self, place: Place, reply: ReplyResult) -> bool {
         if place.part != Place::WHOLE {
+            if place.part == across::ACROSS {
+                return self.fill_across(place, reply);
+            }
             return self.fill_part(place, reply);
         }
         if self.txn.is_some() {
@@ -681,6 +688,11 @@ impl Session {
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
             Ok(Plan::PubSub(name)) => self.pubsub(w, name, &request),
+            Err(e @ crate::dispatch::plan::PlanError::CrossSlot) => {
+                if self.across_slots(w, request).is_some() {
+                    self.push_error(&e.to_string());
+                }
+            }
             Err(e) => self.push_error(&e.to_string()),
         }
     }

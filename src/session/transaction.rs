@@ -67,9 +67,11 @@ const DISCARD: &[u8] = b"*1\r\n$7\r\nDISCARD\r\n";
 const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
 /// Redis's reply to `EXEC` after an error in the transaction.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
-/// The most slots one transaction may touch: each holds a connection
-/// (`backend.max_pinned`) until `EXEC`.
+/// The most slots one transaction may hold a connection for (`backend.max_pinned`)
+/// until `EXEC`. Lone reads ([`Transaction::lone`]) hold none and do not count.
 pub const MAX_SLOTS: usize = 32;
+/// In [`Transaction::order`], marks a lone read's index.
+const LONE: u16 = 0x8000;
 
 /// A client's transaction, from `WATCH` or `MULTI` until everything it sent is
 /// answered. Boxed in the session, which has none the rest of the time.
@@ -91,11 +93,14 @@ pub(super) struct Transaction {
     /// moved, the connection failed): while that one is held, the transaction's later
     /// commands get this, unsent, and `EXEC` fails.
     broken: Option<(u32, String)>,
-    /// Commands queued at the node since `MULTI` (held ones too) while there is one group.
-    queued: usize,
-    /// With several groups: the group of each command queued at the nodes, in the
-    /// client's order (`EXEC`'s reply is merged by it).
+    /// Where each command since `MULTI` goes, in the client's order (with several slots,
+    /// `EXEC`'s reply is merged by it): a group's index, or [`LONE`] plus a lone read's.
     order: Vec<u16>,
+    /// Lone reads: a read-only command for a slot the transaction has no group for yet,
+    /// answered `+QUEUED` here and sent alone after the first group ran (one command
+    /// runs atomically: it needs no `MULTI`, nor a held connection). A second command
+    /// for its slot makes it a group (`None` here then).
+    lone: Vec<Option<(Slot, Bytes)>>,
     /// Requests on their way whose replies this reads, in the order sent: their place,
     /// what the reply stands for, and the connection (numbered as `opened` counts) they
     /// went on.
@@ -128,6 +133,8 @@ struct Run {
 
 struct RunGroup {
     slot: Option<Slot>,
+    /// A lone read's command (sent alone, no connection held), or `None` for a group.
+    lone: Option<Bytes>,
     target: Target,
     pin: u32,
     /// The place of this group's `EXEC` or `DISCARD` (the client gets nothing there).
@@ -258,11 +265,16 @@ impl Transaction {
 
     /// A command goes to group `g`'s node to be queued there.
     fn note_queued(&mut self, g: usize) {
-        if self.groups.len() > 1 {
-            self.order.push(g as u16);
-        } else {
-            self.queued += 1;
-        }
+        self.order.push(g as u16);
+    }
+
+    /// The lone read of `slot`, if the transaction has one.
+    fn lone_of(&self, slot: Slot) -> Option<usize> {
+        (self.lone.iter()).position(|l| l.as_ref().is_some_and(|l| l.0 == slot))
+    }
+
+    fn has_lone(&self) -> bool {
+        self.lone.iter().any(Option::is_some)
     }
 
     /// The request at place `seq` on connection `pin` failed at queue time (`why`: what
@@ -280,13 +292,25 @@ impl Transaction {
         }
     }
 
-    /// Forget the groups and what was queued in them (they were released).
-    fn take_groups(&mut self) -> (Vec<Group>, Vec<u16>) {
-        self.queued = 0;
-        (
-            std::mem::take(&mut self.groups),
-            std::mem::take(&mut self.order),
-        )
+    /// Forget the groups, the lone reads and where each command went (the groups were
+    /// released, or go to a run).
+    fn take_groups(&mut self) -> (Vec<Group>, Vec<u16>, Vec<(Slot, Bytes)>) {
+        // The lone reads that are left, renumbered, and the order pointing at them.
+        let mut renumbered = Vec::with_capacity(self.lone.len());
+        let mut kept = 0u16;
+        for l in &self.lone {
+            renumbered.push(kept);
+            kept += u16::from(l.is_some());
+        }
+        let mut order = std::mem::take(&mut self.order);
+        for p in order.iter_mut().filter(|p| **p & LONE != 0) {
+            *p = LONE | renumbered[usize::from(*p & !LONE)];
+        }
+        let lone = std::mem::take(&mut self.lone)
+            .into_iter()
+            .flatten()
+            .collect();
+        (std::mem::take(&mut self.groups), order, lone)
     }
 }
 
@@ -565,14 +589,35 @@ impl Session {
             self.send_opening(w, g, held);
             return self.queue_on(w, g, request.into_raw());
         }
+        let lone = txn.lone_of(slot);
+        if lone.is_none() && is_read_only(&request) && txn.lone.len() < usize::from(!LONE) {
+            // A read for a new slot: alone after the first group, unless more comes.
+            txn.order.push(LONE | txn.lone.len() as u16);
+            txn.lone.push(Some((slot, request.into_raw())));
+            return self.push_local(|w| w.simple("QUEUED"));
+        }
         if txn.groups.len() >= MAX_SLOTS {
             let text = format!(
-                "ERR slotgate: a transaction may touch at most {MAX_SLOTS} slots (each holds a node connection until EXEC)"
+                "ERR slotgate: a transaction may write to at most {MAX_SLOTS} slots (each holds a node connection until EXEC)"
             );
             return self.refuse_in_multi(&text);
         }
         let g = self.open(Target::Slot(slot));
         self.send_on(w, g, Bytes::from_static(MULTI), Hold::Open, Expect::Absorb);
+        if let Some(l) = lone {
+            // The slot's lone read becomes the first command of its group.
+            let Some(txn) = self.txn.as_mut() else {
+                return;
+            };
+            let read = txn.lone[l].take().map(|(_, bytes)| bytes);
+            let was = LONE | l as u16;
+            for p in txn.order.iter_mut().filter(|p| **p == was) {
+                *p = g as u16;
+            }
+            if let Some(read) = read {
+                self.send_on(w, g, read, Hold::On, Expect::Absorb);
+            }
+        }
         self.queue_on(w, g, request.into_raw());
     }
 
@@ -614,12 +659,13 @@ impl Session {
         let failed = txn.aborted || txn.broken_now().is_some();
         txn.aborted = false;
         txn.held_bytes = 0;
+        let lone = txn.has_lone();
         match (std::mem::take(&mut txn.multi), txn.groups.len()) {
             (Multi::Sent, _) if failed => {
                 self.release_all(w, Bytes::from_static(DISCARD), Expect::ExecAbort);
             }
-            (Multi::Sent, 1) => self.release_all(w, request.into_raw(), Expect::Exec),
-            (Multi::Sent, 2..) => self.start_run(w),
+            (Multi::Sent, 1) if !lone => self.release_all(w, request.into_raw(), Expect::Exec),
+            (Multi::Sent, 1..) => self.start_run(w),
             // Keys watched, MULTI not sent (the transaction broke first).
             (_, 1..) => {
                 self.release_all(w, Bytes::from_static(UNWATCH), Expect::ExecAbort);
@@ -678,10 +724,6 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return 0;
         };
-        if txn.groups.len() == 1 {
-            // A second slot: from now on EXEC's reply is merged, by each command's group.
-            txn.order = vec![0; txn.queued];
-        }
         txn.opened = txn.opened.wrapping_add(1);
         let slot = match target {
             Target::Slot(slot) => Some(slot),
@@ -721,7 +763,7 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
-        let (groups, _) = txn.take_groups();
+        let (groups, _, _) = txn.take_groups();
         for (i, g) in groups.iter().enumerate() {
             let (bytes, expect) = match i {
                 0 => (bytes.clone(), expect),
@@ -739,17 +781,31 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
-        let (groups, order) = txn.take_groups();
+        let (groups, mut order, lone) = txn.take_groups();
+        let held = groups.len() as u16;
+        for p in order.iter_mut().filter(|p| **p & LONE != 0) {
+            *p = held + (*p & !LONE);
+        }
         let visible = self.reserve();
-        let groups = (groups.into_iter())
+        let mut parts: Vec<RunGroup> = (groups.into_iter())
             .map(|g| RunGroup {
                 slot: g.slot,
+                lone: None,
                 target: g.target,
                 pin: g.pin,
                 seq: self.reserve(),
                 reply: None,
             })
             .collect();
+        parts.extend(lone.into_iter().map(|(slot, bytes)| RunGroup {
+            slot: Some(slot),
+            lone: Some(bytes),
+            target: Target::Slot(slot),
+            pin: 0,
+            seq: self.reserve(),
+            reply: None,
+        }));
+        let groups = parts;
         if let Some(txn) = self.txn.as_mut() {
             txn.runs.push_back(Run {
                 visible,
@@ -773,9 +829,10 @@ impl Session {
     }
 
     /// Move the runs on as far as the replies in allow, oldest first: the groups' `EXEC`s
-    /// and `DISCARD`s they send go first among the client's waiting requests (the ones
-    /// waiting came after the run's `EXEC`). The client's replies that became known, with
-    /// their places.
+    /// and `DISCARD`s and the lone reads they send go first among the client's waiting
+    /// requests (those waiting came after the run's `EXEC`). The replies that became
+    /// known, with their places: the client's `EXEC` reply, and nothing for the places of
+    /// lone reads that will not be sent.
     fn advance_runs(&mut self) -> Vec<(u64, Outcome)> {
         let mut done = Vec::new();
         loop {
@@ -786,17 +843,21 @@ impl Session {
                 return done;
             };
             let visible = run.visible;
-            let ends: Vec<(usize, &'static [u8])> = match run.stage {
+            // What each part is sent now: `None` for a lone read's own command.
+            let mut ends: Vec<(usize, Option<&'static [u8]>)> = Vec::new();
+            let mut unsent_lone = false;
+            match run.stage {
                 Stage::Queueing => {
                     if txn.expect.iter().any(|e| e.0 < visible) {
                         return done;
                     }
                     if let Some(why) = run.failed.take() {
                         done.push((visible, Outcome::Error(why)));
-                        (0..run.groups.len()).map(|i| (i, DISCARD)).collect()
+                        ends.extend(held_parts(&run.groups, 0).map(|i| (i, Some(DISCARD))));
+                        unsent_lone = true;
                     } else {
                         run.stage = Stage::First;
-                        vec![(0, EXEC)]
+                        ends.push((0, Some(EXEC)));
                     }
                 }
                 Stage::First => {
@@ -807,11 +868,15 @@ impl Session {
                     match after_first(reply, &slot_name(run.groups[0].slot), &others) {
                         None => {
                             run.stage = Stage::Rest;
-                            (1..run.groups.len()).map(|i| (i, EXEC)).collect()
+                            ends.extend(held_parts(&run.groups, 1).map(|i| (i, Some(EXEC))));
+                            let lone =
+                                (1..run.groups.len()).filter(|&i| run.groups[i].lone.is_some());
+                            ends.extend(lone.map(|i| (i, None)));
                         }
                         Some(outcome) => {
                             done.push((visible, outcome));
-                            (1..run.groups.len()).map(|i| (i, DISCARD)).collect()
+                            ends.extend(held_parts(&run.groups, 1).map(|i| (i, Some(DISCARD))));
+                            unsent_lone = true;
                         }
                     }
                 }
@@ -819,30 +884,47 @@ impl Session {
                     if run.groups.iter().any(|g| g.reply.is_none()) {
                         return done;
                     }
-                    let parts: Vec<(Option<Slot>, ReplyResult)> = (run.groups.iter_mut())
-                        .map(|g| (g.slot, g.reply.take().unwrap_or(Err(BackendError::Dropped))))
+                    let parts: Vec<Part> = (run.groups.iter_mut())
+                        .map(|g| Part {
+                            slot: g.slot,
+                            lone: g.lone.is_some(),
+                            reply: g.reply.take().unwrap_or(Err(BackendError::Dropped)),
+                        })
                         .collect();
                     done.push((visible, merged(parts, &run.order, self.proto)));
-                    Vec::new()
                 }
-            };
-            let sends: Vec<(u64, Target, u32, &'static [u8])> = (ends.iter())
+            }
+            if unsent_lone {
+                let lone = run.groups.iter().filter(|g| g.lone.is_some());
+                done.extend(lone.map(|g| (g.seq, Outcome::Reply(Ok(Bytes::new())))));
+            }
+            let sends: Vec<(u64, Target, u32, Bytes, bool)> = (ends.iter())
                 .map(|&(i, bytes)| {
                     let g = &run.groups[i];
-                    (g.seq, g.target, g.pin, bytes)
+                    match (bytes, &g.lone) {
+                        (Some(bytes), _) => {
+                            (g.seq, g.target, g.pin, Bytes::from_static(bytes), true)
+                        }
+                        (None, Some(read)) => (g.seq, g.target, g.pin, read.clone(), false),
+                        (None, None) => (g.seq, g.target, g.pin, Bytes::from_static(EXEC), true),
+                    }
                 })
                 .collect();
-            let finished = done.last().is_some_and(|d| d.0 == visible);
+            let finished = done.iter().any(|d| d.0 == visible);
             if finished {
                 txn.runs.pop_front();
             }
             let mut reqs = Vec::with_capacity(sends.len());
-            for (seq, target, pin, bytes) in sends {
+            for (seq, target, pin, bytes, held) in sends {
                 if let Some(txn) = self.txn.as_mut() {
                     txn.expect.push_back((seq, Expect::Run, pin));
                 }
-                let bytes = Bytes::from_static(bytes);
-                reqs.push(self.held_request(seq, target, bytes, Hold::Release));
+                let req = if held {
+                    self.held_request(seq, target, bytes, Hold::Release)
+                } else {
+                    self.lone_request(seq, target, bytes)
+                };
+                reqs.push(req);
             }
             for req in reqs.into_iter().rev() {
                 self.waiting_bytes += req.bytes.len();
@@ -852,6 +934,18 @@ impl Session {
                 return done;
             }
         }
+    }
+
+    /// A lone read of a run: alone, on a connection shared with other clients.
+    fn lone_request(&self, seq: u64, target: Target, bytes: Bytes) -> BackendRequest {
+        let place = Place {
+            session: self.key,
+            client: self.id.0,
+            seq,
+            part: Place::WHOLE,
+        };
+        let client = self.id.0 as u32;
+        BackendRequest::new(bytes, target, self.proto, client, ReplyTo::new(place))
     }
 
     /// Send a request of group `g` of the transaction, in its place among the client's
@@ -916,6 +1010,12 @@ impl Session {
             self.txn = None;
         }
     }
+}
+
+/// A command that only reads (the built-in table's flag; a learned command is not).
+fn is_read_only(request: &Request) -> bool {
+    crate::command::classify(request)
+        .is_ok_and(|c| c.spec.has_flag(crate::command::flags::READONLY))
 }
 
 /// The slot of `WATCH`'s keys; `None` when they are in different slots.
@@ -991,19 +1091,47 @@ fn ran(frame: &[u8]) -> bool {
     frame.first() == Some(&b'*') && !frame.starts_with(b"*-1")
 }
 
-/// The client's `EXEC` reply from every group's `EXEC` reply (in group order, with its
-/// slot), the first group's having run: the replies merged in the client's order by
-/// `order`, or the error that says which slots ran and which did not. Pure.
-fn merged(
-    parts: Vec<(Option<Slot>, ReplyResult)>,
-    order: &[u16],
-    proto: crate::protocol::reply::Proto,
-) -> Outcome {
-    if parts
-        .iter()
-        .all(|(_, r)| matches!(r, Ok(frame) if ran(frame)))
-    {
-        let replies = parts.into_iter().map(|(_, r)| r).collect();
+/// One part of a run, for [`merged`]: a group's `EXEC` reply or a lone read's reply.
+struct Part {
+    slot: Option<Slot>,
+    lone: bool,
+    reply: ReplyResult,
+}
+
+/// The groups of a run (not the lone reads), from index `from` on.
+fn held_parts(groups: &[RunGroup], from: usize) -> impl Iterator<Item = usize> + '_ {
+    (from..groups.len()).filter(|&i| groups[i].lone.is_none())
+}
+
+/// The client's `EXEC` reply from every part's reply (in part order), the first group
+/// having run: the replies merged in the client's order by `order`, or the error that
+/// says which slots ran and which did not. A lone read that failed is that command's
+/// error in the array: its failure applied nothing. Pure.
+fn merged(parts: Vec<Part>, order: &[u16], proto: crate::protocol::reply::Proto) -> Outcome {
+    let held_ran = |p: &Part| p.lone || matches!(&p.reply, Ok(frame) if ran(frame));
+    if parts.iter().all(held_ran) {
+        let replies = (parts.into_iter())
+            .map(|p| match (p.lone, p.reply) {
+                (false, reply) => reply,
+                // One command's reply: an array of one, as its group's EXEC would give.
+                (true, Ok(frame)) => {
+                    let mut out = BytesMut::with_capacity(frame.len() + 4);
+                    out.extend_from_slice(b"*1\r\n");
+                    out.extend_from_slice(&frame);
+                    Ok(out.freeze())
+                }
+                (true, Err(e)) => {
+                    let mut out = BytesMut::new();
+                    out.extend_from_slice(b"*1\r\n");
+                    ReplyWriter {
+                        out: &mut out,
+                        proto,
+                    }
+                    .error(&format!("ERR slotgate: {e}"));
+                    Ok(out.freeze())
+                }
+            })
+            .collect();
         return Outcome::Reply(merge(&Merge::Interleave(order.to_vec()), replies, proto));
     }
     let commands = |g: usize| -> String {
@@ -1015,9 +1143,9 @@ fn merged(
     };
     let mut ran_slots = Vec::new();
     let mut failed = Vec::new();
-    for (g, (slot, reply)) in parts.iter().enumerate() {
-        let name = slot_name(*slot);
-        match reply {
+    for (g, part) in parts.iter().enumerate().filter(|(_, p)| !p.lone) {
+        let name = slot_name(part.slot);
+        match &part.reply {
             Ok(frame) if ran(frame) => {
                 ran_slots.push(format!("slot {name} (commands {})", commands(g)));
             }
