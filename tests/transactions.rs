@@ -1110,3 +1110,70 @@ fn a_slot_whose_exec_gets_no_reply_after_the_first_ran_is_reported_partly_applie
     );
     assert_eq!(replies[3], "*2\r\n:2\r\n+OK\r\n");
 }
+
+#[test]
+fn reads_alone_in_their_slot_hold_no_connection_and_keep_their_place() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    // 60 keys of 60 slots, read in one transaction (RQ's `Job.fetch_many`): the first
+    // slot holds a connection, the other reads go alone after it ran.
+    let keys: Vec<String> = (0..60).map(|i| format!("{{fetch{i}}}h")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg("n")
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    let mut requests = vec!["MULTI".to_string()];
+    requests.extend(keys.iter().map(|k| format!("HGET {k} n")));
+    requests.push("EXEC".into());
+    let requests: Vec<&str> = requests.iter().map(String::as_str).collect();
+    let replies = pipeline(&mut raw, &requests);
+    let want: String = std::iter::once("*60\r\n".to_string())
+        .chain((0..60).map(|i: usize| format!("${}\r\n{i}\r\n", i.to_string().len())))
+        .collect();
+    assert_eq!(replies[61], want);
+    assert!(info_counter(&proxy, "pinned_connections") <= 1);
+
+    // A read alone in its slot becomes a group when a write to its slot follows; the
+    // replies keep the client's order.
+    let (a, b, c) = ("{lone-a}k", "{lone-b}k", "{lone-c}k");
+    let _: () = con.set(b, "old").unwrap();
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("GET {b}"),
+            &format!("GET {c}"),
+            &format!("SET {b} new"),
+            &format!("GET {b}"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies[6],
+        "*5\r\n+OK\r\n$3\r\nold\r\n$-1\r\n+OK\r\n$3\r\nnew\r\n"
+    );
+    // A watched key that changed: the reads are not sent either.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            &format!("WATCH {a}"),
+            "MULTI",
+            &format!("GET {b}"),
+            &format!("GET {c}"),
+        ],
+    );
+    assert_eq!(replies[2..], ["+QUEUED\r\n", "+QUEUED\r\n"]);
+    let _: () = con.set(a, "changed").unwrap();
+    assert_eq!(
+        pipeline(&mut raw, &["EXEC", "PING"]),
+        ["*-1\r\n", "+PONG\r\n"]
+    );
+}

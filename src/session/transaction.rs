@@ -1391,4 +1391,130 @@ mod tests {
         );
         assert_eq!(keys_slot(&req(&["WATCH", "a", "b"])), None);
     }
+
+    fn part(slot: u16, lone: bool, reply: ReplyResult) -> Part {
+        Part {
+            slot: Slot::new(slot),
+            lone,
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_run_merges_every_reply_in_the_clients_order() {
+        use crate::protocol::reply::Proto;
+        // Group 0 ran SET and GET, group 1 ran INCR; a lone read answered nil.
+        let parts = vec![
+            part(1, false, ok(b"*2\r\n+OK\r\n$1\r\nv\r\n")),
+            part(2, false, ok(b"*1\r\n:5\r\n")),
+            part(3, true, ok(b"$-1\r\n")),
+        ];
+        assert_eq!(
+            merged(parts, &[0, 1, 2, 0], Proto::Resp2),
+            Outcome::Reply(ok(b"*4\r\n+OK\r\n:5\r\n$-1\r\n$1\r\nv\r\n"))
+        );
+        // A lone read that got no reply is its command's error: nothing was applied by it.
+        let parts = vec![
+            part(1, false, ok(b"*1\r\n+OK\r\n")),
+            part(3, true, Err(lost())),
+        ];
+        let Outcome::Reply(Ok(frame)) = merged(parts, &[1, 0], Proto::Resp3) else {
+            panic!("merged");
+        };
+        let text = String::from_utf8_lossy(&frame).into_owned();
+        assert!(
+            text.starts_with("*2\r\n-ERR slotgate: backend 127.0.0.1:7000: connection lost"),
+            "{text}"
+        );
+        assert!(text.ends_with("+OK\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_run_that_failed_after_the_first_group_says_what_ran() {
+        use crate::protocol::reply::Proto;
+        let parts = vec![
+            part(1, false, ok(b"*1\r\n+OK\r\n")),
+            part(2, false, Err(lost())),
+            part(
+                3,
+                false,
+                ok(b"-READONLY You can't write against a read only replica.\r\n"),
+            ),
+            part(4, true, ok(b"$1\r\nx\r\n")),
+        ];
+        let Outcome::Error(text) = merged(parts, &[0, 1, 3, 2, 1], Proto::Resp2) else {
+            panic!("an error");
+        };
+        assert_eq!(
+            text,
+            "ERR slotgate: transaction partly applied: slot 1 (commands 1) ran; \
+             slot 2 (commands 2, 5) may or may not have run: backend 127.0.0.1:7000: connection lost: closed by the node; \
+             slot 3 (commands 4) did not run: READONLY You can't write against a read only replica."
+        );
+    }
+
+    #[test]
+    fn the_first_groups_exec_decides_whether_the_others_run() {
+        assert_eq!(after_first(&ok(b"*1\r\n+OK\r\n"), "1", "2"), None);
+        assert_eq!(after_first(&ok(b"*0\r\n"), "1", "2"), None);
+        // A watched key changed: nil for the client, the others discarded.
+        for nil in [&b"*-1\r\n"[..], b"_\r\n"] {
+            let reply = Ok(Bytes::copy_from_slice(nil));
+            assert_eq!(
+                after_first(&reply, "1", "2"),
+                Some(Outcome::Reply(reply.clone()))
+            );
+        }
+        assert_eq!(
+            after_first(&ok(MOVED), "1", "2"),
+            Some(Outcome::Error(
+                "EXECABORT Transaction discarded: slot 3999 moved to 127.0.0.1:7001; nothing of it ran (slotgate)".into()
+            ))
+        );
+        assert!(matches!(
+            after_first(&Err(BackendError::HeldGone), "1", "2"),
+            Some(Outcome::Error(t)) if t.starts_with("EXECABORT") && t.contains("nothing of it ran")
+        ));
+        assert!(matches!(
+            after_first(&Err(lost()), "1", "2, 3"),
+            Some(Outcome::Error(t)) if t.contains("the commands of slot 1 may or may not have run; those of slots 2, 3 were discarded")
+        ));
+    }
+
+    #[test]
+    fn any_failure_at_queue_time_aborts_the_exec() {
+        assert_eq!(queue_failure(&ok(b"+QUEUED\r\n")), None);
+        assert_eq!(queue_failure(&ok(b"+OK\r\n")), None);
+        assert_eq!(
+            queue_failure(&ok(b"-OOM command not allowed\r\n")),
+            Some(EXECABORT.to_string())
+        );
+        assert!(queue_failure(&ok(MOVED))
+            .unwrap()
+            .contains("slot 3999 moved"));
+        assert!(queue_failure(&Err(lost()))
+            .unwrap()
+            .starts_with("EXECABORT"));
+    }
+
+    #[test]
+    fn lone_reads_are_renumbered_when_one_became_a_group() {
+        let slot = |n| Slot::new(n).unwrap();
+        let mut txn = Transaction {
+            order: vec![0, LONE, LONE | 1, 1, LONE | 2],
+            lone: vec![
+                Some((slot(5), Bytes::from("a"))),
+                None,
+                Some((slot(7), Bytes::from("c"))),
+            ],
+            ..Transaction::default()
+        };
+        let (_, order, lone) = txn.take_groups();
+        assert_eq!(order, [0, LONE, LONE | 1, 1, LONE | 1]);
+        assert_eq!(
+            lone,
+            [(slot(5), Bytes::from("a")), (slot(7), Bytes::from("c"))]
+        );
+        assert!(txn.lone.is_empty() && txn.order.is_empty());
+    }
 }
