@@ -1012,10 +1012,12 @@ impl Session {
     }
 }
 
-/// A command that only reads (the built-in table's flag; a learned command is not).
+/// A command that only reads and never blocks outside `MULTI` (the built-in table's
+/// flags; a learned command is neither).
 fn is_read_only(request: &Request) -> bool {
+    use crate::command::flags::{BLOCKING, READONLY};
     crate::command::classify(request)
-        .is_ok_and(|c| c.spec.has_flag(crate::command::flags::READONLY))
+        .is_ok_and(|c| c.spec.has_flag(READONLY) && c.spec.flags & BLOCKING == 0)
 }
 
 /// The slot of `WATCH`'s keys; `None` when they are in different slots.
@@ -1370,6 +1372,18 @@ mod tests {
             judge(Expect::Forget, &Err(BackendError::HeldGone), None),
             (Verdict::Ok, None)
         );
+    }
+
+    #[test]
+    fn only_reads_that_never_block_go_alone() {
+        assert!(is_read_only(&Request::from_args(&["GET", "k"])));
+        assert!(is_read_only(&Request::from_args(&["HGETALL", "k"])));
+        assert!(!is_read_only(&Request::from_args(&["SET", "k", "v"])));
+        // It would block, sent outside MULTI.
+        assert!(!is_read_only(&Request::from_args(&[
+            "XREAD", "BLOCK", "0", "STREAMS", "s", "$"
+        ])));
+        assert!(!is_read_only(&Request::from_args(&["NOSUCHCOMMAND", "k"])));
     }
 
     #[test]
