@@ -8,9 +8,10 @@
 # masters. Each side reads them MGET_ROUNDS times, interleaved:
 #   slotgate:  redis-benchmark -c 10 -n N MGET k:0.. k:99 (one request of 100 keys,
 #              which slotgate splits per slot and merges)
-#   direct:    redis-benchmark --cluster -c 10 -n 100*N -P 100 -r 100 GET k:__rand_int__
+#   direct:    redis-benchmark --cluster -t get -c 10 -n 100*N -P 100 -r 100 -d 64
 #              (100 single-key GETs per pipeline, each sent to its key's master, as a
-#              cluster client does)
+#              cluster client does; redis-benchmark's own keys, 100 per master with a
+#              hash tag each, prefilled with 64-byte values like the MGET's keys)
 # and prints keys read per second, and CPU seconds per million keys of slotgate and of
 # the nodes (utime+stime from /proc).
 #
@@ -39,6 +40,9 @@ for k in "${keys[@]}"; do
   redis-cli -c -p "$base" SET "$k" "$(printf 'v%062d' 0)" >/dev/null
 done
 
+timeout 120 redis-benchmark --cluster -p "$base" -t set -r 100 -n 100000 -d 64 -q >/dev/null 2>&1 ||
+  die "prefilling the direct side's keys failed"
+
 runs="$work_dir/runs.csv"
 echo "round,side,keys_per_s,slotgate_cpu_s,nodes_cpu_s" >"$runs"
 run_one() {
@@ -51,9 +55,9 @@ run_one() {
     rps="$(cut -d, -f2 <<<"$row")"
     keys_per_s="$(python3 -c "print(float('$rps') * 100)")"
   else
-    timeout 300 redis-benchmark --cluster -p "$base" -c 10 -n $((n * 100)) -P 100 -r 100 \
-      --csv GET 'k:__rand_int__' >"$out" 2>&1
-    row="$(tr -d '\r"' <"$out" | grep '^GET ' | tail -n 1 || true)"
+    timeout 300 redis-benchmark --cluster -p "$base" -t get -c 10 -n $((n * 100)) -P 100 \
+      -r 100 -d 64 --csv >"$out" 2>&1
+    row="$(tr -d '\r"' <"$out" | grep '^GET,' | tail -n 1 || true)"
     keys_per_s="$(cut -d, -f2 <<<"$row")"
   fi
   sg1="$(cpu_ticks "$sg_pid")"

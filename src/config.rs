@@ -106,6 +106,7 @@ struct BackendFile {
 struct ClusterFile {
     refresh_interval_ms: Option<u64>,
     redirect_budget: Option<u64>,
+    config_commands: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -142,6 +143,8 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// How many redirects one request may follow before the client gets an error.
     pub redirect_budget: u32,
+    /// `CONFIG SET` and `CONFIG RESETSTAT` go to every node; false refuses them.
+    pub config_commands: bool,
     /// Replies a client may have outstanding before the proxy stops reading from it.
     pub max_pipeline: usize,
     /// Bytes of replies slotgate may hold for a client that does not read them (beyond
@@ -356,6 +359,7 @@ impl Config {
             backend,
             refresh_interval,
             redirect_budget: redirect_budget as u32,
+            config_commands: file.cluster.config_commands.unwrap_or(true),
             max_pipeline,
             max_output_buffer: usize::try_from(max_output_buffer).unwrap_or(usize::MAX),
             max_output_total: usize::try_from(max_output_total).unwrap_or(usize::MAX),

@@ -798,3 +798,45 @@ fn a_master_added_to_the_cluster_gets_the_functions() {
         .log()
         .contains("gave a new master the cluster's functions"));
 }
+
+#[test]
+fn config_set_can_be_switched_off() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let config = format!(
+        "seeds = [\"127.0.0.1:{}\"]\n[cluster]\nconfig_commands = false\n",
+        cluster.master_ports()[0]
+    );
+    let proxy = Proxy::start_args(&["--config", &write_config(&config)]);
+    let mut con = proxy.client();
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("cluster.config_commands"), "{err}");
+    let err = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query::<String>(&mut con)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("'CONFIG RESETSTAT' is not supported"),
+        "{err}"
+    );
+    for port in cluster.master_ports() {
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query(&mut cluster.node_client(port))
+            .unwrap();
+        assert_eq!(got[1], "noeviction", "nothing reached {port}");
+    }
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(got[1], "noeviction", "CONFIG GET still works");
+}

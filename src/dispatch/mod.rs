@@ -17,6 +17,7 @@ pub mod plan;
 pub mod pubsub;
 pub mod retry;
 pub mod split;
+pub mod support;
 pub mod worker;
 
 pub use worker::Worker;

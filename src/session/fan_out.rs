@@ -6,6 +6,7 @@ use super::Session;
 use crate::backend::Target;
 use crate::command::FanOut;
 use crate::dispatch::merge::{Merge, ScanCursor};
+use crate::dispatch::plan::refusal;
 use crate::dispatch::Worker;
 use crate::protocol::reply::encode_command;
 use crate::protocol::scan::Request;
@@ -20,6 +21,18 @@ impl Session {
             self.shared.scripts.remember(request.arg(2));
         }
         let replicas = matches!(kind, FanOut::ConfigSet | FanOut::ConfigResetStat);
+        if replicas && !self.shared.config.config_commands {
+            let name = if kind == FanOut::ConfigSet {
+                "config|set"
+            } else {
+                "config|resetstat"
+            };
+            let text = refusal(
+                name,
+                "disabled by cluster.config_commands in slotgate's configuration",
+            );
+            return self.push_error(&text);
+        }
         let mut nodes = w.every_node(replicas);
         let merge = match kind {
             FanOut::DbSize | FanOut::PubSubNumPat | FanOut::SlowlogLen | FanOut::LatencyReset => {
