@@ -113,8 +113,9 @@ enum Next {
 }
 
 impl Session {
-    /// A request planned `CROSSSLOT`: run it here if it is one of the list commands this
-    /// module serves across slots, else given back (to be answered `CROSSSLOT`).
+    /// A request planned [`Plan::AcrossSlots`](crate::dispatch::plan::Plan::AcrossSlots):
+    /// run here, or given back when it is not in a form served across slots (a bad
+    /// `LEFT`/`RIGHT` or timeout: it is answered `CROSSSLOT`, as Redis Cluster would).
     pub(super) fn across_slots(&mut self, w: &mut Worker, request: Request) -> Option<Request> {
         let Some(op) = across_op(&request, Instant::now()) else {
             return Some(request);

@@ -688,9 +688,11 @@ impl Session {
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
             Ok(Plan::PubSub(name)) => self.pubsub(w, name, &request),
-            Err(e @ crate::dispatch::plan::PlanError::CrossSlot) => {
+            Ok(Plan::AcrossSlots) => {
                 if self.across_slots(w, request).is_some() {
-                    self.push_error(&e.to_string());
+                    // Not in a form served across slots (a bad LEFT/RIGHT or timeout):
+                    // what Redis Cluster answers first.
+                    self.push_error(&crate::dispatch::plan::PlanError::CrossSlot.to_string());
                 }
             }
             Err(e) => self.push_error(&e.to_string()),

@@ -509,7 +509,7 @@ impl Session {
             Ok(Plan::Refuse { name, reason }) => Step::Refused(refusal(name, reason)),
             Ok(Plan::Transaction(name)) => Step::Txn(name),
             // Keys in several slots: what Redis Cluster answers at EXEC.
-            Ok(Plan::Split) => Step::Refused(PlanError::CrossSlot.to_string()),
+            Ok(Plan::Split | Plan::AcrossSlots) => Step::Refused(PlanError::CrossSlot.to_string()),
             // Cluster-wide commands, and any plan that runs on several nodes or
             // connections.
             Ok(_) => Step::Refused(format!(
