@@ -31,8 +31,9 @@
 //!   for a request and carrying out `decide` (pure): what happens after a reply, a
 //!   redirect, a retryable error or a dead node; the ordered retry queue; the worker's
 //!   pub/sub hub (each channel subscribed once at a node, messages fanned out).
-//! - [`session`]: one client: framing, routing, local commands, transactions, the
-//!   in-order reply queue; the one-node cluster face cluster-aware clients see
+//! - [`session`]: one client: framing, routing, local commands, transactions (one
+//!   `MULTI`/`EXEC` per slot), list moves and pops across slots, the in-order reply
+//!   queue; the one-node cluster face cluster-aware clients see
 //!   (`CLUSTER SLOTS`, ...; pure); its subscriptions and RESP2 subscriber mode.
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.

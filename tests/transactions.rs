@@ -123,18 +123,31 @@ fn the_redis_crates_atomic_pipeline_and_transaction_helper() {
     })
     .unwrap();
     assert_eq!(new, 50);
-    // A key in another slot: the redis crate reports the first error, and nothing runs.
+    // Keys in two slots: one EXEC runs them both, the replies in the client's order.
+    let (x, y): (String, i64) = redis::pipe()
+        .atomic()
+        .set("{rc}x", "1")
+        .ignore()
+        .incr("{other}y", 2)
+        .ignore()
+        .get("{rc}x")
+        .get("{other}y")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((x.as_str(), y), ("1", 2));
+    // One command over keys of two slots at once: the redis crate reports the first
+    // error, and nothing runs.
     let err = redis::pipe()
         .atomic()
-        .set("{rc}x", 1)
+        .set("{rc}z", 1)
         .ignore()
-        .set("{other}y", 2)
+        .del(&["{rc}x", "{other}y"])
         .ignore()
         .query::<()>(&mut con)
         .unwrap_err();
     assert!(err.to_string().contains("CrossSlot"), "{err}");
-    assert_eq!(get(&mut con, "{rc}x"), None);
-    assert_eq!(get(&mut con, "{other}y"), None);
+    assert_eq!(get(&mut con, "{rc}z"), None);
+    assert_eq!(get(&mut con, "{other}y").as_deref(), Some("2"));
 }
 
 #[test]
@@ -145,10 +158,17 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
 
-    // A key in another slot: CROSSSLOT, and EXEC aborts; the first key is not set.
+    // One command over keys of two slots: CROSSSLOT, and EXEC aborts; the first key is
+    // not set.
     let replies = pipeline(
         &mut raw,
-        &["MULTI", "SET {a}x 1", "SET {b}y 2", "INCR {a}n", "EXEC"],
+        &[
+            "MULTI",
+            "SET {a}x 1",
+            "MSET {a}y 1 {b}y 2",
+            "INCR {a}n",
+            "EXEC",
+        ],
     );
     assert_eq!(
         replies,
@@ -160,7 +180,7 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
             EXECABORT
         ]
     );
-    for key in ["{a}x", "{b}y", "{a}n"] {
+    for key in ["{a}x", "{a}y", "{b}y", "{a}n"] {
         assert_eq!(get(&mut con, key), None, "{key} was applied");
     }
 
@@ -643,5 +663,517 @@ fn a_timed_out_exec_is_reported_and_the_next_transaction_runs_on_a_new_connectio
             "+QUEUED\r\n",
             "*1\r\n:11\r\n"
         ]
+    );
+}
+
+/// A key with tag prefix `tag` whose slot is on the master at `port` (the tags are
+/// tried in turn: `{tag0}`, `{tag1}`, ...).
+fn key_on(cluster: &Cluster, port: u16, tag: &str) -> String {
+    (0..10_000)
+        .map(|i| format!("{{{tag}{i}}}k"))
+        .find(|k| cluster.node_for_key(k) == port)
+        .expect("a key on every master")
+}
+
+#[test]
+fn a_transaction_over_several_slots_answers_every_command_in_order() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    let ports = cluster.master_ports();
+    let (a, b, c) = (
+        key_on(&cluster, ports[0], "a"),
+        key_on(&cluster, ports[1], "b"),
+        key_on(&cluster, ports[2], "c"),
+    );
+    // Two slots on one node are two groups too (Redis Cluster runs one slot per EXEC).
+    let a2 = (0..10_000)
+        .map(|i| format!("{{a2-{i}}}k"))
+        .find(|k| {
+            cluster.node_for_key(k) == ports[0]
+                && support::key_slot(k.as_bytes()) != support::key_slot(a.as_bytes())
+        })
+        .unwrap();
+    // Held keyless commands go first with the first slot; PING after the first key too.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            "ECHO first",
+            &format!("SET {a} 1"),
+            &format!("INCR {b}"),
+            &format!("GET {a}"),
+            "PING",
+            &format!("RPUSH {c} x y"),
+            &format!("INCRBY {a2} 5"),
+            &format!("GET {b}"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies[..9],
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n"
+        ]
+    );
+    assert_eq!(
+        replies[9],
+        "*8\r\n$5\r\nfirst\r\n+OK\r\n:1\r\n$1\r\n1\r\n+PONG\r\n:2\r\n:5\r\n$1\r\n1\r\n"
+    );
+    assert_eq!(get(&mut con, &a2).as_deref(), Some("5"));
+    // A runtime error in one command is that command's reply, as in Redis; the others
+    // run.
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", &format!("INCR {c}"), &format!("INCR {b}"), "EXEC"],
+    );
+    assert!(
+        replies[3].starts_with("*2\r\n-WRONGTYPE") && replies[3].ends_with(":2\r\n"),
+        "{replies:?}"
+    );
+    // Every held connection went back to the spares.
+    wait_until("the held connections are back", || {
+        info_counter(&proxy, "pinned_connections") <= 4
+    });
+
+    // RESP3: the nodes' RESP3 replies, merged into one RESP3 array.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "HELLO 3",
+            "MULTI",
+            &format!("HSET {a}h f v"),
+            &format!("HGETALL {a}h"),
+            &format!("SADD {b}s m"),
+            &format!("SMEMBERS {b}s"),
+            &format!("GET {c}nothing"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies[7],
+        "*5\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n:1\r\n~1\r\n$1\r\nm\r\n_\r\n"
+    );
+    // Requests after EXEC see what it did, on every node.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} after"),
+            &format!("SET {b} after"),
+            &format!("SET {c}s after"),
+            "EXEC",
+            &format!("GET {a}"),
+            &format!("GET {b}"),
+            &format!("GET {c}s"),
+        ],
+    );
+    assert_eq!(replies[4], "*3\r\n+OK\r\n+OK\r\n+OK\r\n");
+    assert_eq!(
+        replies[5..],
+        ["$5\r\nafter\r\n", "$5\r\nafter\r\n", "$5\r\nafter\r\n"]
+    );
+}
+
+#[test]
+fn an_error_at_queue_time_in_any_slot_aborts_every_slot() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    let ports = cluster.master_ports();
+    let (a, b, c) = (
+        key_on(&cluster, ports[0], "qa"),
+        key_on(&cluster, ports[1], "qb"),
+        key_on(&cluster, ports[2], "qc"),
+    );
+
+    // Refused by slotgate (a command over two slots) after two slots were queued.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("SET {b} 2"),
+            &format!("MSET {a}x 1 {c} 2"),
+            &format!("SET {c} 3"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(replies[3], CROSSSLOT);
+    assert_eq!(replies[5], EXECABORT);
+    for key in [&a, &b, &c] {
+        assert_eq!(get(&mut con, key), None, "{key} was applied");
+    }
+
+    // Refused by a node when queued (over its maxmemory, a write is refused before it
+    // is queued): every other slot is discarded too.
+    cluster.cli(ports[1], &["CONFIG", "SET", "maxmemory", "1"]);
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("SET {b} 2"),
+            &format!("SET {c} 3"),
+            "EXEC",
+        ],
+    );
+    assert!(replies[2].starts_with("-OOM"), "{replies:?}");
+    assert_eq!(replies[4], EXECABORT);
+    cluster.cli(ports[1], &["CONFIG", "SET", "maxmemory", "0"]);
+    for key in [&a, &b, &c] {
+        assert_eq!(get(&mut con, key), None, "{key} was applied");
+    }
+
+    // The same with the replies to the queued commands read before EXEC is sent.
+    cluster.cli(ports[2], &["CONFIG", "SET", "maxmemory", "1"]);
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("SET {c} 3"),
+            &format!("SET {b} 2"),
+        ],
+    );
+    assert!(replies[2].starts_with("-OOM"), "{replies:?}");
+    cluster.cli(ports[2], &["CONFIG", "SET", "maxmemory", "0"]);
+    assert_eq!(pipeline(&mut raw, &["EXEC"]), [EXECABORT]);
+    for key in [&a, &b, &c] {
+        assert_eq!(get(&mut con, key), None, "{key} was applied");
+    }
+
+    // DISCARD discards every slot; the session goes on.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("SET {b} 2"),
+            "DISCARD",
+            &format!("GET {a}"),
+        ],
+    );
+    assert_eq!(replies[3..], ["+OK\r\n", "$-1\r\n"]);
+    assert_eq!(get(&mut con, &b), None);
+}
+
+#[test]
+fn a_watched_key_that_changed_aborts_every_slot_and_nothing_is_applied() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    let ports = cluster.master_ports();
+    let (w, b, c) = (
+        key_on(&cluster, ports[0], "w"),
+        key_on(&cluster, ports[1], "wb"),
+        key_on(&cluster, ports[2], "wc"),
+    );
+    let _: () = con.set(&w, "0").unwrap();
+
+    for resp3 in [false, true] {
+        if resp3 {
+            assert!(pipeline(&mut raw, &["HELLO 3"])[0].starts_with('%'));
+        }
+        let nil = if resp3 { "_\r\n" } else { "*-1\r\n" };
+        // The watched slot has commands of its own, and is not the first slot queued.
+        let replies = pipeline(
+            &mut raw,
+            &[
+                &format!("WATCH {w}"),
+                &format!("GET {w}"),
+                "MULTI",
+                &format!("SET {b} 1"),
+                &format!("INCR {w}"),
+                &format!("SET {c} 1"),
+            ],
+        );
+        assert_eq!(replies[0], "+OK\r\n");
+        let _: () = con.set(&w, "changed").unwrap();
+        assert_eq!(pipeline(&mut raw, &["EXEC"]), [nil]);
+        assert_eq!(get(&mut con, &b), None);
+        assert_eq!(get(&mut con, &c), None);
+        assert_eq!(get(&mut con, &w).as_deref(), Some("changed"));
+
+        // The watched slot has no command: it still runs first, and decides.
+        let replies = pipeline(
+            &mut raw,
+            &[
+                &format!("WATCH {w}"),
+                "MULTI",
+                &format!("SET {b} 1"),
+                &format!("SET {c} 1"),
+            ],
+        );
+        assert_eq!(
+            replies,
+            ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]
+        );
+        let _: () = con.set(&w, "0").unwrap();
+        assert_eq!(pipeline(&mut raw, &["EXEC"]), [nil]);
+        assert_eq!(get(&mut con, &b), None);
+        assert_eq!(get(&mut con, &c), None);
+
+        // Unchanged, it runs everywhere.
+        let replies = pipeline(
+            &mut raw,
+            &[
+                &format!("WATCH {w}"),
+                "MULTI",
+                &format!("SET {b} 1"),
+                &format!("INCR {w}"),
+                &format!("SET {c} 1"),
+                "EXEC",
+            ],
+        );
+        assert_eq!(replies[5], "*3\r\n+OK\r\n:1\r\n+OK\r\n");
+        let _: () = redis::cmd("DEL").arg(&b).arg(&c).query(&mut con).unwrap();
+        let _: () = con.set(&w, "0").unwrap();
+    }
+
+    // WATCH over two slots stays CROSSSLOT.
+    assert_eq!(
+        pipeline(&mut raw, &[&format!("WATCH {w} {b}")]),
+        [CROSSSLOT]
+    );
+
+    // redis-py's way, through the redis crate: a transaction helper watching one key and
+    // writing three slots retries until it applies, exactly once each time.
+    let mut clients: Vec<_> = (0..4).map(|_| proxy.client()).collect();
+    let threads: Vec<_> = clients
+        .drain(..)
+        .enumerate()
+        .map(|(t, mut con)| {
+            let (w, b, c) = (w.clone(), b.clone(), c.clone());
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let () = redis::transaction(&mut con, &[&w], |con, pipe| {
+                        let n: i64 = con.get(&w)?;
+                        pipe.set(&w, n + 1)
+                            .ignore()
+                            .rpush(&b, format!("{t}:{}", n + 1))
+                            .ignore()
+                            .incr(&c, 1)
+                            .ignore()
+                            .query(con)
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(get(&mut con, &w).as_deref(), Some("100"));
+    assert_eq!(get(&mut con, &c).as_deref(), Some("100"));
+    let log: Vec<String> = con.lrange(&b, 0, -1).unwrap();
+    let values: Vec<i64> = log
+        .iter()
+        .map(|e| e.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values, (1..=100).collect::<Vec<_>>());
+}
+
+#[test]
+fn held_connections_per_slot_count_against_the_cap_and_close_when_the_client_leaves() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 2\n");
+    let mut con = proxy.client();
+    let ports = cluster.master_ports();
+    let (a, b, c) = (
+        key_on(&cluster, ports[0], "ha"),
+        key_on(&cluster, ports[1], "hb"),
+        key_on(&cluster, ports[2], "hc"),
+    );
+    let mut raw = RawClient::connect(proxy.port());
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", &format!("SET {a} 1"), &format!("SET {b} 1")],
+    );
+    assert_eq!(replies[1..], ["+QUEUED\r\n", "+QUEUED\r\n"]);
+    assert_eq!(info_counter(&proxy, "pinned_connections"), 2);
+    // A third slot finds no connection: the transaction aborts, nothing runs.
+    let replies = pipeline(&mut raw, &[&format!("SET {c} 1"), "EXEC"]);
+    assert!(
+        replies[0].contains("pinned connections are in use"),
+        "{replies:?}"
+    );
+    assert!(replies[1].starts_with("-EXECABORT"), "{replies:?}");
+    for key in [&a, &b, &c] {
+        assert_eq!(get(&mut con, key), None, "{key} was applied");
+    }
+
+    // A client that leaves mid-transaction: its held connections are closed, nothing
+    // of it is applied.
+    let replies = pipeline(
+        &mut raw,
+        &["MULTI", &format!("SET {a} 1"), &format!("SET {b} 1")],
+    );
+    assert_eq!(replies[2], "+QUEUED\r\n");
+    drop(raw);
+    wait_until("the held connections are closed", || {
+        info_counter(&proxy, "pinned_connections") == 0
+    });
+    assert_eq!(get(&mut con, &a), None);
+    assert_eq!(get(&mut con, &b), None);
+
+    // Within the cap it runs, and gives its connections back.
+    let mut raw = RawClient::connect(proxy.port());
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("SET {b} 1"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(replies[3], "*2\r\n+OK\r\n+OK\r\n");
+    assert_eq!(info_counter(&proxy, "pinned_connections"), 2);
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {c} 1"),
+            &format!("SET {b} 2"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(replies[3], "*2\r\n+OK\r\n+OK\r\n");
+}
+
+#[test]
+fn a_slot_whose_exec_gets_no_reply_after_the_first_ran_is_reported_partly_applied() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\ntimeout_ms = 500\n");
+    let ports = cluster.master_ports();
+    let (a, b) = (
+        key_on(&cluster, ports[0], "pa"),
+        key_on(&cluster, ports[1], "pb"),
+    );
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("SET {b} 1"),
+            &format!("INCR {a}n"),
+        ],
+    );
+    assert_eq!(replies[1..], ["+QUEUED\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]);
+    // The second slot's node stops answering: the first slot runs, the second's EXEC
+    // times out, and the client is told which ran.
+    cluster.cli(ports[1], &["CLIENT", "PAUSE", "1500", "ALL"]);
+    let replies = pipeline(&mut raw, &["EXEC"]);
+    let (sa, sb) = (
+        support::key_slot(a.as_bytes()),
+        support::key_slot(b.as_bytes()),
+    );
+    assert!(
+        replies[0].starts_with(&format!(
+            "-ERR slotgate: transaction partly applied: slot {sa} (commands 1, 3) ran; slot {sb} (commands 2) may or may not have run: backend"
+        )),
+        "{replies:?}"
+    );
+    assert_eq!(get(&mut con, &a).as_deref(), Some("1"));
+    wait_until("the pause is over", || {
+        cluster.cli(ports[1], &["PING"]) == "PONG"
+    });
+    // The next transaction runs on new connections.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("INCR {a}n"),
+            &format!("SET {b} 2"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(replies[3], "*2\r\n:2\r\n+OK\r\n");
+}
+
+#[test]
+fn reads_alone_in_their_slot_hold_no_connection_and_keep_their_place() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let mut raw = RawClient::connect(proxy.port());
+    let mut con = proxy.client();
+    // 60 keys of 60 slots, read in one transaction (RQ's `Job.fetch_many`): the first
+    // slot holds a connection, the other reads go alone after it ran.
+    let keys: Vec<String> = (0..60).map(|i| format!("{{fetch{i}}}h")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg("n")
+            .arg(i)
+            .query(&mut con)
+            .unwrap();
+    }
+    let mut requests = vec!["MULTI".to_string()];
+    requests.extend(keys.iter().map(|k| format!("HGET {k} n")));
+    requests.push("EXEC".into());
+    let requests: Vec<&str> = requests.iter().map(String::as_str).collect();
+    let replies = pipeline(&mut raw, &requests);
+    let want: String = std::iter::once("*60\r\n".to_string())
+        .chain((0..60).map(|i: usize| format!("${}\r\n{i}\r\n", i.to_string().len())))
+        .collect();
+    assert_eq!(replies[61], want);
+    assert!(info_counter(&proxy, "pinned_connections") <= 1);
+
+    // A read alone in its slot becomes a group when a write to its slot follows; the
+    // replies keep the client's order.
+    let (a, b, c) = ("{lone-a}k", "{lone-b}k", "{lone-c}k");
+    let _: () = con.set(b, "old").unwrap();
+    let replies = pipeline(
+        &mut raw,
+        &[
+            "MULTI",
+            &format!("SET {a} 1"),
+            &format!("GET {b}"),
+            &format!("GET {c}"),
+            &format!("SET {b} new"),
+            &format!("GET {b}"),
+            "EXEC",
+        ],
+    );
+    assert_eq!(
+        replies[6],
+        "*5\r\n+OK\r\n$3\r\nold\r\n$-1\r\n+OK\r\n$3\r\nnew\r\n"
+    );
+    // A watched key that changed: the reads are not sent either.
+    let replies = pipeline(
+        &mut raw,
+        &[
+            &format!("WATCH {a}"),
+            "MULTI",
+            &format!("GET {b}"),
+            &format!("GET {c}"),
+        ],
+    );
+    assert_eq!(replies[2..], ["+QUEUED\r\n", "+QUEUED\r\n"]);
+    let _: () = con.set(a, "changed").unwrap();
+    assert_eq!(
+        pipeline(&mut raw, &["EXEC", "PING"]),
+        ["*-1\r\n", "+PONG\r\n"]
     );
 }

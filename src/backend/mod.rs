@@ -212,8 +212,11 @@ pub struct BackendRequest {
     pub reply: ReplyTo,
 }
 
-/// How a request of a client's transaction (`MULTI` ... `EXEC`, `WATCH`) uses the one
+/// How a request of a client's transaction (`MULTI` ... `EXEC`, `WATCH`) uses the
 /// connection held for it, from the request that opens it to the one that releases it.
+/// A client has one held connection per slot of its transaction (the request's
+/// [`Target`] says which), so a transaction over several slots runs one `MULTI`/`EXEC`
+/// per slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Hold {
     /// Not part of a transaction.

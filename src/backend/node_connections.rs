@@ -16,7 +16,7 @@ use mio::{Registry, Token};
 
 use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{BackendError, BackendRequest, Hold, NodeShared, Push, ReplyDeadline, ReplyTo};
+use super::{BackendError, BackendRequest, Hold, NodeShared, Push, ReplyDeadline, ReplyTo, Target};
 use crate::admin::{Metrics, METRICS};
 use crate::cluster::NodeAddr;
 use crate::config::{BackendConfig, Config};
@@ -68,10 +68,11 @@ pub struct NodeConnections {
     unread: Vec<usize>,
     /// Pinned connections with an owner now.
     pinned: Vec<usize>,
-    /// The connection held for each client's transaction, by (session key, client id):
-    /// from the request that opens it ([`Hold::Open`]) to the one that releases it, or
-    /// until it fails. Not returned to the spares meanwhile, however quiet.
-    held: HashMap<(usize, u64), usize>,
+    /// The connections held for each client's transaction, by (session key, client id):
+    /// one per slot of the transaction (its lane, [`lane`]), each from the request that
+    /// opens it ([`Hold::Open`]) to the one that releases it, or until it fails. Not
+    /// returned to the spares meanwhile, however quiet.
+    held: HashMap<(usize, u64), Vec<(u16, usize)>>,
     /// Slots of `conns` whose pinned connection was closed for good, for the next one.
     free: Vec<usize>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
@@ -200,13 +201,19 @@ impl NodeConnections {
     ) -> Result<(), (ReplyTo, BackendError)> {
         let place = req.reply.place();
         let key = (place.session, place.client);
-        let held = self.held.get(&key).copied();
+        let lane = lane(req.target);
+        let lanes = self.held.get(&key);
+        let held = lanes
+            .and_then(|l| l.iter().find(|e| e.0 == lane))
+            .map(|e| e.1);
         let ci = match (req.hold, held, node) {
             (Hold::Open, Some(ci), Some(node)) if self.conns[ci].node_index == node => ci,
             (Hold::Open, _, Some(node)) => {
                 match self.pin(node, req.proto, place.session, place.client) {
                     Ok(ci) => {
-                        self.held.insert(key, ci);
+                        let lanes = self.held.entry(key).or_default();
+                        lanes.retain(|e| e.0 != lane);
+                        lanes.push((lane, ci));
                         ci
                     }
                     Err(e) => return Err((req.reply, e)),
@@ -217,7 +224,7 @@ impl NodeConnections {
         };
         if req.hold == Hold::Release {
             // Back to the spares once quiet (`settle_pinned`).
-            self.held.remove(&key);
+            self.unhold(key, |e| e.0 == lane);
         }
         self.queue_on(ci, req);
         Ok(())
@@ -240,6 +247,12 @@ impl NodeConnections {
             Some(i) => self.nodes[node].spare.swap_remove(i),
             None => {
                 let limit = self.config.max_pinned;
+                if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
+                    // An idle spare to another node makes room, if this worker has one.
+                    if let Some(idle) = self.nodes.iter_mut().find_map(|n| n.spare.pop()) {
+                        self.retire(idle);
+                    }
+                }
                 if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
                     tracing::warn!(limit, "a blocking command or transaction refused: every pinned connection is in use (backend.max_pinned)");
                     return Err(BackendError::TooManyPinned { limit });
@@ -329,7 +342,7 @@ impl NodeConnections {
         let Owner::Pinned { session, client } = self.conns[ci].owner else {
             return;
         };
-        if !self.conns[ci].is_quiet() || self.held.get(&(session, client)) == Some(&ci) {
+        if !self.conns[ci].is_quiet() || self.is_held(session, client, ci) {
             return;
         }
         if let Some(i) = self.pinned.iter().position(|&p| p == ci) {
@@ -341,6 +354,23 @@ impl NodeConnections {
             self.nodes[node].spare.push(ci);
         } else {
             self.retire(ci);
+        }
+    }
+
+    /// Connection `ci` is held for a transaction of the client of session `session`.
+    fn is_held(&self, session: usize, client: u64, ci: usize) -> bool {
+        self.held
+            .get(&(session, client))
+            .is_some_and(|lanes| lanes.iter().any(|e| e.1 == ci))
+    }
+
+    /// Forget the held connections of client `key` that `which` names.
+    fn unhold(&mut self, key: (usize, u64), which: impl Fn(&(u16, usize)) -> bool) {
+        if let Some(lanes) = self.held.get_mut(&key) {
+            lanes.retain(|e| !which(e));
+            if lanes.is_empty() {
+                self.held.remove(&key);
+            }
         }
     }
 
@@ -624,9 +654,7 @@ impl NodeConnections {
         let Owner::Pinned { session, client } = self.conns[ci].owner else {
             return;
         };
-        if self.held.get(&(session, client)) == Some(&ci) {
-            self.held.remove(&(session, client));
-        }
+        self.unhold((session, client), |e| e.1 == ci);
         if self.conns[ci]
             .queue
             .iter()
@@ -681,5 +709,15 @@ impl NodeConnections {
                 _ => {}
             }
         }
+    }
+}
+
+/// Which of a client's held connections a transaction request goes on: one per slot
+/// (a transaction over several slots runs one `MULTI`/`EXEC` per slot), one for a
+/// transaction with no key at all.
+fn lane(target: Target) -> u16 {
+    match target {
+        Target::Slot(slot) => slot.get(),
+        Target::Any(_) | Target::Shard(_) | Target::Replica(..) => u16::MAX,
     }
 }

@@ -47,7 +47,21 @@ pub enum Plan<'a> {
     /// `(P|S)SUBSCRIBE`, `(P|S)UNSUBSCRIBE` (lower-case): the session's subscriptions
     /// and its worker's pub/sub hub. A sharded one's channels share a slot.
     PubSub(&'static str),
+    /// A list command over keys of several slots that the session runs one slot after
+    /// another ([`ACROSS_SLOTS`]: `LMOVE`, `BLPOP`, ...), which Redis Cluster refuses.
+    AcrossSlots,
 }
+
+/// The commands whose keys in several slots the session serves one slot after another
+/// (`session::across`) rather than answering `CROSSSLOT`.
+pub const ACROSS_SLOTS: &[&str] = &[
+    "lmove",
+    "rpoplpush",
+    "blmove",
+    "brpoplpush",
+    "blpop",
+    "brpop",
+];
 
 /// A request answered with an error before it reaches a node. `Display` is the error
 /// reply's text (without `-` and CRLF), as Redis words it; all are the client's fault.
@@ -96,15 +110,20 @@ pub fn plan<'a>(
             Ok(target) => node(target),
             Err(PlanError::CrossSlot) if classified.spec.has_flag(flags::SPLITTABLE) => Plan::Split,
             Err(PlanError::CrossSlot) if name == "msetnx" => return Err(PlanError::NotAtomic),
+            Err(PlanError::CrossSlot) if ACROSS_SLOTS.contains(&name) => Plan::AcrossSlots,
             Err(e) => return Err(e),
         },
         Route::AnyNode => node(Target::Any(client)),
         Route::FanOut(kind) => Plan::FanOut(kind),
         Route::SlotArgument => Plan::Node(slot_argument(request, client)),
         Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
-        Route::Blocking => Plan::Pinned {
-            target: target(request, classified.keys.iter(), client)?,
-            wait: block_for(name, request),
+        Route::Blocking => match target(request, classified.keys.iter(), client) {
+            Ok(target) => Plan::Pinned {
+                target,
+                wait: block_for(name, request),
+            },
+            Err(PlanError::CrossSlot) if ACROSS_SLOTS.contains(&name) => Plan::AcrossSlots,
+            Err(e) => return Err(e),
         },
         Route::PubSub => {
             // SSUBSCRIBE and SUNSUBSCRIBE take channels of one slot, as Redis does.
@@ -340,7 +359,7 @@ mod tests {
             })
         );
         assert_eq!(
-            plan_of(&["BLPOP", "a", "b", "0"]),
+            plan_of(&["BZPOPMAX", "a", "b", "0"]),
             Err(PlanError::CrossSlot)
         );
         assert_eq!(
@@ -562,5 +581,32 @@ mod tests {
             "ERR unknown command 'newmget', with args beginning with: 'a' ",
             "nothing learned yet"
         );
+    }
+
+    #[test]
+    fn list_commands_across_slots_are_served_one_slot_after_another() {
+        for args in [
+            &["LMOVE", "a", "b", "LEFT", "RIGHT"][..],
+            &["RPOPLPUSH", "a", "b"],
+            &["BLMOVE", "a", "b", "LEFT", "RIGHT", "0"],
+            &["BRPOPLPUSH", "a", "b", "1"],
+            &["BLPOP", "a", "b", "0"],
+            &["BRPOP", "a", "b", "c", "1"],
+        ] {
+            assert_eq!(plan_of(args), Ok(Plan::AcrossSlots), "{args:?}");
+        }
+        // One slot: as before.
+        assert!(matches!(
+            plan_of(&["BLPOP", "{a}x", "{a}y", "0"]),
+            Ok(Plan::Pinned { .. })
+        ));
+        assert!(matches!(
+            plan_of(&["LMOVE", "{a}x", "{a}y", "LEFT", "LEFT"]),
+            Ok(Plan::Node(_))
+        ));
+        // The others keep Redis Cluster's CROSSSLOT.
+        for args in [&["BZPOPMIN", "a", "b", "0"][..], &["SMOVE", "a", "b", "m"]] {
+            assert_eq!(plan_of(args), Err(PlanError::CrossSlot), "{args:?}");
+        }
     }
 }

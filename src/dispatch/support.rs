@@ -44,6 +44,9 @@ pub struct Row {
 const SPLIT: &str = "split per slot, merged";
 /// The note for a command whose keys must share a slot.
 const ONE_SLOT: &str = "keys must share a slot";
+/// The note for a list command whose keys in several slots are served one slot after
+/// another.
+const ACROSS: &str = "keys in several slots: one slot after another, not atomic (see List commands across slots above)";
 /// The note for a command whose request carries a script slotgate remembers.
 const SCRIPT: &str = "the script is remembered, to heal a `NOSCRIPT`";
 
@@ -157,6 +160,7 @@ fn row(spec: &'static CommandSpec) -> Row {
     if let Some(across) = across_slots(&one) {
         match across.plan {
             Ok(Plan::Split) if probe.plan.is_ok() => served = SPLIT.into(),
+            Ok(Plan::AcrossSlots) => notes.push(ACROSS.into()),
             Err(PlanError::CrossSlot) => notes.push(ONE_SLOT.into()),
             Err(e) => notes.push(format!("keys in several slots: `{e}`")),
             Ok(_) => {}
@@ -469,7 +473,8 @@ mod tests {
             row_of("BLPOP").served,
             "pinned connection to its slot's master"
         );
-        assert_eq!(row_of("BLPOP").notes, [ONE_SLOT]);
+        assert_eq!(row_of("BLPOP").notes, [ACROSS]);
+        assert_eq!(row_of("BZPOPMIN").notes, [ONE_SLOT]);
         assert_eq!(
             row_of("ASKING").served,
             "refused: the proxy hides the cluster topology"

@@ -13,6 +13,7 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod across;
 mod clients;
 mod cluster_face;
 mod fan_out;
@@ -160,6 +161,8 @@ pub struct Session {
     /// The client's transaction ([`transaction`]), from `WATCH` or `MULTI` until
     /// everything it sent is answered.
     txn: Option<Box<transaction::Transaction>>,
+    /// The client's list commands over several slots under way ([`across`]).
+    across: Vec<across::Across>,
     /// What the client subscribes to, while it has something ([`pubsub`]).
     subscriptions: Option<Box<pubsub::Subscriptions>>,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
@@ -217,6 +220,7 @@ impl Session {
             reply_estimate,
             blocked_at: None,
             txn: None,
+            across: Vec::new(),
             subscriptions: None,
             closing: false,
             read_paused: false,
@@ -401,13 +405,20 @@ impl Session {
     #[inline]
     pub fn fill(&mut self, place: Place, reply: ReplyResult) -> bool {
         if place.part != Place::WHOLE {
+            if place.part == across::ACROSS {
+                return self.fill_across(place, reply);
+            }
             return self.fill_part(place, reply);
         }
-        let reply = if self.txn.is_some() {
-            self.transaction_reply(place.seq, reply)
-        } else {
-            reply
-        };
+        if self.txn.is_some() {
+            return self.fill_transaction(place, reply);
+        }
+        self.fill_whole(place, reply)
+    }
+
+    /// Fill `place` of a request sent whole; true when that completed the front.
+    #[inline]
+    fn fill_whole(&mut self, place: Place, reply: ReplyResult) -> bool {
         let Some(index) = place.seq.checked_sub(self.front_seq) else {
             return false;
         };
@@ -696,6 +707,13 @@ impl Session {
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
             Ok(Plan::PubSub(name)) => self.pubsub(w, name, &request),
+            Ok(Plan::AcrossSlots) => {
+                if self.across_slots(w, request).is_some() {
+                    // Not in a form served across slots (a bad LEFT/RIGHT or timeout):
+                    // what Redis Cluster answers first.
+                    self.push_error(&crate::dispatch::plan::PlanError::CrossSlot.to_string());
+                }
+            }
             Err(e) => self.push_error(&e.to_string()),
         }
     }

@@ -84,17 +84,23 @@ def exercise(port, **kwargs):
         pipe.set(f"{tag}tx:n", n * 2)
     check(f"{label} transaction helper", r.transaction(double, f"{tag}tx:n"), [True])
     check(f"{label} transaction helper applied", r.get(f"{tag}tx:n"), b"24")
-    # A key in another slot aborts it: the error, and nothing applied.
+    # Keys in two slots: one EXEC, the replies in order.
     tx = r.pipeline()
     tx.set(f"{tag}tx:x", "applied")
     tx.set(f"py:{label}:elsewhere", "applied")
+    tx.get(f"py:{label}:elsewhere")
+    check(f"{label} cross-slot transaction", tx.execute(), [True, True, b"applied"])
+    # One command over two slots aborts it: the error, and nothing applied.
+    tx = r.pipeline()
+    tx.set(f"{tag}tx:y", "applied")
+    tx.mset({f"{tag}tx:z": "applied", f"py:{label}:elsewhere2": "applied"})
     try:
         tx.execute()
-        check(f"{label} cross-slot transaction raises", "executed", "raised")
+        check(f"{label} cross-slot command raises", "executed", "raised")
     except redis.exceptions.ResponseError as e:
-        check(f"{label} cross-slot transaction raises", "CROSSSLOT" in str(e) or "slot" in str(e), True)
-    check(f"{label} cross-slot transaction applied nothing", r.get(f"{tag}tx:x"), None)
-    check(f"{label} cross-slot transaction applied nothing", r.get(f"py:{label}:elsewhere"), None)
+        check(f"{label} cross-slot command raises", "CROSSSLOT" in str(e) or "slot" in str(e), True)
+    check(f"{label} cross-slot command applied nothing", r.get(f"{tag}tx:y"), None)
+    check(f"{label} cross-slot command applied nothing", r.get(f"py:{label}:elsewhere2"), None)
     check(f"{label} usable after", r.set(f"{tag}tx:after", 1), True)
     r.close()
 

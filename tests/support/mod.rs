@@ -21,7 +21,8 @@
 //! - `cluster` — [`Cluster`]: starts, inspects, kills, restarts and reshards redis-server nodes.
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
-//! - `python`  — redis-py in a venv under target/, and the scripts in tests/py run with it.
+//! - `python`  — venvs under target/ with packages from PyPI (redis-py, RQ, Celery), and
+//!   the scripts in tests/py run with them.
 //!
 //! Everything here panics on failure with the evidence a reader needs (the nodes' or the
 //! proxy's log tail), because a test that cannot set up its world has nothing else to do.
@@ -39,7 +40,9 @@ mod raw;
 pub use cluster::{Cluster, ClusterConfig};
 pub use ports::{free_cluster_port, free_port};
 pub use proxy::Proxy;
-pub use python::{python_or_skip, python_with_redis_py, run_py_check};
+pub use python::{
+    py_script, python_or_skip, python_venv, python_with_redis_py, run_py_check, venv_or_skip,
+};
 pub use raw::*;
 
 use std::path::Path;
