@@ -480,6 +480,16 @@ impl ClientHandle {
         self.entry.activity.store(clock << 16 | command, Relaxed);
     }
 
+    /// The worker's coarse clock: ms since the registry started, at its last tick.
+    pub fn clock_ms(&self) -> u64 {
+        self.worker.clock.load(Relaxed)
+    }
+
+    /// When the client last sent something, on the worker's coarse clock (ms).
+    pub fn last_read_ms(&self) -> u64 {
+        self.entry.activity.load(Relaxed) >> 16
+    }
+
     /// `CLIENT KILL` chose this client.
     #[inline(always)]
     pub fn killed(&self) -> bool {

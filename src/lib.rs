@@ -7,6 +7,9 @@
 //! `dispatch` → `shared` → `clients`/`backend` → `cluster`/`command`/`protocol`/`slot`, with
 //! `refresh` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
+//! - [`acl`]: client users, their passwords (SHA-256 digests, compared in constant
+//!   time) and their Redis ACL rules compiled per user (pure).
+//! - [`admission`]: connections per client address, shared by the workers' listeners.
 //! - [`slot`]: hash tags, CRC16, the `Slot` newtype (pure).
 //! - [`protocol`]: the resumable, bounded frame scanner, reply encoding, redirect parsing (pure).
 //! - [`command`]: the command table: arity, key positions, flags, route (pure); plus the
@@ -47,7 +50,9 @@
 //! - [`admin`]: counters shown by `INFO`, process-wide and per worker.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod admin;
+pub mod admission;
 pub mod backend;
 pub mod clients;
 pub mod cluster;

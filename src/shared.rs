@@ -13,6 +13,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{watch, Notify};
 
 use crate::admin::{StatsTotal, WorkerStats};
+use crate::admission::PerAddress;
 use crate::backend::{NodeRegistry, NodeShared};
 use crate::clients::ClientRegistry;
 use crate::cluster::table::SlotTable;
@@ -52,12 +53,15 @@ pub struct Shared {
     pub run_id: String,
     /// Every connected client, by worker (`CLIENT LIST`/`KILL`, `MONITOR`).
     pub clients: Arc<ClientRegistry>,
+    /// Connections open per client address (`max_clients_per_ip`).
+    pub per_address: PerAddress,
 }
 
 impl Shared {
     /// `workers`: the most worker threads that may run.
     pub fn new(config: Config, workers: usize) -> Arc<Shared> {
         Arc::new(Shared {
+            per_address: PerAddress::new(config.max_clients_per_ip),
             config,
             table: ArcSwap::from_pointee(SlotTable::empty()),
             refresh_wanted: Notify::new(),

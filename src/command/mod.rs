@@ -134,6 +134,13 @@ pub enum Local {
     ClusterKeySlot,
     ClientKill,
     Monitor,
+    /// `ACL WHOAMI`, `USERS`, `LIST`, `GETUSER`, `CAT`: the users slotgate's clients log
+    /// in as (never the nodes' own).
+    AclWhoAmI,
+    AclUsers,
+    AclList,
+    AclGetUser,
+    AclCat,
 }
 
 /// Cluster-wide commands: sent to every master and the replies merged.

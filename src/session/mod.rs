@@ -13,6 +13,7 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod access;
 mod across;
 mod clients;
 mod cluster_face;
@@ -174,6 +175,14 @@ pub struct Session {
     pub dirty: bool,
     /// Flushes that wrote something to the client (for `INFO` `client_writes`).
     pub writes: u64,
+    /// The user the client is logged in as ([`access`]); `None`: not logged in, or
+    /// no auth configured.
+    user: Option<Arc<crate::acl::User>>,
+    /// Each request needs a look first ([`Session::refuse_access`]): auth is configured
+    /// and the client is not logged in, or its user has rules.
+    guarded: bool,
+    /// The worker's coarse clock (ms) when the client was last seen busy (`timeout`).
+    busy_at: u64,
 }
 
 impl Session {
@@ -190,6 +199,7 @@ impl Session {
         let limits = shared.config.limits;
         let reply_estimate =
             (shared.config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
+        let (user, guarded) = access::first_user(&shared);
         Session {
             shared,
             id,
@@ -227,6 +237,9 @@ impl Session {
             dirty: false,
             writes: 0,
             client: clients::ClientState::default(),
+            user,
+            guarded,
+            busy_at: 0,
         }
     }
 
@@ -659,6 +672,9 @@ impl Session {
     fn handle(&mut self, w: &mut Worker, mut request: Request) {
         w.count_request();
         if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
+            return;
+        }
+        if self.guarded && self.refuse_access(&request) {
             return;
         }
         if self.txn.is_some() {

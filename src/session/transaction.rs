@@ -229,7 +229,7 @@ impl Transaction {
             && self.runs.is_empty()
     }
 
-    fn in_multi(&self) -> bool {
+    pub(super) fn in_multi(&self) -> bool {
         !matches!(self.multi, Multi::Off)
     }
 
@@ -711,7 +711,7 @@ impl Session {
     }
 
     /// A command inside `MULTI` refused here: its error, and `EXEC` will abort.
-    fn refuse_in_multi(&mut self, text: &str) {
+    pub(super) fn refuse_in_multi(&mut self, text: &str) {
         if let Some(txn) = self.txn.as_mut() {
             txn.aborted = true;
         }
