@@ -315,6 +315,8 @@ pub struct Names {
     pub name: Option<Bytes>,
     pub lib_name: Option<Bytes>,
     pub lib_ver: Option<Bytes>,
+    /// The user it logged in as; `None`: `default`.
+    pub user: Option<Bytes>,
 }
 
 /// What `CLIENT LIST` shows of one client. Written by its own worker only.
@@ -409,7 +411,7 @@ impl ClientEntry {
             line,
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={sub} \
              psub={psub} ssub={ssub} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 \
-             rbs={} rbp={} obl=0 oll={} omem={} tot-mem={} events=r cmd={} user=default \
+             rbs={} rbp={} obl=0 oll={} omem={} tot-mem={} events=r cmd={} user={} \
              redir=-1 resp={} lib-name={} lib-ver={}",
             self.id.0,
             self.addr,
@@ -428,6 +430,10 @@ impl ClientEntry {
             buffers.held,
             SESSION_MEM + buffers.read_capacity + buffers.held,
             command_name(cmd),
+            names
+                .user
+                .as_ref()
+                .map_or_else(|| "default".into(), |u| String::from_utf8_lossy(u)),
             self.resp.load(Relaxed),
             text(&names.lib_name),
             text(&names.lib_ver),
@@ -512,7 +518,10 @@ impl ClientHandle {
     }
 
     pub fn set_names(&self, names: Names) {
-        let given = names.name.is_some() || names.lib_name.is_some() || names.lib_ver.is_some();
+        let given = names.name.is_some()
+            || names.lib_name.is_some()
+            || names.lib_ver.is_some()
+            || names.user.is_some();
         *lock(&self.entry.names) = given.then(|| Box::new(names));
     }
 

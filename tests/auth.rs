@@ -264,6 +264,10 @@ fn clients_authenticate_and_follow_their_rules() {
     assert_eq!(whoami, "admin");
     let (nil, _) = cli(port, &[&admin[..], &["ACL", "GETUSER", "nobody"]].concat());
     assert_eq!(nil, "");
+    let (clients, _) = cli(port, &[&admin[..], &["CLIENT", "LIST"]].concat());
+    assert!(clients.contains(" user=app "), "{clients}");
+    assert!(clients.contains(" user=reader "), "{clients}");
+    assert!(clients.contains(" user=admin "), "{clients}");
     let (flushed, _) = cli(port, &[&admin[..], &["FLUSHALL"]].concat());
     assert_eq!(flushed, "OK", "admin was granted everything");
 

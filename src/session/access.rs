@@ -106,6 +106,7 @@ impl Session {
             Some(user) => {
                 self.guarded = user.restricted();
                 self.user = Some(user);
+                self.publish_names();
                 Ok(())
             }
             None => {
@@ -150,6 +151,12 @@ impl Session {
     /// `RESET`: back to the user a new connection has.
     pub(super) fn reset_user(&mut self) {
         (self.user, self.guarded) = first_user(&self.shared);
+    }
+
+    /// The user `CLIENT LIST` shows, unless `default`.
+    pub(super) fn user_shown(&self) -> Option<bytes::Bytes> {
+        let user = self.user.as_ref().filter(|u| u.name != "default")?;
+        Some(bytes::Bytes::copy_from_slice(user.name.as_bytes()))
     }
 
     /// The user's name for `ACL WHOAMI`.

@@ -221,6 +221,7 @@ impl Session {
                 name: self.name.clone(),
                 lib_name: self.lib_name.clone(),
                 lib_ver: self.lib_ver.clone(),
+                user: self.user_shown(),
             });
             handle.set_resp(if self.proto == Proto::Resp3 { 3 } else { 2 });
         }
