@@ -680,6 +680,8 @@ pub struct KillFilter {
     pub laddr: Option<String>,
     /// Only clients older than this many seconds (`MAXAGE`, Redis 7.4).
     pub max_age: Option<u64>,
+    /// Only clients logged in as this user (`USER`).
+    pub user: Option<Vec<u8>>,
     /// Leave the client asking alone (`SKIPME`, yes unless said).
     pub skip_me: bool,
 }
@@ -687,8 +689,17 @@ pub struct KillFilter {
 const SYNTAX: &str = "ERR syntax error";
 
 impl KillFilter {
-    /// `CLIENT KILL`'s arguments after `KILL`; the error text as Redis words it.
+    /// `CLIENT KILL`'s arguments after `KILL`, with no users configured (every client
+    /// is `default`); the error text as Redis words it.
     pub fn parse(args: &[&[u8]]) -> Result<KillFilter, String> {
+        Self::parse_with_users(args, &|user| user == b"default")
+    }
+
+    /// [`KillFilter::parse`], `USER` naming a user `known` knows.
+    pub fn parse_with_users(
+        args: &[&[u8]],
+        known: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<KillFilter, String> {
         let mut filter = KillFilter {
             old_form: false,
             id: None,
@@ -696,6 +707,7 @@ impl KillFilter {
             addr: None,
             laddr: None,
             max_age: None,
+            user: None,
             skip_me: true,
         };
         if let [addr] = args {
@@ -725,10 +737,10 @@ impl KillFilter {
             } else if is("laddr") {
                 filter.laddr = Some(lossy(value));
             } else if is("user") {
-                // Every client is the `default` user.
-                if *value != b"default" {
+                if !known(value) {
                     return Err(format!("ERR No such user '{}'", lossy(value)));
                 }
+                filter.user = Some(value.to_vec());
             } else if is("skipme") {
                 filter.skip_me = if value.eq_ignore_ascii_case(b"yes") {
                     true
@@ -765,6 +777,11 @@ impl KillFilter {
             && self
                 .max_age
                 .is_none_or(|max| now.saturating_sub(entry.since) / 1000 > max)
+            && self.user.as_ref().is_none_or(|user| {
+                let names = lock(&entry.names);
+                let theirs = names.as_ref().and_then(|n| n.user.as_deref());
+                theirs.unwrap_or(b"default") == user.as_slice()
+            })
     }
 }
 

@@ -268,6 +268,17 @@ fn clients_authenticate_and_follow_their_rules() {
     assert!(clients.contains(" user=app "), "{clients}");
     assert!(clients.contains(" user=reader "), "{clients}");
     assert!(clients.contains(" user=admin "), "{clients}");
+    let (killed, _) = cli(
+        port,
+        &[&admin[..], &["CLIENT", "KILL", "USER", "reader"]].concat(),
+    );
+    assert_eq!(killed, "1", "the one reader connection");
+    assert!(raw2.is_closed());
+    let (nobody, _) = cli(
+        port,
+        &[&admin[..], &["CLIENT", "KILL", "USER", "nobody"]].concat(),
+    );
+    assert_eq!(nobody, "ERR No such user 'nobody'");
     let (flushed, _) = cli(port, &[&admin[..], &["FLUSHALL"]].concat());
     assert_eq!(flushed, "OK", "admin was granted everything");
 
