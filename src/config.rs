@@ -924,5 +924,33 @@ mod example_file {
         assert_eq!(c.seeds.len(), 3);
         assert_eq!(c.redirect_budget, 5);
         assert_eq!(c.max_pipeline, 16384);
+        assert!(!c.users.enforced());
+        assert_eq!((c.timeout, c.max_clients_per_ip), (None, 0));
+    }
+
+    /// The example with users must stay loadable, and mean what its comments say.
+    #[test]
+    fn secure_example_loads() {
+        std::env::set_var("SLOTGATE_NODE_PASSWORD", "node-secret");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secure.toml");
+        let cli = Cli {
+            config: Some(path),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.max_clients_per_ip, 200);
+        assert_eq!(c.backend.password.as_deref(), Some("node-secret"));
+        let app = c.users.authenticate(b"app", b"secret").unwrap();
+        assert!(app.rules.check(&["GET", "app:1"][..], None).is_ok());
+        assert!(app
+            .rules
+            .check(&["EVAL", "return 1", "0"][..], None)
+            .is_err());
+        assert!(c.users.authenticate(b"ops", b"secret").is_some());
+        assert!(
+            c.users.on_connect().is_none(),
+            "no default user: everyone logs in"
+        );
     }
 }
