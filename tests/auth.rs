@@ -121,7 +121,14 @@ fn clients_authenticate_and_follow_their_rules() {
         ask(&mut raw, &["GET"]),
         "-ERR wrong number of arguments for 'get' command\r\n"
     );
+    assert!(ask(&mut raw, &["CLIENT", "NOSUCH"]).starts_with("-ERR unknown subcommand"));
+    assert_eq!(
+        ask(&mut raw, &["EVAL", "return 1", "x"]),
+        NOAUTH,
+        "numkeys: after auth"
+    );
     assert!(ask(&mut raw, &["HELLO", "3"]).starts_with("-NOAUTH HELLO must be called"));
+    assert!(ask(&mut raw, &["HELLO", "3", "SETNAME", "x"]).starts_with("-NOAUTH HELLO"));
     assert_eq!(ask(&mut raw, &["AUTH", WRONG_PW]), WRONGPASS);
     assert_eq!(ask(&mut raw, &["AUTH", "app", WRONG_PW]), WRONGPASS);
     assert_eq!(ask(&mut raw, &["AUTH", "nobody", APP_PW]), WRONGPASS);

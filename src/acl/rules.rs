@@ -267,9 +267,10 @@ impl Rules {
             && self.channels.is_all()
     }
 
-    /// Whether the rules allow `args`. Requests the command table or the learned
-    /// commands refuse (unknown command, wrong arity, ...) are allowed here: their error
-    /// comes next, as Redis checks those before the rules.
+    /// Whether the rules allow `args`. Requests with an unknown command or
+    /// subcommand or a wrong arity are allowed here: their error comes next, as Redis
+    /// answers those before the rules. A bad `numkeys` is the command's own error, after
+    /// the command's permission.
     pub fn check(
         &self,
         args: &(impl Args + ?Sized),
@@ -279,19 +280,27 @@ impl Rules {
             return Ok(());
         }
         let classified = match command::classify(args) {
-            Ok(classified) => classified,
+            Ok(classified) => Some(classified),
             Err(command::CommandError::Unknown { .. }) => return self.check_learned(args, learned),
+            Err(command::CommandError::Syntax(_)) => None,
             Err(_) => return Ok(()),
         };
-        let spec = classified.spec;
+        let Some(position) = command::position(args) else {
+            return Ok(());
+        };
+        let Some(spec) = command::at_position(position) else {
+            return Ok(());
+        };
         if ALWAYS.contains(&spec.name) {
             return Ok(());
         }
-        let allowed = command::position(args).is_some_and(|p| self.allows_position(p));
-        if !allowed {
+        if !self.allows_position(position) {
             return Err(Denied::Command(spec.name.to_string()));
         }
-        self.check_names(spec, args, classified.keys.iter())
+        match classified {
+            Some(classified) => self.check_names(spec, args, classified.keys.iter()),
+            None => Ok(()),
+        }
     }
 
     /// The keys at `keys` and the channels of `args`.
@@ -598,6 +607,18 @@ mod tests {
 
     #[test]
     fn errors_of_the_table_come_before_the_rules() {
+        let r = rules("nocommands");
+        assert_eq!(
+            check(&r, &["EVAL", "s", "x"]),
+            denied_command("eval"),
+            "then numkeys"
+        );
+        let r = rules("+@all ~app:*");
+        assert_eq!(
+            check(&r, &["EVAL", "s", "x"]),
+            Ok(()),
+            "numkeys: plan answers it"
+        );
         let r = rules("nocommands");
         assert_eq!(check(&r, &["GET"]), Ok(()), "arity: plan answers it");
         assert_eq!(

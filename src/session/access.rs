@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::Session;
 use crate::acl::{self, categories, Denied, User};
-use crate::command::Local;
+use crate::command::{CommandError, Local};
 use crate::dispatch::plan::{plan, PlanError};
 use crate::protocol::scan::Request;
 use crate::shared::Shared;
@@ -67,7 +67,14 @@ impl Session {
                 }
                 // Redis answers an unknown command or a wrong arity before NOAUTH.
                 match plan(request, learned, self.id.0 as u32) {
-                    Err(e @ (PlanError::Command(_) | PlanError::Learned(_))) => e.to_string(),
+                    Err(
+                        e @ (PlanError::Command(
+                            CommandError::Unknown { .. }
+                            | CommandError::UnknownSubcommand { .. }
+                            | CommandError::Arity { .. },
+                        )
+                        | PlanError::Learned(_)),
+                    ) => e.to_string(),
                     _ => acl::NOAUTH.to_string(),
                 }
             }
