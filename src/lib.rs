@@ -34,7 +34,8 @@
 //!   for a request and carrying out `decide` (pure): what happens after a reply, a
 //!   redirect, a retryable error or a dead node; the ordered retry queue; the worker's
 //!   pub/sub hub (each channel subscribed once at a node, messages fanned out).
-//! - [`session`]: one client: framing, routing, local commands, transactions (one
+//! - [`session`]: one client: framing, routing, local commands, who it is and what it
+//!   may run (`AUTH`, rules, `ACL`, idle `timeout`), transactions (one
 //!   `MULTI`/`EXEC` per slot), list moves and pops across slots, the in-order reply
 //!   queue; the one-node cluster face cluster-aware clients see
 //!   (`CLUSTER SLOTS`, ...; pure); its subscriptions and RESP2 subscriber mode.

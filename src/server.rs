@@ -121,6 +121,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     shared.clients.set_wakers(wakers.clone());
     let workers = threads.len();
     tracing::info!(%local, workers, masters = shared.table.load().masters().count(), "slotgate ready");
+    log_posture(&shared.config.users, local);
     println!("slotgate listening on {local}");
     let _ = std::io::stdout().flush();
 
@@ -248,6 +249,21 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Say at start-up who may connect: the users (names only), or a warning when anyone
+/// reaching a non-loopback address may run everything.
+fn log_posture(users: &crate::acl::Users, listen: SocketAddr) {
+    if users.enforced() {
+        let names: Vec<&str> = users.all().iter().map(|u| u.name.as_str()).collect();
+        tracing::info!(users = %names.join(","), "clients must authenticate");
+    } else if !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "no client authentication (requirepass or [[users]]): anyone who reaches this \
+             address can run every command"
+        );
     }
 }
 
