@@ -569,6 +569,12 @@ fn connections_per_address_are_capped() {
     assert_eq!(ask(&mut first, &["PING"]), "+PONG\r\n");
     let mut second = RawClient::connect(port);
     assert_eq!(ask(&mut second, &["PING"]), "+PONG\r\n");
+    // Without users every client is the unrestricted default user.
+    assert_eq!(ask(&mut second, &["ACL", "WHOAMI"]), "$7\r\ndefault\r\n");
+    assert_eq!(
+        ask(&mut second, &["ACL", "LIST"]),
+        "*1\r\n$34\r\nuser default on nopass ~* &* +@all\r\n"
+    );
     let mut third = RawClient::connect(port);
     assert_eq!(
         third.read_quiet(),
