@@ -197,14 +197,13 @@ fn slot_argument(request: &(impl Args + ?Sized), client: u32) -> Target {
 
 impl Plan {
     /// The error text of a [`Plan::Refuse`] of `request` ([`refusal`]).
-    pub fn refusal(
-        name: Option<&str>,
-        reason: &str,
-        request: &(impl Args + ?Sized),
-    ) -> String {
+    pub fn refusal(name: Option<&str>, reason: &str, request: &(impl Args + ?Sized)) -> String {
         match name {
             Some(name) => refusal(name, reason),
-            None => refusal(&String::from_utf8_lossy(request.arg(0)).to_lowercase(), reason),
+            None => refusal(
+                &String::from_utf8_lossy(request.arg(0)).to_lowercase(),
+                reason,
+            ),
         }
     }
 }
