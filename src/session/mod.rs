@@ -707,7 +707,9 @@ impl Session {
                 self.forward_pinned(w, request, target, deadline);
             }
             Ok(Plan::Refuse { name, reason }) => {
-                self.push_error(&Plan::refusal(name, reason, &request));
+                let text = Plan::refusal(name, reason, &request);
+                crate::log_limit::refused(&text);
+                self.push_error(&text);
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
             Ok(Plan::PubSub(name)) => self.pubsub(w, name, &request),

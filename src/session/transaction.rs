@@ -508,7 +508,9 @@ impl Session {
                 name()
             )),
             Ok(Plan::Refuse { name, reason }) => {
-                Step::Refused(Plan::refusal(name, reason, request))
+                let text = Plan::refusal(name, reason, request);
+                crate::log_limit::refused(&text);
+                Step::Refused(text)
             }
             Ok(Plan::Transaction(name)) => Step::Txn(name),
             // Keys in several slots: what Redis Cluster answers at EXEC.
