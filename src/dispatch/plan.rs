@@ -91,13 +91,35 @@ pub fn plan<'a>(
     learned: Option<&'a LearnedCommands>,
     client: u32,
 ) -> Result<Plan<'a>, PlanError> {
+    plan_with_flags(request, learned, client).0
+}
+
+/// [`plan`], with the command's [`flags`] (0 when it is unknown or learned), for the
+/// counters by class.
+#[inline]
+pub fn plan_with_flags<'a>(
+    request: &(impl Args + ?Sized),
+    learned: Option<&'a LearnedCommands>,
+    client: u32,
+) -> (Result<Plan<'a>, PlanError>, u32) {
     let classified = match classify(request) {
         Ok(classified) => classified,
         Err(unknown @ CommandError::Unknown { .. }) => {
-            return plan_learned(request, learned, unknown, client)
+            return (plan_learned(request, learned, unknown, client), 0)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return (Err(e.into()), 0),
     };
+    let flags = classified.spec.flags;
+    (plan_classified(request, classified, client), flags)
+}
+
+/// [`plan`] of a command the built-in table knows.
+#[inline]
+fn plan_classified<'a>(
+    request: &(impl Args + ?Sized),
+    classified: crate::command::Classified,
+    client: u32,
+) -> Result<Plan<'a>, PlanError> {
     let name = classified.spec.name;
     let refuse = |reason| Plan::Refuse { name, reason };
     let node = |target| match classified.spec.flags & flags::SCRIPT_BODY {
