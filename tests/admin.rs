@@ -226,6 +226,34 @@ fn metrics_move_with_requests_and_promtool_accepts_them() {
         .sum();
     assert!(per_node >= 10.0, "per-node histograms: {per_node}");
 
+    // Every metric the Grafana dashboard queries is one slotgate serves.
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/slotgate.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard is JSON");
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("slotgate_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    for name in &queried {
+        let served = timed.lines().any(|l| {
+            l.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        });
+        assert!(served, "the dashboard queries {name}, which /metrics lacks");
+    }
+
     // Prometheus itself asks for OpenMetrics and gets it.
     let addr = admin.strip_prefix("http://").unwrap();
     let mut stream = TcpStream::connect(addr).unwrap();

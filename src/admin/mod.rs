@@ -468,3 +468,55 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_at_or_above_it() {
+        let latency = Latency::default();
+        for micros in [0, 50, 51, 1_000, 10_000_000, 10_000_001, u64::MAX / 2] {
+            latency.record(micros);
+        }
+        let mut total = LatencyTotal::default();
+        latency.add_to(&mut total);
+        assert_eq!(total.buckets[0], 2, "0 and 50 are <= 50 us");
+        assert_eq!(total.buckets[1], 1, "51 us");
+        assert_eq!(total.buckets[4], 1, "1 ms");
+        assert_eq!(total.buckets[LATENCY_BOUNDS_US.len() - 1], 1, "10 s");
+        assert_eq!(total.buckets[LATENCY_BOUNDS_US.len()], 2, "+Inf");
+        assert_eq!(total.count(), 7);
+    }
+
+    #[test]
+    fn workers_sum_by_class_kind_and_node() {
+        let stats: Vec<WorkerStats> = (0..2).map(|_| WorkerStats::default()).collect();
+        let a = NodeAddr::parse("127.0.0.1:7001").unwrap();
+        let b = NodeAddr::parse("127.0.0.1:7002").unwrap();
+        stats[0].request(RequestClass::Read);
+        stats[1].request(RequestClass::Read);
+        stats[1].request(RequestClass::Rejected);
+        stats[1].error(RequestClass::Rejected, ErrorKind::Client);
+        stats[0].redirect(Redirect::Moved);
+        stats[0].node_latency(&b).record(100);
+        stats[1].node_latency(&b).record(100);
+        stats[1].node_latency(&a).record(100);
+        let total = StatsTotal::sum(2, &stats);
+        assert_eq!(total.requests, 3);
+        assert_eq!(total.requests_by_class[RequestClass::Read as usize], 2);
+        assert_eq!(total.errors_total(), 1);
+        assert_eq!(
+            total.errors[RequestClass::Rejected as usize][ErrorKind::Client as usize],
+            1
+        );
+        assert_eq!(total.redirects, [1, 0, 0, 0]);
+        let nodes: Vec<(String, u64)> = (total.node_latency.iter())
+            .map(|(addr, l)| (addr.to_string(), l.count()))
+            .collect();
+        assert_eq!(
+            nodes,
+            [("127.0.0.1:7001".to_string(), 1), ("127.0.0.1:7002".to_string(), 2)]
+        );
+    }
+}
