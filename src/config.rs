@@ -43,6 +43,9 @@ pub struct Cli {
     /// host's loopback (at least 1) [default: 0]
     #[arg(long, value_name = "N")]
     pub workers: Option<u64>,
+    /// Admin HTTP port (metrics, health, status page), or `off` [default: 127.0.0.1:9380]
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,14 @@ struct FileConfig {
     limits: LimitsFile,
     #[serde(default)]
     address_map: HashMap<String, String>,
+    #[serde(default)]
+    admin: AdminFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -193,6 +204,20 @@ pub struct Config {
     pub limits: Limits,
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
+    pub admin: AdminConfig,
+}
+
+/// `admin.listen` unless configured.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9380";
+
+/// The admin HTTP port (`admin.listen`, `--admin`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where to listen; `None`: `off`, no admin port.
+    pub listen: Option<SocketAddr>,
+    /// Chosen by the operator (flag or file) rather than the default: it must bind,
+    /// where the default may be taken by another slotgate on the host.
+    pub explicit: bool,
 }
 
 #[derive(Clone)]
@@ -420,6 +445,19 @@ impl Config {
             address_map.insert(f, t);
         }
 
+        let admin_text = cli.admin.clone().or(file.admin.listen);
+        let explicit = admin_text.is_some();
+        let admin_text = admin_text.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        let admin_listen = match admin_text.trim() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("`{text}` is not an ip:port address (or `off`)"),
+                )
+            })?),
+        };
+
         Ok(Config {
             listen,
             seeds,
@@ -440,6 +478,10 @@ impl Config {
             reply_window: reply_window as usize,
             limits,
             address_map,
+            admin: AdminConfig {
+                listen: admin_listen,
+                explicit,
+            },
         })
     }
 }
@@ -892,6 +934,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("`backend.password`"), "{e}");
+    }
+
+    #[test]
+    fn admin_port_defaults_turns_off_and_names_its_key() {
+        let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9380".parse().unwrap()));
+        assert!(!c.admin.explicit);
+        let c = Config::from_toml("seeds = [\"a:1\"]\n[admin]\nlisten = \"off\"").unwrap();
+        assert_eq!(c.admin.listen, None);
+        let cli = Cli {
+            admin: Some("127.0.0.1:0".into()),
+            ..Cli::default()
+        };
+        let file = parse_file(
+            Path::new("x"),
+            "seeds = [\"a:1\"]\n[admin]\nlisten = \"off\"",
+        )
+        .unwrap();
+        let c = Config::build(&cli, file).unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(c.admin.explicit, "the flag wins over the file");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[admin]\nlisten = \"9380\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`admin.listen`"), "{e}");
     }
 
     #[test]

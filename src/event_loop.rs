@@ -384,10 +384,11 @@ impl EventLoop {
                 }
             }
             session.held_since = None;
-            let writes = session.writes;
+            let (writes, written) = (session.writes, session.written);
             let flushed = session.flush(&mut self.out);
             if session.writes != writes {
                 self.worker.count(|s| &s.client_writes);
+                self.worker.add(|s| &s.bytes_out, session.written - written);
             }
             if session.has_waiting() {
                 // Replies left: the window may have room again.

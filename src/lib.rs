@@ -47,8 +47,11 @@
 //! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
 //!   periodically, on request), and learns the server version and commands.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
-//!   refresh, signals), shutdown.
-//! - [`admin`]: counters shown by `INFO`, process-wide and per worker.
+//!   refresh, signals, the admin port), shutdown.
+//! - [`admin`]: counters shown by `INFO` and `/metrics`, process-wide and per worker
+//!   (underneath all); beside [`server`] on the control runtime, the admin HTTP port
+//!   (`admin::http`: metrics, health, readiness, the status page) and what it reports
+//!   (`admin::status`: the node prober, readiness, the status page's data).
 //! - [`log_limit`]: log lines that could come once per request, one per subject a minute.
 #![forbid(unsafe_code)]
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis_protocol::resp2::types::OwnedFrame;
 
+use crate::admin::metrics::{self, RefreshCause};
 use crate::admin::{Metrics, METRICS};
 use crate::backend::control::{self, ControlError};
 use crate::cluster::table::SlotTable;
@@ -48,7 +49,11 @@ pub enum QueryError {
 /// answers or slots are uncovered.
 pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
     let seeds = shared.config.seeds.clone();
-    let topology = fetch_any(shared, &seeds).await?;
+    let started = Instant::now();
+    let fetched = fetch_any(shared, &seeds).await;
+    let complete = fetched.as_ref().is_ok_and(Topology::covers_all);
+    metrics::refresh_done(RefreshCause::Startup, complete, started.elapsed());
+    let topology = fetched?;
     if !topology.covers_all() {
         return Err(RefreshError::Uncovered(format_slot_ranges(
             &topology.uncovered(),
@@ -66,17 +71,24 @@ pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
     loop {
         let interval = shared.config.refresh_interval;
-        tokio::select! {
-            _ = shared.refresh_wanted.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
-        }
+        let timer = tokio::select! {
+            _ = shared.refresh_wanted.notified() => false,
+            _ = tokio::time::sleep(interval) => true,
+        };
         let next_allowed = last + MIN_REFRESH_INTERVAL;
         if Instant::now() < next_allowed {
             tokio::time::sleep_until(next_allowed.into()).await;
         }
         last = Instant::now();
+        // Taken after the wait, so the asks that came meanwhile are this refresh's too.
+        let cause = match shared.refresh_causes.take() {
+            Some(cause) => cause,
+            None if timer => RefreshCause::Interval,
+            None => RefreshCause::Other,
+        };
         let before: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
-        refresh(&shared).await;
+        let ok = refresh(&shared).await;
+        metrics::refresh_done(cause, ok, last.elapsed());
         shared.refreshed.send_modify(|n| *n += 1);
         resolve_names(&shared).await;
         share_functions(&shared, &before).await;
@@ -125,8 +137,9 @@ async fn share_functions(shared: &Arc<Shared>, before: &[NodeAddr]) {
 }
 
 /// One refresh: ask the known nodes in turn, publish the first complete answer (or the
-/// best partial one, keeping the old owners of slots it does not cover).
-pub async fn refresh(shared: &Arc<Shared>) {
+/// best partial one, keeping the old owners of slots it does not cover). False when no
+/// node answered.
+pub async fn refresh(shared: &Arc<Shared>) -> bool {
     let mut candidates: Vec<NodeAddr> = Vec::new();
     {
         let table = shared.table.load();
@@ -144,10 +157,12 @@ pub async fn refresh(shared: &Arc<Shared>) {
         Ok(topology) => {
             Metrics::inc(&METRICS.topology_refreshes);
             publish(shared, &topology);
+            true
         }
         Err(e) => {
             Metrics::inc(&METRICS.topology_refresh_failures);
             tracing::warn!(error = %e, "topology refresh failed");
+            false
         }
     }
 }

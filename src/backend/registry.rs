@@ -123,6 +123,14 @@ impl NodeRegistry {
             .clone()
     }
 
+    /// Every node's record, sorted by announced address.
+    pub fn snapshot(&self) -> Vec<Arc<NodeShared>> {
+        let mut nodes: Vec<Arc<NodeShared>> =
+            self.nodes.iter().map(|n| n.value().clone()).collect();
+        nodes.sort_by(|a, b| a.addr.cmp(&b.addr));
+        nodes
+    }
+
     /// The `# Nodes` section of `INFO`: one line per node the proxy has talked to.
     pub fn info_section(&self, out: &mut String) {
         let mut nodes: Vec<Arc<NodeShared>> =

@@ -95,13 +95,35 @@ pub fn plan(
     learned: Option<&LearnedCommands>,
     client: u32,
 ) -> Result<Plan, PlanError> {
+    plan_with_flags(request, learned, client).0
+}
+
+/// [`plan`], with the command's [`flags`] (0 when it is unknown or learned), for the
+/// counters by class.
+#[inline]
+pub fn plan_with_flags(
+    request: &(impl Args + ?Sized),
+    learned: Option<&LearnedCommands>,
+    client: u32,
+) -> (Result<Plan, PlanError>, u32) {
     let classified = match classify(request) {
         Ok(classified) => classified,
         Err(unknown @ CommandError::Unknown { .. }) => {
-            return plan_learned(request, learned, unknown, client)
+            return (plan_learned(request, learned, unknown, client), 0)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return (Err(e.into()), 0),
     };
+    let flags = classified.spec.flags;
+    (plan_classified(request, classified, client), flags)
+}
+
+/// [`plan`] of a command the built-in table knows.
+#[inline]
+fn plan_classified(
+    request: &(impl Args + ?Sized),
+    classified: crate::command::Classified,
+    client: u32,
+) -> Result<Plan, PlanError> {
     let name = classified.spec.name;
     let refuse = |reason| Plan::Refuse {
         name: Some(name),

@@ -245,7 +245,8 @@ impl PubSubIo<'_> {
 
     /// Ask the control plane for a fresh slot table.
     fn want_refresh(&self) {
-        self.shared.refresh_wanted.notify_one();
+        self.shared
+            .want_refresh(crate::admin::metrics::RefreshCause::PubSub);
     }
 }
 

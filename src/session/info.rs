@@ -81,7 +81,7 @@ impl Session {
                 "cpu" => info_cpu(&mut out),
                 "cluster" => self.info_cluster(&mut out, nodes),
                 "keyspace" => info_keyspace(&mut out, nodes),
-                "proxy" => METRICS.info_section(&mut out, self.shared.stats_total()),
+                "proxy" => METRICS.info_section(&mut out, &self.shared.stats_total()),
                 "nodes" => self.shared.registry.info_section(&mut out),
                 _ => {}
             }

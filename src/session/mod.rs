@@ -32,11 +32,12 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::admin::{Metrics, METRICS};
+use crate::admin::{ErrorKind, Metrics, RequestClass, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
+use crate::command::flags;
 use crate::dispatch::merge::{merge, Merge};
-use crate::dispatch::plan::{plan, Plan};
+use crate::dispatch::plan::{plan_with_flags, Plan, PlanError};
 use crate::dispatch::Worker;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -183,6 +184,10 @@ pub struct Session {
     guarded: bool,
     /// The worker's coarse clock (ms) when the client was last seen busy (`timeout`).
     busy_at: u64,
+    /// Bytes written to the client.
+    pub written: u64,
+    /// The class of the request being handled, given to what it sends to nodes.
+    class: RequestClass,
 }
 
 impl Session {
@@ -236,6 +241,8 @@ impl Session {
             read_paused: false,
             dirty: false,
             writes: 0,
+            written: 0,
+            class: RequestClass::default(),
             client: clients::ClientState::default(),
             user,
             guarded,
@@ -276,7 +283,10 @@ impl Session {
                 return true;
             }
             let n = match read_some(&mut self.stream, w.scratch()) {
-                ReadSome::Data(n) => n,
+                ReadSome::Data(n) => {
+                    w.add(|s| &s.bytes_in, n as u64);
+                    n
+                }
                 ReadSome::Drained => break,
                 ReadSome::Closed => return false,
                 ReadSome::Failed(e) => {
@@ -542,6 +552,7 @@ impl Session {
         self.held -= written;
         if written > 0 {
             self.writes += 1;
+            self.written += written as u64;
         }
         match end {
             Written::All => Flushed::Done,
@@ -671,25 +682,31 @@ impl Session {
     /// Carry out one request's [`plan`]: answer it here, send it to a node, refuse it,
     /// or answer its error.
     fn handle(&mut self, w: &mut Worker, mut request: Request) {
-        w.count_request();
         if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
-            return;
+            return w.count_request(RequestClass::Rejected);
         }
         if self.guarded && self.refuse_access(&request) {
             return;
         }
         // Decided once: the plan borrows nothing, and the transaction's state is changed
         // (its requests queued) by what it says.
-        let planned = plan(&request, self.shared.learned.get(), self.id.0 as u32);
+        let (planned, flags) =
+            plan_with_flags(&request, self.shared.learned.get(), self.id.0 as u32);
         if self.txn.is_some() {
+            self.class = RequestClass::Transaction;
             match self.transaction_request(w, request, &planned) {
                 Some(given_back) => request = given_back,
-                None => return,
+                None => return w.count_request(RequestClass::Transaction),
             }
         }
-        if self.subscriptions.is_some() && self.subscribed_takes(w, &request) {
-            return;
+        if self.subscriptions.is_some() {
+            self.class = RequestClass::PubSub;
+            if self.subscribed_takes(w, &request) {
+                return w.count_request(RequestClass::PubSub);
+            }
         }
+        self.class = class_of(&planned, flags);
+        w.count_request(self.class);
         match planned {
             Ok(Plan::Local(crate::command::Local::Info)) => {
                 Metrics::inc(&METRICS.requests_local);
@@ -725,6 +742,7 @@ impl Session {
             Ok(Plan::Refuse { name, reason }) => {
                 let text = Plan::refusal(name, reason, &request);
                 crate::log_limit::refused(&text);
+                w.count_error(self.class, ErrorKind::Client);
                 self.push_error(&text);
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
@@ -733,10 +751,14 @@ impl Session {
                 if self.across_slots(w, request).is_some() {
                     // Not in a form served across slots (a bad LEFT/RIGHT or timeout):
                     // what Redis Cluster answers first.
-                    self.push_error(&crate::dispatch::plan::PlanError::CrossSlot.to_string());
+                    w.count_error(self.class, ErrorKind::Client);
+                    self.push_error(&PlanError::CrossSlot.to_string());
                 }
             }
-            Err(e) => self.push_error(&e.to_string()),
+            Err(e) => {
+                w.count_error(self.class, ErrorKind::Client);
+                self.push_error(&e.to_string())
+            }
         }
     }
 
@@ -829,7 +851,8 @@ impl Session {
     }
 
     /// Send `req` now if nothing waits before it and the window allows, else queue it.
-    fn submit(&mut self, w: &mut Worker, req: BackendRequest) {
+    fn submit(&mut self, w: &mut Worker, mut req: BackendRequest) {
+        req.reply.set_class(self.class);
         if self.waiting.is_empty() && self.may_send_this(&req) {
             self.send_now(w, req);
         } else {
@@ -884,6 +907,22 @@ impl Session {
     fn push_error(&mut self, text: &str) {
         Metrics::inc(&METRICS.proxy_errors);
         self.push_local(|w| w.error(text));
+    }
+}
+
+/// The class a request is counted in, from its plan and its command's flags.
+fn class_of(planned: &Result<Plan, PlanError>, command: u32) -> RequestClass {
+    match planned {
+        Ok(Plan::Local(_)) => RequestClass::Local,
+        Ok(Plan::Node(_) | Plan::Script(_)) if command & flags::PUBSUB != 0 => RequestClass::PubSub,
+        Ok(Plan::Node(_) | Plan::Script(_)) if command & flags::READONLY != 0 => RequestClass::Read,
+        Ok(Plan::Node(_) | Plan::Script(_)) => RequestClass::Write,
+        Ok(Plan::Split | Plan::AcrossSlots) => RequestClass::MultiSlot,
+        Ok(Plan::FanOut(_)) => RequestClass::FanOut,
+        Ok(Plan::Pinned { .. }) => RequestClass::Blocking,
+        Ok(Plan::Transaction(_)) => RequestClass::Transaction,
+        Ok(Plan::PubSub(_)) => RequestClass::PubSub,
+        Ok(Plan::Refuse { .. }) | Err(_) => RequestClass::Rejected,
     }
 }
 

@@ -197,6 +197,16 @@ impl Proxy {
         log
     }
 
+    /// `http://ADDR` of the admin port, from the `slotgate admin on http://ADDR` line the
+    /// proxy prints before it listens (start it with `--admin 127.0.0.1:0`); `None` when
+    /// it runs without one.
+    pub fn admin_url(&self) -> Option<String> {
+        let rest = self.stdout_rest.lock().ok()?;
+        rest.lines()
+            .find_map(|l| l.trim().strip_prefix("slotgate admin on "))
+            .map(str::to_string)
+    }
+
     /// The proxy's resident memory now, in bytes (`VmRSS` from /proc).
     pub fn rss(&self) -> u64 {
         super::rss_of(self.pid)
