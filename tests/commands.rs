@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use redis::{Commands, Value};
-use support::{require_redis, write_config, Cluster, Proxy};
+use support::{require_redis, Cluster, Proxy};
 
 /// A connection to slotgate in `protocol` (`"resp2"` or `"resp3"`).
 fn client(proxy: &Proxy, protocol: &str) -> redis::Connection {
@@ -21,6 +21,10 @@ fn client(proxy: &Proxy, protocol: &str) -> redis::Connection {
     con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     con
 }
+
+/// Slotgate learns a topology change (a migration begun or finished) within a fifth of a
+/// second.
+const FAST_REFRESH: &str = "[cluster]\nrefresh_interval_ms = 200\n";
 
 fn slots_of<'a>(keys: impl Iterator<Item = &'a String>) -> usize {
     keys.map(|k| support::key_slot(k.as_bytes()))
@@ -259,16 +263,7 @@ fn scan_across_a_slot_migration_loses_no_key() {
     require_redis();
     let cluster = Cluster::start(3, 0);
     // Slotgate learns a finished migration within a fifth of a second.
-    let config = format!(
-        "seeds = [{}]\n[cluster]\nrefresh_interval_ms = 200\n",
-        cluster
-            .seeds()
-            .split(',')
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let proxy = Proxy::start_args(&["--config", &write_config(&config)]);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), FAST_REFRESH);
     let mut con = proxy.client();
     let keys: BTreeSet<String> = (0..3000).map(|i| format!("mg:{i}")).collect();
     for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
@@ -316,6 +311,99 @@ fn scan_across_a_slot_migration_loses_no_key() {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
+}
+
+/// One `SCAN` call through slotgate: the next cursor and the keys.
+fn scan_step(con: &mut redis::Connection, cursor: u64, count: usize) -> (u64, Vec<String>) {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("COUNT")
+        .arg(count)
+        .query(con)
+        .unwrap()
+}
+
+#[test]
+fn scan_ending_while_slots_migrate_loses_no_key() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), FAST_REFRESH);
+    let mut con = proxy.client();
+    // The walk goes through the masters by their lowest slot: first, middle, last.
+    let (first, last) = (cluster.node_for_slot(0), cluster.node_for_slot(16383));
+    // One slot moves from the last master to the first (walked already when its keys
+    // move), one from the first to the last (not walked yet).
+    let (backward, forward) = (16383u16, 0u16);
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    keys.extend(support::keys_in_slot(backward, "back", 200));
+    keys.extend(support::keys_in_slot(forward, "fwd", 200));
+    keys.extend((0..2000).map(|i| format!("rest:{i}")));
+    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
+        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
+        let _: () = con.mset(&pairs).unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let mut cursor = 0u64;
+    let mut calls = 0;
+    let mut migrated = false;
+    loop {
+        let (next, batch) = scan_step(&mut con, cursor, 50);
+        seen.extend(batch);
+        calls += 1;
+        assert!(calls < 2000, "the scan ends");
+        // The low byte of slotgate's cursor is the master it is at: past the first.
+        if !migrated && next & 0xff == 1 {
+            migrated = true;
+            cluster.begin_slot_migration(backward, last, first);
+            cluster.begin_slot_migration(forward, first, last);
+            // Key by key, as `redis-cli --cluster reshard` does.
+            while cluster.migrate_keys(backward, last, first, 1) > 0 {}
+            while cluster.migrate_keys(forward, first, last, 1) > 0 {}
+            // Slotgate's refresh sees both migrations under way.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while support::info_counter(&proxy, "slotgate_importing_slots") != 2 {
+                assert!(
+                    Instant::now() < deadline,
+                    "slotgate never saw the migrations"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(migrated, "the scan went past the first master");
+    let missing: Vec<&String> = keys.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} keys missed: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    // Both migrations were still under way when the scan ended.
+    assert_eq!(support::info_counter(&proxy, "slotgate_importing_slots"), 2);
+    cluster.finish_slot_migration(backward, last, first);
+    cluster.finish_slot_migration(forward, first, last);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while support::info_counter(&proxy, "slotgate_importing_slots") != 0 {
+        assert!(Instant::now() < deadline, "slotgate never saw the end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A scan now walks each master once and finds every key once.
+    let mut again = Vec::new();
+    let mut cursor = 0u64;
+    for _ in 0..2000 {
+        let (next, batch) = scan_step(&mut con, cursor, 50);
+        again.extend(batch);
+        cursor = next;
+        if next == 0 {
+            break;
+        }
+    }
+    assert_eq!(cursor, 0, "the scan ends");
+    assert_eq!(again.len(), keys.len(), "no master walked twice");
 }
 
 #[test]
@@ -406,27 +494,55 @@ fn scripts_and_functions_reach_every_master() {
 }
 
 #[test]
+fn config_set_reaches_the_replicas_of_a_cluster_never_written_to() {
+    require_redis();
+    let cluster = Cluster::start(3, 1);
+    // Redis 7.0 calls a replica `loading` in `CLUSTER SHARDS` until its master's first
+    // write; this cluster has had none. Every node sees every replica first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in cluster.master_ports() {
+        while cluster
+            .cli(port, &["CLUSTER", "SHARDS"])
+            .matches("replica")
+            .count()
+            < 3
+        {
+            assert!(Instant::now() < deadline, "{port} never saw every replica");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(dbsize, 0, "never written to");
+    for policy in ["allkeys-lru", "volatile-ttl"] {
+        let ok: String = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(policy)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(ok, "OK");
+        for port in cluster.ports() {
+            let got: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query(&mut cluster.node_client(port))
+                .unwrap();
+            assert_eq!(got[1], policy, "CONFIG SET reached node {port}");
+        }
+    }
+    let ok: String = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+}
+
+#[test]
 fn config_set_slowlog_and_pubsub_counts_cover_every_node() {
     require_redis();
     let cluster = Cluster::start(3, 1);
-    // A replica counts once `CLUSTER SHARDS` calls it `online`, which Redis 7.0 does
-    // only after its master's first write: write on every master and wait for that
-    // before slotgate reads the topology.
-    for k in support::keys_on_every_master(&cluster, "warm", 1) {
-        let _: () = cluster
-            .node_client(cluster.node_for_key(&k))
-            .set(&k, "v")
-            .unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first = cluster.master_ports()[0];
-    while cluster
-        .cli(first, &["CLUSTER", "SHARDS"])
-        .contains("loading")
-    {
-        assert!(Instant::now() < deadline, "replicas never came online");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let proxy = Proxy::start(&cluster.seeds(), &[]);
     let mut con = proxy.client();
     let ok: String = redis::cmd("CONFIG")
@@ -754,11 +870,7 @@ fn redis_benchmark_default_tests_pass_with_random_keys() {
 fn a_master_added_to_the_cluster_gets_the_functions() {
     require_redis();
     let mut cluster = Cluster::start(3, 0);
-    let config = format!(
-        "seeds = [\"127.0.0.1:{}\"]\n[cluster]\nrefresh_interval_ms = 200\n",
-        cluster.master_ports()[0]
-    );
-    let proxy = Proxy::start_args(&["--config", &write_config(&config)]);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), FAST_REFRESH);
     let mut con = proxy.client();
     let lib = "#!lua name=joinlib\nredis.register_function('joinget', function(keys, args) return redis.call('GET', keys[1]) end)";
     let _: String = redis::cmd("FUNCTION")
@@ -803,11 +915,7 @@ fn a_master_added_to_the_cluster_gets_the_functions() {
 fn config_set_can_be_switched_off() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let config = format!(
-        "seeds = [\"127.0.0.1:{}\"]\n[cluster]\nconfig_commands = false\n",
-        cluster.master_ports()[0]
-    );
-    let proxy = Proxy::start_args(&["--config", &write_config(&config)]);
+    let proxy = Proxy::start_with_config(&cluster.seeds(), "[cluster]\nconfig_commands = false\n");
     let mut con = proxy.client();
     let err = redis::cmd("CONFIG")
         .arg("SET")

@@ -74,13 +74,13 @@ pub enum Merge {
         nodes: Vec<String>,
     },
     /// SCAN over one node (one part): the node's reply `[cursor, [keys...]]` with its
-    /// cursor replaced by the proxy's [`ScanCursor`]: node cursor 0 moves on to
-    /// `shard + 1` (cursor 0 when that was the last shard). A node cursor of 2^48 or more
-    /// gets an error reply: the proxy's cursor cannot hold it.
+    /// cursor replaced by the proxy's [`ScanCursor`]: a node cursor other than 0 is `at`
+    /// with that node cursor; node cursor 0 moves on to `next` (cursor 0, the scan's
+    /// end, when `None`). A node cursor over [`ScanCursor::NODE_MAX`] gets an error
+    /// reply: the proxy's cursor cannot hold it.
     Scan {
-        shard: u16,
-        shards: u16,
-        fingerprint: u8,
+        at: ScanCursor,
+        next: Option<ScanCursor>,
     },
 }
 
@@ -133,11 +133,7 @@ pub fn merge(merge: &Merge, parts: Vec<ReplyResult>, proto: Proto) -> ReplyResul
         Merge::SlowlogGet { count, nodes } => slowlog_get(*count, nodes, &frames, proto),
         Merge::Tagged { nodes } => tagged(nodes, &frames, proto),
         Merge::Texts { nodes } => texts(nodes, &frames, proto),
-        Merge::Scan {
-            shard,
-            shards,
-            fingerprint,
-        } => scan(*shard, *shards, *fingerprint, &frames, proto),
+        Merge::Scan { at, next } => scan(*at, *next, &frames, proto),
     };
     Ok(merged.unwrap_or_else(|why| why.into_reply(proto)))
 }
@@ -747,9 +743,8 @@ fn texts(nodes: &[String], frames: &[Bytes], proto: Proto) -> Result<Bytes, Unex
 }
 
 fn scan(
-    shard: u16,
-    shards: u16,
-    fingerprint: u8,
+    at: ScanCursor,
+    next: Option<ScanCursor>,
     frames: &[Bytes],
     proto: Proto,
 ) -> Result<Bytes, Unexpected> {
@@ -788,35 +783,17 @@ fn scan(
             )))
         }
     }
-    if shards > ScanCursor::SHARDS_MAX || shard >= shards {
-        return Err(Unexpected::new(format!(
-            "SCAN of shard {shard} of {shards} (a cursor names at most {} shards)",
-            ScanCursor::SHARDS_MAX
-        )));
-    }
     let cursor = if node != 0 {
         if node > ScanCursor::NODE_MAX {
             let mut out = BytesMut::new();
             writer(&mut out, proto).error(&format!(
-                "ERR slotgate: a node's SCAN cursor {node} is too large for the proxy's cursor encoding (at most 2^48-1)"
+                "ERR slotgate: a node's SCAN cursor {node} is too large for the proxy's cursor encoding (at most 2^47-1)"
             ));
             return Ok(out.freeze());
         }
-        ScanCursor {
-            shard,
-            node,
-            fingerprint,
-        }
-        .encode()
-    } else if shard.saturating_add(1) < shards {
-        ScanCursor {
-            shard: shard + 1,
-            node: 0,
-            fingerprint,
-        }
-        .encode()
+        ScanCursor { node, ..at }.encode()
     } else {
-        0
+        next.map_or(0, ScanCursor::encode)
     };
     let mut digits = itoa::Buffer::new();
     let mut out = BytesMut::with_capacity(keys.len() + 2 * HEADER_MAX);
@@ -831,17 +808,21 @@ fn scan(
 // SCAN cursors.
 
 /// The proxy's SCAN cursor: which shard (index in the slot table's shard list), the
-/// node's own cursor, and a fingerprint of the topology the scan started on.
+/// node's own cursor, a fingerprint of the topology the scan started on, and whether the
+/// scan is past its walk over every master, rescanning the masters that import slots
+/// (see `session::fan_out`).
 ///
-/// The client sees one decimal u64: the node's cursor in the top 48 bits, the
-/// fingerprint in the next 8, the shard in the low 8. Shard 0, node cursor 0 (the
-/// start) is `0`, as with Redis; a scan that moves on to the next shard gets a cursor
-/// with node 0 and shard ≥ 1, never `0`, so `0` only ever means "start" or "done".
+/// The client sees one decimal u64: the rescan flag in the top bit, the node's cursor
+/// in the next 47 bits, the fingerprint in the next 8, the shard in the low 8. Shard 0,
+/// node cursor 0 of the walk (the start) is `0`, as with Redis; a scan that moves on
+/// to the next shard gets a cursor with node 0 and shard ≥ 1 or the rescan flag, never
+/// `0`, so `0` only ever means "start" or "done".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanCursor {
     pub shard: u16,
     pub node: u64,
     pub fingerprint: u8,
+    pub rescan: bool,
 }
 
 impl ScanCursor {
@@ -850,21 +831,35 @@ impl ScanCursor {
         shard: 0,
         node: 0,
         fingerprint: 0,
+        rescan: false,
     };
 
     /// Shards a cursor can name (8 bits).
     pub const SHARDS_MAX: u16 = 256;
 
-    /// The largest node cursor the encoding holds (48 bits).
-    pub const NODE_MAX: u64 = (1 << 48) - 1;
+    /// The largest node cursor the encoding holds (47 bits: a node's cursor runs to its
+    /// hash table's size, far below 2^47 slots).
+    pub const NODE_MAX: u64 = (1 << 47) - 1;
 
-    /// As the decimal u64 the client sees: `(node << 16) | (fingerprint << 8) | shard`;
-    /// shard < 256, node < 2^48.
+    /// The first node cursor of `shard`.
+    pub fn shard_start(shard: u16, fingerprint: u8, rescan: bool) -> ScanCursor {
+        ScanCursor {
+            shard,
+            node: 0,
+            fingerprint,
+            rescan,
+        }
+    }
+
+    /// As the decimal u64 the client sees:
+    /// `(rescan << 63) | (node << 16) | (fingerprint << 8) | shard`; shard < 256,
+    /// node < 2^47.
     ///
     /// Bits of `shard` and `node` beyond those widths are dropped; [`merge`] answers an
     /// error rather than build such a cursor.
     pub fn encode(self) -> u64 {
-        ((self.node & Self::NODE_MAX) << 16)
+        (u64::from(self.rescan) << 63)
+            | ((self.node & Self::NODE_MAX) << 16)
             | (u64::from(self.fingerprint) << 8)
             | u64::from(self.shard & 0xff)
     }
@@ -885,8 +880,9 @@ impl ScanCursor {
             .ok_or(INVALID)?;
         Ok(ScanCursor {
             shard: (v & 0xff) as u16,
-            node: v >> 16,
+            node: (v >> 16) & Self::NODE_MAX,
             fingerprint: ((v >> 8) & 0xff) as u8,
+            rescan: v >> 63 == 1,
         })
     }
 }
@@ -1419,11 +1415,20 @@ mod tests {
         assert!(is_slotgate_error(&run(&short, parts(), Resp2)));
     }
 
-    fn scan_of(shard: u16, shards: u16) -> Merge {
-        Merge::Scan {
+    fn cursor(shard: u16, node: u64, rescan: bool) -> ScanCursor {
+        ScanCursor {
             shard,
-            shards,
+            node,
             fingerprint: 0xab,
+            rescan,
+        }
+    }
+
+    /// SCAN of `shard`, moving on to `next` (a shard's start) when the node is done.
+    fn scan_of(shard: u16, next: Option<(u16, bool)>) -> Merge {
+        Merge::Scan {
+            at: cursor(shard, 0, false),
+            next: next.map(|(shard, rescan)| cursor(shard, 0, rescan)),
         }
     }
 
@@ -1436,36 +1441,43 @@ mod tests {
     fn scan_replaces_the_nodes_cursor() {
         for proto in [Resp2, Resp3] {
             // Mid-node: the same shard, the node's cursor.
-            let mid = ScanCursor {
-                shard: 1,
-                node: 17,
-                fingerprint: 0xab,
-            };
             assert_eq!(
-                run(&scan_of(1, 3), vec![ok(&scan_reply(17))], proto),
-                scan_reply(mid.encode())
+                run(
+                    &scan_of(1, Some((2, false))),
+                    vec![ok(&scan_reply(17))],
+                    proto
+                ),
+                scan_reply(cursor(1, 17, false).encode())
             );
             // The node is done: the next shard, from its start.
-            let next = ScanCursor {
-                shard: 2,
-                node: 0,
-                fingerprint: 0xab,
-            };
             assert_eq!(
-                run(&scan_of(1, 3), vec![ok(&scan_reply(0))], proto),
-                scan_reply(next.encode())
+                run(
+                    &scan_of(1, Some((2, false))),
+                    vec![ok(&scan_reply(0))],
+                    proto
+                ),
+                scan_reply(cursor(2, 0, false).encode())
             );
+            // The walk is done, a master importing slots is to be scanned again: even
+            // shard 0's rescan is not cursor 0.
+            let rescan = run(
+                &scan_of(2, Some((0, true))),
+                vec![ok(&scan_reply(0))],
+                proto,
+            );
+            assert_eq!(rescan, scan_reply(cursor(0, 0, true).encode()));
+            assert_ne!(cursor(0, 0, true).encode(), 0);
             // The last shard is done: the scan is.
             assert_eq!(
-                run(&scan_of(2, 3), vec![ok(&scan_reply(0))], proto),
+                run(&scan_of(2, None), vec![ok(&scan_reply(0))], proto),
                 scan_reply(0)
             );
             // The largest node cursor that fits, and the first that does not.
             let max = ScanCursor::NODE_MAX;
-            let top = run(&scan_of(0, 1), vec![ok(&scan_reply(max))], proto);
-            let cursor = ScanCursor::decode(top.split("\r\n").nth(2).unwrap().as_bytes());
-            assert_eq!(cursor.map(|c| c.node), Ok(max));
-            let text = run(&scan_of(0, 1), vec![ok(&scan_reply(max + 1))], proto);
+            let top = run(&scan_of(0, None), vec![ok(&scan_reply(max))], proto);
+            let got = ScanCursor::decode(top.split("\r\n").nth(2).unwrap().as_bytes());
+            assert_eq!(got.map(|c| (c.node, c.rescan)), Ok((max, false)));
+            let text = run(&scan_of(0, None), vec![ok(&scan_reply(max + 1))], proto);
             assert!(text.contains("too large"), "{text}");
             assert!(text.starts_with("-ERR slotgate: ") && text.ends_with("\r\n"));
             // Malformed replies.
@@ -1474,13 +1486,11 @@ mod tests {
                 "*2\r\n$1\r\nx\r\n*0\r\n",
                 "*2\r\n$1\r\n0\r\n:1\r\n",
             ] {
-                let text = run(&scan_of(0, 1), vec![ok(bad)], proto);
+                let text = run(&scan_of(0, None), vec![ok(bad)], proto);
                 assert!(is_slotgate_error(&text), "{bad:?}: {text}");
             }
             let two = vec![ok(&scan_reply(0)), ok(&scan_reply(0))];
-            assert!(is_slotgate_error(&run(&scan_of(0, 1), two, proto)));
-            let too_many_shards = run(&scan_of(0, 257), vec![ok(&scan_reply(0))], proto);
-            assert!(is_slotgate_error(&too_many_shards));
+            assert!(is_slotgate_error(&run(&scan_of(0, None), two, proto)));
         }
     }
 
@@ -1494,17 +1504,21 @@ mod tests {
                 shard: 255,
                 node: ScanCursor::NODE_MAX,
                 fingerprint: 255,
+                rescan: true,
             },
             ScanCursor {
                 shard: 3,
                 node: 123_456_789,
                 fingerprint: 7,
+                rescan: false,
             },
             ScanCursor {
                 shard: 1,
                 node: 0,
                 fingerprint: 0,
+                rescan: false,
             },
+            ScanCursor::shard_start(0, 0, true),
         ] {
             let text = c.encode().to_string();
             assert_eq!(ScanCursor::decode(text.as_bytes()), Ok(c), "{text}");
@@ -1513,14 +1527,17 @@ mod tests {
             ScanCursor {
                 shard: 2,
                 node: 5,
-                fingerprint: 1
+                fingerprint: 1,
+                rescan: false,
             }
             .encode(),
             (5 << 16) | (1 << 8) | 2
         );
+        assert_eq!(ScanCursor::shard_start(0, 0, true).encode(), 1 << 63);
+        let all_ones = ScanCursor::decode(b"18446744073709551615").unwrap();
         assert_eq!(
-            ScanCursor::decode(b"18446744073709551615").map(|c| c.node),
-            Ok(ScanCursor::NODE_MAX)
+            (all_ones.node, all_ones.rescan),
+            (ScanCursor::NODE_MAX, true)
         );
         for bad in [
             &b"-1"[..],
