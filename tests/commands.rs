@@ -662,6 +662,181 @@ fn config_set_slowlog_and_pubsub_counts_cover_every_node() {
     assert_eq!(channels, vec!["news1".to_string()], "the union, once");
 }
 
+/// The pairs of a map reply: a RESP3 map, or RESP2's flat array.
+fn map_pairs(v: &Value) -> Vec<(Value, Value)> {
+    match v {
+        Value::Map(pairs) => pairs.clone(),
+        Value::Array(flat) => flat
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect(),
+        other => panic!("expected a map, got {other:?}"),
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    redis::from_redis_value(v).unwrap()
+}
+
+/// One command of `LATENCY HISTOGRAM`: name, calls, `(usec, cumulative count)`.
+type Histogram = (String, i64, Vec<(i64, i64)>);
+
+fn histograms(v: &Value) -> Vec<Histogram> {
+    map_pairs(v)
+        .iter()
+        .map(|(name, fields)| {
+            let fields = map_pairs(fields);
+            let field = |want: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| text_of(k) == want)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("no {want} in {fields:?}"))
+            };
+            let calls: i64 = redis::from_redis_value(&field("calls")).unwrap();
+            let buckets = map_pairs(&field("histogram_usec"))
+                .iter()
+                .map(|(b, n)| {
+                    (
+                        redis::from_redis_value(b).unwrap(),
+                        redis::from_redis_value(n).unwrap(),
+                    )
+                })
+                .collect();
+            (text_of(name), calls, buckets)
+        })
+        .collect()
+}
+
+#[test]
+fn latency_histogram_merges_every_masters_histograms() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let keys = support::keys_on_every_master(&cluster, "lh", 20);
+    for k in &keys {
+        let _: () = con.set(k, "v").unwrap();
+    }
+    for k in &keys[..10] {
+        let _: Option<String> = con.get(k).unwrap();
+    }
+    // What each master says of its own SETs, summed.
+    let mut direct_calls = 0;
+    for port in cluster.master_ports() {
+        let v: Value = redis::cmd("LATENCY")
+            .arg("HISTOGRAM")
+            .arg("set")
+            .query(&mut cluster.node_client(port))
+            .unwrap();
+        let h = histograms(&v);
+        assert_eq!(h.len(), 1, "{port}: {h:?}");
+        direct_calls += h[0].1;
+    }
+    assert_eq!(direct_calls, 60);
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let v: Value = redis::cmd("LATENCY")
+            .arg("HISTOGRAM")
+            .arg("set")
+            .arg("get")
+            .arg("no-such-command")
+            .query(&mut con)
+            .unwrap();
+        if protocol == "resp3" {
+            assert!(matches!(v, Value::Map(_)), "{protocol}: a map: {v:?}");
+        }
+        let h = histograms(&v);
+        let names: Vec<&str> = h.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 2, "{protocol}: {names:?}");
+        assert!(
+            names.contains(&"set") && names.contains(&"get"),
+            "{names:?}"
+        );
+        for (name, calls, buckets) in &h {
+            let want = if name == "set" { 60 } else { 10 };
+            assert_eq!(*calls, want, "{protocol}: {name} calls over every master");
+            // Cumulative: rising, the last bucket counts every call.
+            assert!(buckets
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
+            assert_eq!(buckets.last().map(|b| b.1), Some(want), "{buckets:?}");
+        }
+        // Without arguments: every command any master ran.
+        let all: Value = redis::cmd("LATENCY")
+            .arg("HISTOGRAM")
+            .query(&mut con)
+            .unwrap();
+        let all = histograms(&all);
+        assert!(
+            all.iter().any(|(n, c, _)| n == "set" && *c == 60),
+            "{all:?}"
+        );
+    }
+}
+
+#[test]
+fn function_stats_shows_a_function_running_on_any_master() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let mut con = proxy.client();
+    let lib = "#!lua name=slowlib\nredis.register_function{function_name='slowfn', callback=function(keys, args) local s = redis.call('TIME') repeat local n = redis.call('TIME') until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 3000000 return 1 end, flags={'no-writes'}}";
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(lib)
+        .query(&mut con)
+        .unwrap();
+    let idle: Value = redis::cmd("FUNCTION").arg("STATS").query(&mut con).unwrap();
+    let idle = map_pairs(&idle);
+    assert_eq!(text_of(&idle[0].0), "running_script");
+    assert_eq!(idle[0].1, Value::Nil, "nothing runs");
+    let engines = map_pairs(&idle[1].1);
+    let lua = map_pairs(&engines[0].1);
+    assert_eq!(
+        redis::from_redis_value::<i64>(&lua[0].1).unwrap(),
+        1,
+        "one library, from one master: {lua:?}"
+    );
+    // A node answers others while a function runs only past busy-reply-threshold
+    // (5 s by default).
+    let _: String = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg("100")
+        .query(&mut con)
+        .unwrap();
+    // The function runs on the last master, called there directly.
+    let busy = *cluster.master_ports().last().unwrap();
+    let mut direct = cluster.node_client(busy);
+    let runner = std::thread::spawn(move || {
+        redis::cmd("FCALL")
+            .arg("slowfn")
+            .arg(0)
+            .query::<i64>(&mut direct)
+    });
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let running = loop {
+            let stats: Value = redis::cmd("FUNCTION").arg("STATS").query(&mut con).unwrap();
+            let stats = map_pairs(&stats);
+            if stats[0].1 != Value::Nil {
+                break map_pairs(&stats[0].1);
+            }
+            assert!(Instant::now() < deadline, "{protocol}: never saw it run");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let field = |want: &str| running.iter().find(|(k, _)| text_of(k) == want).cloned();
+        assert_eq!(
+            field("name").map(|(_, v)| text_of(&v)).as_deref(),
+            Some("slowfn"),
+            "{protocol}: {running:?}"
+        );
+    }
+    assert_eq!(runner.join().unwrap().unwrap(), 1);
+}
+
 #[test]
 fn a_noscript_after_a_failover_or_a_flush_on_one_node_is_healed() {
     require_redis();

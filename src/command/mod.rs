@@ -173,6 +173,8 @@ pub enum FanOut {
     LatencyEntries,
     /// LATENCY DOCTOR, LATENCY GRAPH.
     LatencyText,
+    LatencyHistogram,
+    FunctionStats,
 }
 
 /// Which nodes a cluster-wide command goes to.
@@ -216,6 +218,10 @@ pub enum Combine {
     Texts,
     /// One node's keys behind slotgate's cursor.
     Scan,
+    /// Per command: calls summed, histogram buckets merged.
+    LatencyHistogram,
+    /// One node's `FUNCTION STATS`, with the running function of any node that runs one.
+    FunctionStats,
 }
 
 impl FanOut {
@@ -255,6 +261,8 @@ impl FanOut {
             FanOut::SlowlogGet => Combine::SlowlogGet,
             FanOut::LatencyEntries => Combine::Tagged,
             FanOut::LatencyText => Combine::Texts,
+            FanOut::LatencyHistogram => Combine::LatencyHistogram,
+            FanOut::FunctionStats => Combine::FunctionStats,
         }
     }
 }

@@ -73,6 +73,14 @@ pub enum Merge {
         count: Option<i64>,
         nodes: Vec<String>,
     },
+    /// LATENCY HISTOGRAM: per command, in first-seen order over the parts, `calls`
+    /// summed and the nodes' cumulative `histogram_usec` buckets merged bucket by
+    /// bucket (at each bucket any node reports, the sum of every node's cumulative
+    /// count up to it). A map in RESP3, flat arrays in RESP2, as Redis gives it.
+    LatencyHistogram,
+    /// FUNCTION STATS: the first part's reply, its `running_script` that of the first
+    /// part whose is not null (a function runs on one node at a time per client).
+    FunctionStats,
     /// SCAN over one node (one part): the node's reply `[cursor, [keys...]]` with its
     /// cursor replaced by the proxy's [`ScanCursor`]: a node cursor other than 0 is `at`
     /// with that node cursor; node cursor 0 moves on to `next` (cursor 0, the scan's
@@ -134,6 +142,8 @@ pub fn merge(merge: &Merge, parts: Vec<ReplyResult>, proto: Proto) -> ReplyResul
         Merge::Tagged { nodes } => tagged(nodes, &frames, proto),
         Merge::Texts { nodes } => texts(nodes, &frames, proto),
         Merge::Scan { at, next } => scan(*at, *next, &frames, proto),
+        Merge::LatencyHistogram => latency_histogram(&frames, proto),
+        Merge::FunctionStats => function_stats(&frames),
     };
     Ok(merged.unwrap_or_else(|why| why.into_reply(proto)))
 }
@@ -742,6 +752,141 @@ fn texts(nodes: &[String], frames: &[Bytes], proto: Proto) -> Result<Bytes, Unex
     Ok(out.freeze())
 }
 
+/// A string element's bytes (bulk or status).
+fn text(frame: &[u8]) -> Result<&[u8], Unexpected> {
+    match value(frame)? {
+        Value::Bulk(b) | Value::Simple(b) => Ok(b),
+        other => Err(Unexpected::new(format!(
+            "expected a string, got {}",
+            describe(&other)
+        ))),
+    }
+}
+
+/// One command of `LATENCY HISTOGRAM`: its name, calls over the parts, and each part's
+/// cumulative buckets `(usec, count)`.
+struct CommandHistogram<'a> {
+    name: &'a [u8],
+    calls: i64,
+    per_node: Vec<Vec<(i64, i64)>>,
+}
+
+fn latency_histogram(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
+    let mut commands: Vec<CommandHistogram> = Vec::new();
+    for frame in frames {
+        let (_, mut entries) = pairs(frame)?;
+        while let Some(name) = entries.next_item()? {
+            let name = text(name)?;
+            let (_, mut fields) = pairs(entries.item()?)?;
+            let (mut calls, mut buckets) = (0, Vec::new());
+            while let Some(field) = fields.next_item()? {
+                let field_value = fields.item()?;
+                match text(field)? {
+                    b"calls" => calls = int(field_value)?,
+                    b"histogram_usec" => {
+                        let (_, mut items) = pairs(field_value)?;
+                        buckets.reserve(items.bounded_len() / 2);
+                        while let Some(usec) = items.next_item()? {
+                            buckets.push((int(usec)?, int(items.item()?)?));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let at = match commands.iter().position(|c| c.name == name) {
+                Some(at) => at,
+                None => {
+                    commands.push(CommandHistogram {
+                        name,
+                        calls: 0,
+                        per_node: Vec::new(),
+                    });
+                    commands.len() - 1
+                }
+            };
+            let command = &mut commands[at];
+            command.calls = command.calls.saturating_add(calls);
+            command.per_node.push(buckets);
+        }
+    }
+    let mut out = BytesMut::new();
+    let mut w = writer(&mut out, proto);
+    w.map(commands.len());
+    for command in &commands {
+        w.bulk(command.name);
+        w.map(2);
+        w.bulk(b"calls");
+        w.int(command.calls);
+        w.bulk(b"histogram_usec");
+        let merged = merge_cumulative(&command.per_node);
+        w.map(merged.len());
+        for (usec, count) in merged {
+            w.int(usec);
+            w.int(count);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Cumulative histograms (each ascending by bucket) summed: at every bucket any of them
+/// has, the sum of each one's count at its last bucket not above it.
+fn merge_cumulative(histograms: &[Vec<(i64, i64)>]) -> Vec<(i64, i64)> {
+    let mut bounds: Vec<i64> = histograms.iter().flatten().map(|&(usec, _)| usec).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    (bounds.into_iter())
+        .map(|bound| {
+            let count = (histograms.iter())
+                .map(|h| {
+                    (h.iter().take_while(|&&(usec, _)| usec <= bound))
+                        .last()
+                        .map_or(0, |&(_, count)| count)
+                })
+                .fold(0i64, i64::saturating_add);
+            (bound, count)
+        })
+        .collect()
+}
+
+fn function_stats(frames: &[Bytes]) -> Result<Bytes, Unexpected> {
+    let [first, ..] = frames else {
+        return Err(Unexpected::new("no node replied"));
+    };
+    // The first non-null `running_script` over the parts.
+    let mut running: Option<&[u8]> = None;
+    for frame in frames {
+        let (_, mut fields) = pairs(frame)?;
+        while let Some(field) = fields.next_item()? {
+            let field_value = fields.item()?;
+            if text(field)? == b"running_script" && !matches!(value(field_value)?, Value::Null) {
+                running = Some(field_value);
+                break;
+            }
+        }
+        if running.is_some() {
+            break;
+        }
+    }
+    let Some(running) = running else {
+        return Ok(first.clone());
+    };
+    let (_, mut fields) = pairs(first)?;
+    // The map's (or flat array's) header, copied as the node wrote it.
+    let header_len = first.len() - fields.body().len();
+    let mut out = BytesMut::with_capacity(first.len() + running.len());
+    out.extend_from_slice(&first[..header_len]);
+    while let Some(field) = fields.next_item()? {
+        let field_value = fields.item()?;
+        out.extend_from_slice(field);
+        if text(field)? == b"running_script" {
+            out.extend_from_slice(running);
+        } else {
+            out.extend_from_slice(field_value);
+        }
+    }
+    Ok(out.freeze())
+}
+
 fn scan(
     at: ScanCursor,
     next: Option<ScanCursor>,
@@ -1019,6 +1164,107 @@ mod tests {
         match merge(m, parts, proto) {
             Ok(frame) => String::from_utf8_lossy(&frame).into_owned(),
             Err(e) => format!("Err:{e}"),
+        }
+    }
+
+    /// One command of a `LATENCY HISTOGRAM` reply: name, calls, `(usec, cumulative)`.
+    type Histogram<'a> = (&'a str, i64, &'a [(i64, i64)]);
+
+    /// A node's `LATENCY HISTOGRAM` reply.
+    fn histogram(proto: Proto, commands: &[Histogram]) -> String {
+        let mut out = BytesMut::new();
+        let mut w = writer(&mut out, proto);
+        w.map(commands.len());
+        for (name, calls, buckets) in commands {
+            w.bulk(name.as_bytes());
+            w.map(2);
+            w.bulk(b"calls");
+            w.int(*calls);
+            w.bulk(b"histogram_usec");
+            w.map(buckets.len());
+            for (usec, count) in *buckets {
+                w.int(*usec);
+                w.int(*count);
+            }
+        }
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn latency_histograms_sum_calls_and_merge_cumulative_buckets() {
+        for proto in [Resp2, Resp3] {
+            let a = histogram(
+                proto,
+                &[("set", 3, &[(1, 1), (4, 3)]), ("get", 1, &[(2, 1)])],
+            );
+            let b = histogram(
+                proto,
+                &[("config|set", 1, &[(16, 1)]), ("set", 4, &[(2, 2), (8, 4)])],
+            );
+            let want = histogram(
+                proto,
+                &[
+                    // At 1: 1+0; at 2: 1+2; at 4: 3+2; at 8: 3+4.
+                    ("set", 7, &[(1, 1), (2, 3), (4, 5), (8, 7)]),
+                    ("get", 1, &[(2, 1)]),
+                    ("config|set", 1, &[(16, 1)]),
+                ],
+            );
+            let merged = run(&Merge::LatencyHistogram, vec![ok(&a), ok(&b)], proto);
+            assert_eq!(merged, want, "{proto:?}");
+            // Nothing recorded anywhere: an empty map.
+            let empty = histogram(proto, &[]);
+            let merged = run(
+                &Merge::LatencyHistogram,
+                vec![ok(&empty), ok(&empty)],
+                proto,
+            );
+            assert_eq!(merged, empty);
+            let text = run(&Merge::LatencyHistogram, vec![ok(":1\r\n")], proto);
+            assert!(is_slotgate_error(&text), "{text}");
+        }
+    }
+
+    fn function_stats_reply(proto: Proto, running: Option<&str>) -> String {
+        let mut out = BytesMut::new();
+        let mut w = writer(&mut out, proto);
+        w.map(2);
+        w.bulk(b"running_script");
+        match running {
+            Some(name) => {
+                w.map(3);
+                w.bulk(b"name");
+                w.bulk(name.as_bytes());
+                w.bulk(b"command");
+                w.array(1);
+                w.bulk(b"fcall");
+                w.bulk(b"duration_ms");
+                w.int(1500);
+            }
+            None => w.null(),
+        }
+        w.bulk(b"engines");
+        w.map(1);
+        w.bulk(b"LUA");
+        w.map(2);
+        w.bulk(b"libraries_count");
+        w.int(1);
+        w.bulk(b"functions_count");
+        w.int(2);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn function_stats_shows_the_function_running_on_any_node() {
+        for proto in [Resp2, Resp3] {
+            let idle = function_stats_reply(proto, None);
+            let busy = function_stats_reply(proto, Some("slow"));
+            let parts = || vec![ok(&idle), ok(&busy), ok(&idle)];
+            assert_eq!(run(&Merge::FunctionStats, parts(), proto), busy);
+            let all_idle = vec![ok(&idle), ok(&idle)];
+            assert_eq!(run(&Merge::FunctionStats, all_idle, proto), idle);
+            let text = run(&Merge::FunctionStats, vec![ok(":1\r\n")], proto);
+            assert!(is_slotgate_error(&text), "{text}");
         }
     }
 

@@ -90,6 +90,8 @@ pub fn fan_out_phrase(kind: FanOut) -> String {
         Combine::Tagged => "each entry naming its node",
         Combine::Texts => "each text under its node's name",
         Combine::Scan => "behind one cursor",
+        Combine::LatencyHistogram => "calls summed and histograms merged per command",
+        Combine::FunctionStats => "the libraries of one, the running function of any that runs one",
     };
     format!("{nodes}, {combined}")
 }

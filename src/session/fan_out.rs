@@ -61,6 +61,8 @@ impl Session {
             Combine::Texts => Merge::Texts {
                 nodes: addrs(&nodes),
             },
+            Combine::LatencyHistogram => Merge::LatencyHistogram,
+            Combine::FunctionStats => Merge::FunctionStats,
             Combine::Scan => return self.scan(w, &request),
         };
         let bytes = request.into_raw();
