@@ -837,6 +837,85 @@ fn function_stats_shows_a_function_running_on_any_master() {
     assert_eq!(runner.join().unwrap().unwrap(), 1);
 }
 
+/// `args` as one RESP request.
+fn request(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// A client that sent `args` (a subscribe) to `port` and got its confirmation.
+fn subscribed(port: u16, args: &[&str]) -> support::RawClient {
+    let mut c = support::RawClient::connect(port);
+    c.write(&request(args));
+    let confirmed = c.read_replies(1, Duration::from_secs(10));
+    assert_eq!(confirmed.len(), 1, "{args:?} confirmed");
+    c
+}
+
+/// `PUBSUB NUMSUB`/`SHARDNUMSUB` as (channel, count) pairs.
+fn numsub(con: &mut redis::Connection, sub: &str, channels: &[&str]) -> Vec<(String, i64)> {
+    let v: Value = redis::cmd("PUBSUB")
+        .arg(sub)
+        .arg(channels)
+        .query(con)
+        .unwrap();
+    map_pairs(&v)
+        .iter()
+        .map(|(c, n)| (text_of(c), redis::from_redis_value(n).unwrap()))
+        .collect()
+}
+
+#[test]
+fn pubsub_counts_count_slotgates_clients_not_its_own_subscriptions() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    // Clients spread over both workers, each worker's hub subscribing once at a node.
+    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "2"]);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(subscribed(proxy.port(), &["SUBSCRIBE", "news"]));
+    }
+    for _ in 0..3 {
+        clients.push(subscribed(proxy.port(), &["PSUBSCRIBE", "news.*"]));
+    }
+    clients.push(subscribed(proxy.port(), &["PSUBSCRIBE", "sports.*"]));
+    for _ in 0..3 {
+        clients.push(subscribed(proxy.port(), &["SSUBSCRIBE", "{s}ch"]));
+    }
+    // One more of each at a node directly.
+    let node = cluster.master_ports()[1];
+    clients.push(subscribed(node, &["SUBSCRIBE", "news"]));
+    clients.push(subscribed(node, &["PSUBSCRIBE", "direct.*"]));
+    let owner = cluster.node_for_key("{s}ch");
+    clients.push(subscribed(owner, &["SSUBSCRIBE", "{s}ch"]));
+    for protocol in ["resp2", "resp3"] {
+        let mut con = client(&proxy, protocol);
+        assert_eq!(
+            numsub(&mut con, "NUMSUB", &["news", "none"]),
+            vec![("news".into(), 6), ("none".into(), 0)],
+            "{protocol}: 5 through slotgate, 1 at a node"
+        );
+        assert_eq!(
+            numsub(&mut con, "SHARDNUMSUB", &["{s}ch"]),
+            vec![("{s}ch".into(), 4)],
+            "{protocol}"
+        );
+        let numpat: i64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut con).unwrap();
+        assert_eq!(numpat, 3, "{protocol}: news.*, sports.*, direct.*");
+    }
+    // Clients that leave are counted out.
+    drop(clients.drain(..3));
+    let mut con = proxy.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while numsub(&mut con, "NUMSUB", &["news"])[0].1 != 3 {
+        assert!(Instant::now() < deadline, "the 3 that left still count");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_noscript_after_a_failover_or_a_flush_on_one_node_is_healed() {
     require_redis();

@@ -208,8 +208,11 @@ pub enum Combine {
     AnyOk,
     /// The union of the arrays, each element once.
     Union,
-    /// Subscribers per channel: the nodes' counts summed.
+    /// Subscribers per channel: the nodes' counts summed, slotgate's own subscriptions
+    /// at the nodes replaced by the clients subscribed through slotgate.
     NumSub,
+    /// Patterns subscribed: likewise.
+    NumPat,
     /// Entries merged newest first, each naming its node.
     SlowlogGet,
     /// Entries concatenated, each naming its node.
@@ -237,9 +240,7 @@ impl FanOut {
     /// How its replies become one.
     pub const fn combine(self) -> Combine {
         match self {
-            FanOut::DbSize | FanOut::PubSubNumPat | FanOut::SlowlogLen | FanOut::LatencyReset => {
-                Combine::Sum
-            }
+            FanOut::DbSize | FanOut::SlowlogLen | FanOut::LatencyReset => Combine::Sum,
             FanOut::Keys => Combine::Concat,
             FanOut::Scan => Combine::Scan,
             FanOut::FlushAll
@@ -258,6 +259,7 @@ impl FanOut {
             FanOut::ScriptKill | FanOut::FunctionKill => Combine::AnyOk,
             FanOut::PubSubChannels | FanOut::PubSubShardChannels => Combine::Union,
             FanOut::PubSubNumSub | FanOut::PubSubShardNumSub => Combine::NumSub,
+            FanOut::PubSubNumPat => Combine::NumPat,
             FanOut::SlowlogGet => Combine::SlowlogGet,
             FanOut::LatencyEntries => Combine::Tagged,
             FanOut::LatencyText => Combine::Texts,

@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use bytes::{Bytes, BytesMut};
 
 use crate::backend::ReplyResult;
+use crate::clients::SubscriptionCounts;
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{parse_int, Limits, ReplyScanner};
 
@@ -55,9 +56,13 @@ pub enum Merge {
     /// (NOTBUSY).
     AnyOk,
     /// PUBSUB NUMSUB, PUBSUB SHARDNUMSUB: per-channel sum of counts, channels in the
-    /// request's order (every part lists them so); a flat array `[ch, n, ...]` or a map,
-    /// as the nodes give it (Redis 7.0 gives the flat array in RESP3 too).
-    NumSub,
+    /// request's order (every part lists them so), each adjusted by slotgate's share
+    /// (its hubs' subscriptions out, its clients in; by position, none past the end);
+    /// a flat array `[ch, n, ...]` or a map, as the nodes give it (Redis 7.0 gives the
+    /// flat array in RESP3 too).
+    NumSub(Vec<SubscriptionCounts>),
+    /// PUBSUB NUMPAT: the sum, adjusted by slotgate's share.
+    NumPat(SubscriptionCounts),
     /// SLOWLOG GET \[count\]: every node's entries, newest first by timestamp, at most
     /// `count` (None: Redis's default 10; a negative count given by the client: all),
     /// each entry with the node's address appended as one more element (parts are in
@@ -137,7 +142,12 @@ pub fn merge(merge: &Merge, parts: Vec<ReplyResult>, proto: Proto) -> ReplyResul
         Merge::FirstNonNull => first_non_null(&frames, proto),
         // No part said OK and none failed.
         Merge::AnyOk => none_ok(&frames),
-        Merge::NumSub => numsub(&frames, proto),
+        Merge::NumSub(adjust) => numsub(adjust, &frames, proto),
+        Merge::NumPat(adjust) => sum(&frames, proto).and_then(|total| {
+            let mut out = BytesMut::new();
+            writer(&mut out, proto).int(adjust.adjust(int(&total)?));
+            Ok(out.freeze())
+        }),
         Merge::SlowlogGet { count, nodes } => slowlog_get(*count, nodes, &frames, proto),
         Merge::Tagged { nodes } => tagged(nodes, &frames, proto),
         Merge::Texts { nodes } => texts(nodes, &frames, proto),
@@ -602,7 +612,11 @@ fn pairs(frame: &[u8]) -> Result<(u8, Items<'_>), Unexpected> {
     }
 }
 
-fn numsub(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
+fn numsub(
+    adjust: &[SubscriptionCounts],
+    frames: &[Bytes],
+    proto: Proto,
+) -> Result<Bytes, Unexpected> {
     let mut channels: Vec<(&[u8], i64)> = Vec::new();
     let mut kind = b'*';
     for (i, f) in frames.iter().enumerate() {
@@ -626,6 +640,9 @@ fn numsub(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
                 .checked_add(int(items.item()?)?)
                 .ok_or_else(|| Unexpected::new("sum of counts overflows"))?;
         }
+    }
+    for ((_, n), adjust) in channels.iter_mut().zip(adjust) {
+        *n = adjust.adjust(*n);
     }
     let size = channels.iter().map(|(c, _)| c.len() + 24).sum::<usize>() + HEADER_MAX;
     let mut out = BytesMut::with_capacity(size);
@@ -1386,7 +1403,7 @@ mod tests {
             Merge::AllOk,
             Merge::Concat,
             Merge::Same,
-            Merge::NumSub,
+            Merge::NumSub(vec![]),
         ] {
             assert_eq!(
                 run(&m, vec![ok(":1\r\n"), ok(attributed)], Resp3),
@@ -1566,22 +1583,38 @@ mod tests {
         let a = "*6\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n$1\r\nx\r\n:1\r\n";
         let b = "*6\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:5\r\n$1\r\nx\r\n:2\r\n";
         let flat = "*6\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:5\r\n$1\r\nx\r\n:3\r\n";
-        assert_eq!(run(&Merge::NumSub, vec![ok(a), ok(b)], Resp2), flat);
-        assert_eq!(run(&Merge::NumSub, vec![ok(a), ok(b)], Resp3), flat);
+        assert_eq!(run(&Merge::NumSub(vec![]), vec![ok(a), ok(b)], Resp2), flat);
+        assert_eq!(run(&Merge::NumSub(vec![]), vec![ok(a), ok(b)], Resp3), flat);
         // A node that answers a RESP3 map gets its client a map.
         let a = "%2\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n";
         let b = "%2\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:7\r\n";
         assert_eq!(
-            run(&Merge::NumSub, vec![ok(a), ok(b)], Resp3),
+            run(&Merge::NumSub(vec![]), vec![ok(a), ok(b)], Resp3),
             "%2\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:7\r\n"
         );
-        assert_eq!(run(&Merge::NumSub, vec![ok("*0\r\n")], Resp2), "*0\r\n");
+        assert_eq!(
+            run(&Merge::NumSub(vec![]), vec![ok("*0\r\n")], Resp2),
+            "*0\r\n"
+        );
         // Parts that name other channels cannot be merged.
         let c = "%2\r\n$1\r\ny\r\n:2\r\n$1\r\nx\r\n:7\r\n";
-        let text = run(&Merge::NumSub, vec![ok(a), ok(c)], Resp3);
+        let text = run(&Merge::NumSub(vec![]), vec![ok(a), ok(c)], Resp3);
         assert!(is_slotgate_error(&text), "{text}");
-        let odd = run(&Merge::NumSub, vec![ok("*1\r\n$1\r\nx\r\n")], Resp2);
+        let odd = run(&Merge::NumSub(vec![]), vec![ok("*1\r\n$1\r\nx\r\n")], Resp2);
         assert!(is_slotgate_error(&odd), "{odd}");
+        // Slotgate's share: its 2 hub subscriptions to x out, its 5 clients in; y none.
+        let share = |clients, at_nodes| SubscriptionCounts { clients, at_nodes };
+        let a = "*4\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:1\r\n";
+        let b = "*4\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n";
+        let m = Merge::NumSub(vec![share(5, 2), share(0, 0)]);
+        assert_eq!(
+            run(&m, vec![ok(a), ok(b)], Resp2),
+            "*4\r\n$1\r\nx\r\n:6\r\n$1\r\ny\r\n:1\r\n"
+        );
+        // Never below 0 (a hub's subscription not at its node yet).
+        assert_eq!(share(0, 3).adjust(1), 0);
+        let m = Merge::NumPat(share(2, 3));
+        assert_eq!(run(&m, vec![ok(":3\r\n"), ok(":1\r\n")], Resp3), ":3\r\n");
     }
 
     /// A SLOWLOG entry as Redis 7.0 gives it.
@@ -1807,7 +1840,12 @@ mod tests {
     #[test]
     fn huge_counts_in_headers_reserve_nothing() {
         let huge = format!("*{}\r\n:1\r\n", i64::MAX);
-        for m in [Merge::AllOnes, Merge::NumSub, Merge::Concat, Merge::Union] {
+        for m in [
+            Merge::AllOnes,
+            Merge::NumSub(vec![]),
+            Merge::Concat,
+            Merge::Union,
+        ] {
             let text = run(&m, vec![ok(&huge), ok(&huge)], Resp3);
             assert!(is_slotgate_error(&text), "{m:?}: {text}");
         }

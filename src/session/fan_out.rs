@@ -8,6 +8,7 @@ use crate::backend::Target;
 use crate::command::{Combine, FanOut, FanOutNodes};
 use crate::dispatch::merge::{Merge, ScanCursor};
 use crate::dispatch::plan::refusal;
+use crate::dispatch::pubsub::Kind;
 use crate::dispatch::Worker;
 use crate::protocol::reply::encode_command;
 use crate::protocol::scan::Request;
@@ -50,7 +51,19 @@ impl Session {
             Combine::AllOnes => Merge::AllOnes,
             Combine::AnyOk => Merge::AnyOk,
             Combine::Union => Merge::Union,
-            Combine::NumSub => Merge::NumSub,
+            Combine::NumSub => {
+                let hub = match kind {
+                    FanOut::PubSubShardNumSub => Kind::Shard,
+                    _ => Kind::Channel,
+                };
+                let channels: Vec<&[u8]> = request.args().skip(2).collect();
+                Merge::NumSub(
+                    self.shared
+                        .clients
+                        .subscriber_counts(hub.index(), &channels),
+                )
+            }
+            Combine::NumPat => Merge::NumPat(self.shared.clients.pattern_counts()),
             Combine::SlowlogGet => Merge::SlowlogGet {
                 count: slowlog_count(&request),
                 nodes: addrs(&nodes),
