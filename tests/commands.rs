@@ -183,10 +183,7 @@ fn scan_returns_every_key_exactly_as_written() {
     let (_cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut con = proxy.client();
     let keys: BTreeSet<String> = (0..10_000).map(|i| format!("sc:{i}")).collect();
-    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
-        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
-        let _: () = con.mset(&pairs).unwrap();
-    }
+    write_keys(&mut con, &keys);
     for i in 0..50 {
         let _: () = con.hset(format!("sc:h{i}"), "f", "v").unwrap();
     }
@@ -236,10 +233,7 @@ fn scan_across_a_slot_migration_loses_no_key() {
     let proxy = Proxy::start_with_config(&cluster.seeds(), FAST_REFRESH);
     let mut con = proxy.client();
     let keys: BTreeSet<String> = (0..3000).map(|i| format!("mg:{i}")).collect();
-    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
-        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
-        let _: () = con.mset(&pairs).unwrap();
-    }
+    write_keys(&mut con, &keys);
     // Slots move from the last master to the first while the scan walks the masters
     // in order: keys move from a master not yet scanned to one already scanned.
     let masters = cluster.master_ports();
@@ -269,7 +263,20 @@ fn scan_across_a_slot_migration_loses_no_key() {
         }
         cursor = next;
     }
-    let missing: Vec<&String> = keys.difference(&seen).collect();
+    assert_none_missed(&keys, &seen);
+}
+
+/// `keys` set to `v`, 500 to an `MSET`.
+fn write_keys(con: &mut redis::Connection, keys: &BTreeSet<String>) {
+    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
+        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
+        let _: () = con.mset(&pairs).unwrap();
+    }
+}
+
+/// Every one of `keys` was `seen`.
+fn assert_none_missed(keys: &BTreeSet<String>, seen: &BTreeSet<String>) {
+    let missing: Vec<&String> = keys.difference(seen).collect();
     assert!(
         missing.is_empty(),
         "{} keys missed: {:?}",
@@ -303,10 +310,7 @@ fn scan_ending_while_slots_migrate_loses_no_key() {
     keys.extend(support::keys_in_slot(backward, "back", 200));
     keys.extend(support::keys_in_slot(forward, "fwd", 200));
     keys.extend((0..2000).map(|i| format!("rest:{i}")));
-    for chunk in keys.iter().collect::<Vec<_>>().chunks(500) {
-        let pairs: Vec<(&String, &str)> = chunk.iter().map(|k| (*k, "v")).collect();
-        let _: () = con.mset(&pairs).unwrap();
-    }
+    write_keys(&mut con, &keys);
     let mut seen = BTreeSet::new();
     let mut cursor = 0u64;
     let mut calls = 0;
@@ -335,13 +339,7 @@ fn scan_ending_while_slots_migrate_loses_no_key() {
         cursor = next;
     }
     assert!(migrated, "the scan went past the first master");
-    let missing: Vec<&String> = keys.difference(&seen).collect();
-    assert!(
-        missing.is_empty(),
-        "{} keys missed: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
+    assert_none_missed(&keys, &seen);
     // Both migrations were still under way when the scan ended.
     assert_eq!(support::info_counter(&proxy, "slotgate_importing_slots"), 2);
     cluster.finish_slot_migration(backward, last, first);
@@ -426,7 +424,7 @@ fn config_set_reaches_the_replicas_of_a_cluster_never_written_to() {
     for port in cluster.master_ports() {
         wait_until_within(SETTLE, &format!("{port} sees every replica"), || {
             let shards = cluster.cli(port, &["CLUSTER", "SHARDS"]);
-            shards.matches("replica").count() == 3
+            shards.matches("replica").count() >= 3
         });
     }
     let proxy = Proxy::start(&cluster.seeds(), &[]);
