@@ -45,6 +45,7 @@
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals), shutdown.
 //! - [`admin`]: counters shown by `INFO`, process-wide and per worker.
+//! - [`log_limit`]: log lines that could come once per request, one per subject a minute.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -55,6 +56,7 @@ pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod event_loop;
+pub mod log_limit;
 pub mod net;
 pub mod protocol;
 pub mod refresh;

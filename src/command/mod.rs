@@ -454,6 +454,14 @@ pub fn position(args: &(impl Args + ?Sized)) -> Option<u16> {
     Some(sub.unwrap_or(at) as u16)
 }
 
+/// The spec of a request's command (its subcommand's, for a container's known
+/// subcommand; the container's for an unknown one), found without checking arity or
+/// keys: for the session's rare questions about a request, leaving [`classify`] one
+/// caller on the request path.
+pub fn spec_of(args: &(impl Args + ?Sized)) -> Option<&'static CommandSpec> {
+    position(args).and_then(at_position)
+}
+
 /// The spec at a [`position`].
 pub fn at_position(position: u16) -> Option<&'static CommandSpec> {
     lookup::at(position as usize)

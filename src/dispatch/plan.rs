@@ -17,10 +17,10 @@ use crate::slot::Slot;
 /// client's last write.
 const WAIT: &str = "WAIT and WAITAOF are not supported by slotgate yet";
 
-/// What the session must do with a request. `'a` is the learned commands' lifetime (a
-/// learned command's name).
+/// What the session must do with a request. It borrows nothing, so the session can
+/// decide once and then change its own state (a transaction's) before carrying it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan<'a> {
+pub enum Plan {
     /// The proxy answers it itself.
     Local(Local),
     /// Send it to one node: a slot's master (keyed) or any master (keyless; the
@@ -38,9 +38,13 @@ pub enum Plan<'a> {
     /// A blocking command: to its slot's master on a connection pinned to the client,
     /// waiting as long as its own timeout says.
     Pinned { target: Target, wait: BlockFor },
-    /// Answer `ERR 'NAME' is not supported: reason` ([`refusal`]). `name` is the
-    /// lower-case command name (`container|sub` for a subcommand).
-    Refuse { name: &'a str, reason: &'static str },
+    /// Answer `ERR 'NAME' is not supported: reason` ([`Plan::refusal`]). `name` is the
+    /// lower-case command name (`container|sub` for a subcommand); `None` for a learned
+    /// command, whose name is the request's first argument.
+    Refuse {
+        name: Option<&'static str>,
+        reason: &'static str,
+    },
     /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH` (lower-case): the session's
     /// transaction state decides.
     Transaction(&'static str),
@@ -86,11 +90,11 @@ pub enum PlanError {
 /// Decide what happens to `request`. `learned`: the commands learned from the
 /// cluster, asked only when the built-in table does not know the command. `client`
 /// spreads keyless requests over the masters ([`Target::Any`]).
-pub fn plan<'a>(
+pub fn plan(
     request: &(impl Args + ?Sized),
-    learned: Option<&'a LearnedCommands>,
+    learned: Option<&LearnedCommands>,
     client: u32,
-) -> Result<Plan<'a>, PlanError> {
+) -> Result<Plan, PlanError> {
     let classified = match classify(request) {
         Ok(classified) => classified,
         Err(unknown @ CommandError::Unknown { .. }) => {
@@ -99,7 +103,10 @@ pub fn plan<'a>(
         Err(e) => return Err(e.into()),
     };
     let name = classified.spec.name;
-    let refuse = |reason| Plan::Refuse { name, reason };
+    let refuse = |reason| Plan::Refuse {
+        name: Some(name),
+        reason,
+    };
     let node = |target| match classified.spec.flags & flags::SCRIPT_BODY {
         0 => Plan::Node(target),
         _ => Plan::Script(target),
@@ -137,12 +144,12 @@ pub fn plan<'a>(
 
 /// A command the built-in table does not know: route it by what the cluster said
 /// about it, or answer Redis's "unknown command" (`unknown`).
-fn plan_learned<'a>(
+fn plan_learned(
     request: &(impl Args + ?Sized),
-    learned: Option<&'a LearnedCommands>,
+    learned: Option<&LearnedCommands>,
     unknown: CommandError,
     client: u32,
-) -> Result<Plan<'a>, PlanError> {
+) -> Result<Plan, PlanError> {
     let cmd = match learned {
         Some(learned) if request.argc() > 0 => learned.get(request.arg(0)),
         _ => None,
@@ -151,10 +158,7 @@ fn plan_learned<'a>(
         return Err(unknown.into());
     };
     match cmd.route(request).map_err(PlanError::Learned)? {
-        LearnedRoute::Refused(reason) => Ok(Plan::Refuse {
-            name: &cmd.name,
-            reason,
-        }),
+        LearnedRoute::Refused(reason) => Ok(Plan::Refuse { name: None, reason }),
         LearnedRoute::NoKeys => Ok(Plan::Node(Target::Any(client))),
         LearnedRoute::Keys(keys) => Ok(Plan::Node(target(request, keys.iter().copied(), client)?)),
     }
@@ -191,6 +195,19 @@ fn slot_argument(request: &(impl Args + ?Sized), client: u32) -> Target {
         .map_or(Target::Any(client), Target::Slot)
 }
 
+impl Plan {
+    /// The error text of a [`Plan::Refuse`] of `request` ([`refusal`]).
+    pub fn refusal(name: Option<&str>, reason: &str, request: &(impl Args + ?Sized)) -> String {
+        match name {
+            Some(name) => refusal(name, reason),
+            None => refusal(
+                &String::from_utf8_lossy(request.arg(0)).to_lowercase(),
+                reason,
+            ),
+        }
+    }
+}
+
 /// The error text for a refused command: `ERR 'NAME' is not supported: reason`, the
 /// name upper-cased with a subcommand's `|` made a space (`CLIENT KILL`).
 pub fn refusal(name: &str, reason: &str) -> String {
@@ -206,7 +223,7 @@ mod tests {
 
     const CLIENT: u32 = 7;
 
-    fn plan_of(args: &[&str]) -> Result<Plan<'static>, PlanError> {
+    fn plan_of(args: &[&str]) -> Result<Plan, PlanError> {
         plan(args, None, CLIENT)
     }
 
@@ -223,9 +240,12 @@ mod tests {
     }
 
     /// The refusal's text.
-    fn refused(result: Result<Plan<'_>, PlanError>) -> String {
+    fn refused(result: Result<Plan, PlanError>) -> String {
         match result {
-            Ok(Plan::Refuse { name, reason }) => refusal(name, reason),
+            Ok(Plan::Refuse {
+                name: Some(name),
+                reason,
+            }) => refusal(name, reason),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -548,17 +568,20 @@ mod tests {
     #[test]
     fn a_learned_command_is_refused_when_it_cannot_be_served() {
         let learned = learned();
-        let plan = |args: &[&str]| plan(args, Some(&learned), CLIENT);
+        let refused = |args: &[&str]| match plan(args, Some(&learned), CLIENT) {
+            Ok(Plan::Refuse { name: None, reason }) => Plan::refusal(None, reason, args),
+            other => panic!("expected a learned command's refusal, got {other:?}"),
+        };
         assert_eq!(
-            refused(plan(&["newblpop", "q", "0"])),
+            refused(&["newblpop", "q", "0"]),
             "ERR 'NEWBLPOP' is not supported: blocking commands newer than slotgate's table are not supported yet (their timeout's position is unknown)"
         );
         assert_eq!(
-            refused(plan(&["NewSub", "ch"])),
+            refused(&["NewSub", "ch"]),
             "ERR 'NEWSUB' is not supported: pub/sub commands newer than slotgate's table are not supported yet"
         );
         assert_eq!(
-            refused(plan(&["newmovable", "x", "y"])),
+            refused(&["newmovable", "x", "y"]),
             "ERR 'NEWMOVABLE' is not supported: its keys move with its arguments and this build does not know where"
         );
     }

@@ -114,7 +114,7 @@ pub fn rows() -> Vec<Row> {
 /// What [`classify`] and [`plan`] make of one example request.
 struct Probe {
     route: Route,
-    plan: Result<Plan<'static>, PlanError>,
+    plan: Result<Plan, PlanError>,
 }
 
 impl Probe {

@@ -220,25 +220,37 @@ impl Worker {
                 len => n as usize % len,
             },
             Target::Shard(i) => i as usize,
-            Target::Replica(shard, i) => {
-                let addr = (table.shards().get(shard as usize)?)
-                    .connected_replicas()
-                    .nth(i as usize)?;
-                let addr = addr.clone();
-                return Some(self.node(&addr));
-            }
+            Target::Replica(shard, i) => return self.replica_node(shard, i),
         };
         if self.by_shard.0 != table.generation() {
-            // A new table (rare): map its shards to this worker's nodes once.
-            let table = Arc::clone(table);
-            let nodes: Vec<usize> = table
-                .shards()
-                .iter()
-                .map(|s| self.node(&s.master))
-                .collect();
-            self.by_shard = (table.generation(), nodes);
+            self.map_shards();
         }
         self.by_shard.1.get(shard).copied()
+    }
+
+    /// A new table (rare): map its shards to this worker's nodes once.
+    #[cold]
+    #[inline(never)]
+    fn map_shards(&mut self) {
+        let table = Arc::clone(self.table.load());
+        let nodes: Vec<usize> = table
+            .shards()
+            .iter()
+            .map(|s| self.node(&s.master))
+            .collect();
+        self.by_shard = (table.generation(), nodes);
+    }
+
+    /// The node of connected replica `i` of shard `shard` (fan-out to replicas).
+    #[cold]
+    #[inline(never)]
+    fn replica_node(&mut self, shard: u16, i: u16) -> Option<usize> {
+        let table = self.table.load();
+        let addr = (table.shards().get(shard as usize)?)
+            .connected_replicas()
+            .nth(i as usize)?
+            .clone();
+        Some(self.node(&addr))
     }
 
     /// The parts of a cluster-wide command, from the current slot table: every master

@@ -35,7 +35,7 @@ use crate::admin::{Metrics, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
 use crate::dispatch::merge::{merge, Merge};
-use crate::dispatch::plan::{plan, refusal, Plan};
+use crate::dispatch::plan::{plan, Plan};
 use crate::dispatch::Worker;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -417,7 +417,7 @@ impl Session {
     }
 
     /// Fill `place` of a request sent whole; true when that completed the front.
-    #[inline]
+    #[inline(always)]
     fn fill_whole(&mut self, place: Place, reply: ReplyResult) -> bool {
         let Some(index) = place.seq.checked_sub(self.front_seq) else {
             return false;
@@ -433,6 +433,7 @@ impl Session {
     }
 
     /// Fill place `seq`, known to be awaited, and count its bytes as held.
+    #[inline(always)]
     fn fill_place(&mut self, seq: u64, reply: ReplyResult) -> bool {
         let index = (seq - self.front_seq) as usize;
         if let Ok(bytes) = &reply {
@@ -661,8 +662,11 @@ impl Session {
         if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
             return;
         }
+        // Decided once: the plan borrows nothing, and the transaction's state is changed
+        // (its requests queued) by what it says.
+        let planned = plan(&request, self.shared.learned.get(), self.id.0 as u32);
         if self.txn.is_some() {
-            match self.transaction_request(w, request) {
+            match self.transaction_request(w, request, &planned) {
                 Some(given_back) => request = given_back,
                 None => return,
             }
@@ -670,7 +674,7 @@ impl Session {
         if self.subscriptions.is_some() && self.subscribed_takes(w, &request) {
             return;
         }
-        match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
+        match planned {
             Ok(Plan::Local(crate::command::Local::Info)) => {
                 Metrics::inc(&METRICS.requests_local);
                 self.info(w, &request);
@@ -679,9 +683,11 @@ impl Session {
                 Metrics::inc(&METRICS.requests_local);
                 self.local(which, &request);
             }
-            Ok(Plan::Node(target)) => self.forward(w, request, target),
-            Ok(Plan::Script(target)) => {
-                self.shared.scripts.remember(request.arg(1));
+            // One call of `forward`, so that it stays inlined.
+            Ok(planned @ (Plan::Node(target) | Plan::Script(target))) => {
+                if let Plan::Script(_) = planned {
+                    self.remember_script(&request);
+                }
                 self.forward(w, request, target)
             }
             Ok(Plan::Split) => {
@@ -701,8 +707,8 @@ impl Session {
                 self.forward_pinned(w, request, target, deadline);
             }
             Ok(Plan::Refuse { name, reason }) => {
-                // The text first: `name` may borrow the learned commands.
-                let text = refusal(name, reason);
+                let text = Plan::refusal(name, reason, &request);
+                crate::log_limit::refused(&text);
                 self.push_error(&text);
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
@@ -716,6 +722,13 @@ impl Session {
             }
             Err(e) => self.push_error(&e.to_string()),
         }
+    }
+
+    /// An `EVAL`'s body, kept to heal a `NOSCRIPT` later.
+    #[cold]
+    #[inline(never)]
+    fn remember_script(&self, request: &Request) {
+        self.shared.scripts.remember(request.arg(1));
     }
 
     /// Send to a node, or queue behind the requests waiting for room in the reply
@@ -809,6 +822,7 @@ impl Session {
         }
     }
 
+    #[inline]
     fn may_send_this(&self, req: &BackendRequest) -> bool {
         if req.pinned {
             self.may_send_held(req)
