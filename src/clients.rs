@@ -21,6 +21,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::cluster::NodeAddr;
+
 /// Identifies a client connection (`CLIENT ID`), unique across workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
@@ -97,6 +99,42 @@ struct WorkerClients {
     /// This worker's clients, by session key: the worker inserts and removes, any
     /// worker locks it briefly to list or kill.
     entries: Mutex<Vec<Option<Arc<ClientEntry>>>>,
+    /// What this worker's pub/sub hub subscribes at the nodes: written by the worker
+    /// when a client (un)subscribes, read by any worker answering `PUBSUB NUMSUB`.
+    subscriptions: Mutex<HubSubscriptions>,
+}
+
+/// One worker's pub/sub hub as the nodes count it: each channel, pattern or shard
+/// channel its clients want is subscribed once at one node ([`SubscriptionCounts`]).
+#[derive(Default)]
+struct HubSubscriptions {
+    /// Clients of this worker subscribed, by kind (0 channel, 1 pattern, 2 shard
+    /// channel) and name; only names with clients.
+    clients: [std::collections::HashMap<Bytes, u32>; 3],
+    /// Where the hub subscribes plain channels and patterns.
+    plain_node: Option<NodeAddr>,
+}
+
+/// Slotgate's share of what nodes count for `PUBSUB NUMSUB`/`SHARDNUMSUB`/`NUMPAT`: the
+/// clients subscribed through slotgate, and the subscriptions slotgate's hubs hold at
+/// the nodes on their behalf (one per worker with clients for that name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// Clients of this slotgate subscribed (patterns: distinct patterns).
+    pub clients: u64,
+    /// Subscriptions slotgate's hubs hold at the nodes (patterns: distinct per node).
+    pub at_nodes: u64,
+}
+
+impl SubscriptionCounts {
+    /// What the nodes counted, `nodes`, as a client of a server expects it: slotgate's
+    /// own subscriptions at the nodes replaced by its clients.
+    pub fn adjust(self, nodes: i64) -> i64 {
+        nodes
+            .saturating_sub(self.at_nodes as i64)
+            .saturating_add(self.clients as i64)
+            .max(0)
+    }
 }
 
 /// What other workers (or this one's sessions) leave for a worker's event loop.
@@ -133,6 +171,7 @@ impl ClientRegistry {
                         monitors: AtomicUsize::new(0),
                         mail: Mutex::new(Mail::default()),
                         entries: Mutex::new(Vec::new()),
+                        subscriptions: Mutex::new(HubSubscriptions::default()),
                     })
                 })
                 .collect(),
@@ -244,6 +283,66 @@ impl ClientRegistry {
                 Vec::new()
             },
             lines,
+        }
+    }
+
+    /// Worker `index`'s hub has `clients` clients subscribed to `name` of `kind` (0
+    /// channel, 1 pattern, 2 shard channel).
+    pub fn note_subscribers(&self, index: usize, kind: usize, name: &[u8], clients: usize) {
+        let mut hub = lock(&self.worker(index).subscriptions);
+        let Some(map) = hub.clients.get_mut(kind) else {
+            return;
+        };
+        let clients = u32::try_from(clients).unwrap_or(u32::MAX);
+        if clients == 0 {
+            map.remove(name);
+        } else if let Some(n) = map.get_mut(name) {
+            *n = clients;
+        } else {
+            map.insert(Bytes::copy_from_slice(name), clients);
+        }
+    }
+
+    /// Worker `index`'s hub subscribes plain channels and patterns at `node`.
+    pub fn note_plain_node(&self, index: usize, node: Option<&NodeAddr>) {
+        lock(&self.worker(index).subscriptions).plain_node = node.cloned();
+    }
+
+    /// Slotgate's share of the nodes' count of subscribers to each of `names` (`kind`
+    /// 0: channels, 2: shard channels), in order.
+    pub fn subscriber_counts(&self, kind: usize, names: &[&[u8]]) -> Vec<SubscriptionCounts> {
+        let mut counts = vec![SubscriptionCounts::default(); names.len()];
+        for w in self.workers.iter() {
+            let hub = lock(&w.subscriptions);
+            let Some(map) = hub.clients.get(kind) else {
+                continue;
+            };
+            for (count, name) in counts.iter_mut().zip(names) {
+                if let Some(&n) = map.get(*name) {
+                    count.clients += u64::from(n);
+                    count.at_nodes += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Slotgate's share of the nodes' count of patterns (`PUBSUB NUMPAT`, each node
+    /// counting each pattern once): the distinct patterns its clients subscribe, and
+    /// the distinct (node, pattern) subscriptions its hubs hold.
+    pub fn pattern_counts(&self) -> SubscriptionCounts {
+        let mut patterns: std::collections::HashSet<Bytes> = Default::default();
+        let mut at_nodes: std::collections::HashSet<(Option<NodeAddr>, Bytes)> = Default::default();
+        for w in self.workers.iter() {
+            let hub = lock(&w.subscriptions);
+            for pattern in hub.clients[1].keys() {
+                patterns.insert(pattern.clone());
+                at_nodes.insert((hub.plain_node.clone(), pattern.clone()));
+            }
+        }
+        SubscriptionCounts {
+            clients: patterns.len() as u64,
+            at_nodes: at_nodes.len() as u64,
         }
     }
 

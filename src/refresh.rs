@@ -12,7 +12,8 @@ use crate::admin::{Metrics, METRICS};
 use crate::backend::control::{self, ControlError};
 use crate::cluster::table::SlotTable;
 use crate::cluster::topology::{
-    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology, TopologyError,
+    format_slot_ranges, importing_slots, parse_cluster_shards, parse_cluster_slots, Topology,
+    TopologyError,
 };
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
@@ -59,7 +60,8 @@ pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
             &topology.uncovered(),
         )));
     }
-    publish(shared, &topology);
+    let importing = learn_importing(shared, &topology).await;
+    publish(shared, &topology, &importing);
     resolve_names(shared).await;
     learn_version(shared).await;
     learn_commands(shared).await;
@@ -156,7 +158,8 @@ pub async fn refresh(shared: &Arc<Shared>) -> bool {
     match fetch_any(shared, &candidates).await {
         Ok(topology) => {
             Metrics::inc(&METRICS.topology_refreshes);
-            publish(shared, &topology);
+            let importing = learn_importing(shared, &topology).await;
+            publish(shared, &topology, &importing);
             true
         }
         Err(e) => {
@@ -167,11 +170,37 @@ pub async fn refresh(shared: &Arc<Shared>) -> bool {
     }
 }
 
-fn publish(shared: &Arc<Shared>, topology: &Topology) {
+/// The slots each master of `topology` imports, from its own `CLUSTER NODES` line (no
+/// other reply shows a migration under way; `SCAN` needs them, see
+/// [`SlotTable::rescans`]). A master that does not answer counts as importing nothing.
+async fn learn_importing(shared: &Arc<Shared>, topology: &Topology) -> Vec<(NodeAddr, Vec<u16>)> {
+    let mut importing = Vec::new();
+    for shard in &topology.shards {
+        match query(shared, &shard.master, &[b"CLUSTER", b"NODES"]).await {
+            Ok(OwnedFrame::BulkString(text)) => {
+                let slots = importing_slots(&String::from_utf8_lossy(&text));
+                if !slots.is_empty() {
+                    importing.push((shard.master.clone(), slots));
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(node = %shard.master, reply = ?other, "CLUSTER NODES refused")
+            }
+            Err(e) => tracing::debug!(error = %e, "CLUSTER NODES failed"),
+        }
+    }
+    importing
+}
+
+fn publish(shared: &Arc<Shared>, topology: &Topology, importing: &[(NodeAddr, Vec<u16>)]) {
     let previous = shared.table.load_full();
-    let table = SlotTable::build(topology, &previous);
+    let table = SlotTable::build(topology, &previous).with_importing(importing);
     let ranges = table.ranges();
     if ranges == previous.ranges() && table.shards() == previous.shards() {
+        if table.importing() != previous.importing() {
+            tracing::debug!(importing = ?table.importing(), "slots being imported");
+            shared.table.store(Arc::new(table));
+        }
         return;
     }
     tracing::info!(
@@ -278,7 +307,8 @@ async fn learn_commands(shared: &Arc<Shared>) {
 /// (a restarted Kubernetes pod) is followed.
 async fn resolve_names(shared: &Arc<Shared>) {
     let table = shared.table.load_full();
-    for addr in table.masters().chain(table.replicas()) {
+    let replicas = table.shards().iter().flat_map(|s| s.connected_replicas());
+    for addr in table.masters().chain(replicas) {
         let node = shared.node_record(addr);
         if node.dial_ip().is_some() {
             continue;

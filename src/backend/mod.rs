@@ -210,7 +210,8 @@ pub enum Target {
     /// cluster-wide command).
     Shard(u16),
     /// A replica: the shard's index in the slot table and the replica's among its
-    /// replicas (one part of `CONFIG SET`, which every node takes).
+    /// connected replicas (`Shard::connected_replicas`; one part of `CONFIG SET`, which
+    /// every node takes).
     Replica(u16, u16),
 }
 

@@ -81,6 +81,17 @@ pub struct Worker {
     node_latency: Vec<Option<Arc<Latency>>>,
 }
 
+/// The slot table as a `SCAN` sees it.
+pub struct ScanView {
+    /// Shards the walk goes through, in order.
+    pub shards: usize,
+    /// A fingerprint of which node owns which slots: a scan started on one fingerprint
+    /// starts over on another.
+    pub fingerprint: u8,
+    /// The shards to walk again after the walk ([`SlotTable::rescans`]).
+    pub rescans: Vec<u16>,
+}
+
 impl Worker {
     pub fn new(shared: Arc<Shared>, index: usize, registry: Registry) -> Worker {
         Worker {
@@ -310,22 +321,21 @@ impl Worker {
         self.by_shard = (table.generation(), nodes);
     }
 
-    /// The node of replica `i` of shard `shard` (fan-out to replicas).
+    /// The node of connected replica `i` of shard `shard` (fan-out to replicas).
     #[cold]
     #[inline(never)]
     fn replica_node(&mut self, shard: u16, i: u16) -> Option<usize> {
         let table = self.table.load();
-        let addr = table
-            .shards()
-            .get(shard as usize)?
-            .replicas
-            .get(i as usize)?
+        let addr = (table.shards().get(shard as usize)?)
+            .connected_replicas()
+            .nth(i as usize)?
             .clone();
         Some(self.node(&addr))
     }
 
     /// The parts of a cluster-wide command, from the current slot table: every master
-    /// in shard order (then every replica when `replicas`), each with its address.
+    /// in shard order (then every connected replica, `loading` ones too, when
+    /// `replicas`), each with its address.
     pub fn every_node(&mut self, replicas: bool) -> Vec<(Target, String)> {
         let table = self.table.load();
         let mut nodes: Vec<(Target, String)> = (table.shards().iter().enumerate())
@@ -333,7 +343,7 @@ impl Worker {
             .collect();
         if replicas {
             for (i, shard) in table.shards().iter().enumerate() {
-                for (r, addr) in shard.replicas.iter().enumerate() {
+                for (r, addr) in shard.connected_replicas().enumerate() {
                     nodes.push((Target::Replica(i as u16, r as u16), addr.to_string()));
                 }
             }
@@ -341,9 +351,8 @@ impl Worker {
         nodes
     }
 
-    /// How many shards the current slot table has, and a fingerprint of which node
-    /// owns which slots (a `SCAN` started on one fingerprint starts over on another).
-    pub fn shards_and_fingerprint(&mut self) -> (usize, u8) {
+    /// What a `SCAN` step needs of the current slot table.
+    pub fn scan_view(&mut self) -> ScanView {
         let table = self.table.load();
         if self.fingerprint.0 != table.generation() {
             use std::hash::{Hash, Hasher};
@@ -353,7 +362,11 @@ impl Worker {
             let fp = h.iter().fold(0u8, |a, b| a ^ b);
             self.fingerprint = (table.generation(), fp);
         }
-        (table.shards().len(), self.fingerprint.1)
+        ScanView {
+            shards: table.shards().len(),
+            fingerprint: self.fingerprint.1,
+            rescans: table.rescans(),
+        }
     }
 
     /// Queue a request on a connection to `node`: a shared one, or one pinned to its

@@ -164,8 +164,13 @@ impl Proxy {
 
     /// A plain (non-cluster) `redis` connection to the proxy with 10 s read/write timeouts.
     pub fn client(&self) -> redis::Connection {
-        let client = redis::Client::open(format!("redis://{}/", self.addr()))
-            .expect("redis client for the proxy");
+        self.client_in("resp2")
+    }
+
+    /// [`Proxy::client`] speaking `protocol`: `"resp2"`, or `"resp3"` (`HELLO 3`).
+    pub fn client_in(&self, protocol: &str) -> redis::Connection {
+        let url = format!("redis://{}/?protocol={protocol}", self.addr());
+        let client = redis::Client::open(url).expect("redis client for the proxy");
         let con = client
             .get_connection_with_timeout(CLIENT_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to slotgate at {}: {e}", self.addr()));
