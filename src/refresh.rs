@@ -1,6 +1,11 @@
 //! Keeps the slot table fresh: at start-up, periodically, and whenever a redirect or a
 //! failure asks for it. Refreshes are merged and rate-limited; the new table is built
-//! off to the side and swapped in, no lock held across network calls.
+//! off to the side and swapped in, no lock held across network calls. Each refresh
+//! asks several nodes at once and merges their views ([`gather`]); every change of a
+//! slot's owner is logged ([`owners`]).
+
+mod gather;
+mod owners;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +15,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 use crate::admin::{Metrics, METRICS};
 use crate::backend::control::{self, ControlError};
 use crate::cluster::table::SlotTable;
-use crate::cluster::topology::{
-    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology, TopologyError,
-};
+use crate::cluster::topology::{format_slot_ranges, Topology, TopologyError};
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
 use crate::shared::Shared;
@@ -48,7 +51,7 @@ pub enum QueryError {
 /// answers or slots are uncovered.
 pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
     let seeds = shared.config.seeds.clone();
-    let topology = fetch_any(shared, &seeds).await?;
+    let (topology, _) = gather::merged_topology(shared, &seeds).await?;
     if !topology.covers_all() {
         return Err(RefreshError::Uncovered(format_slot_ranges(
             &topology.uncovered(),
@@ -64,6 +67,7 @@ pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
 /// The refresher task: runs for the life of the process.
 pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
+    let mut owners = owners::OwnerLog::new(shared.table.load_full());
     loop {
         let interval = shared.config.refresh_interval;
         tokio::select! {
@@ -77,6 +81,7 @@ pub async fn run(shared: Arc<Shared>) {
         last = Instant::now();
         let before: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
         refresh(&shared).await;
+        owners.update(shared.table.load_full());
         shared.refreshed.send_modify(|n| *n += 1);
         resolve_names(&shared).await;
         share_functions(&shared, &before).await;
@@ -124,8 +129,8 @@ async fn share_functions(shared: &Arc<Shared>, before: &[NodeAddr]) {
     }
 }
 
-/// One refresh: ask the known nodes in turn, publish the first complete answer (or the
-/// best partial one, keeping the old owners of slots it does not cover).
+/// One refresh: ask several of the known nodes (masters first) at once, publish their
+/// merged views (slots none covers keep their old owners).
 pub async fn refresh(shared: &Arc<Shared>) {
     let mut candidates: Vec<NodeAddr> = Vec::new();
     {
@@ -140,9 +145,10 @@ pub async fn refresh(shared: &Arc<Shared>) {
             }
         }
     }
-    match fetch_any(shared, &candidates).await {
-        Ok(topology) => {
+    match gather::merged_topology(shared, &candidates).await {
+        Ok((topology, from)) => {
             Metrics::inc(&METRICS.topology_refreshes);
+            tracing::debug!(views = ?from.iter().map(NodeAddr::as_str).collect::<Vec<_>>(), "topology views merged");
             publish(shared, &topology);
         }
         Err(e) => {
@@ -166,53 +172,6 @@ fn publish(shared: &Arc<Shared>, topology: &Topology) {
         "slot table updated"
     );
     shared.table.store(Arc::new(table));
-}
-
-/// Ask each address in turn; return the first topology that covers every slot, else the
-/// one covering most.
-async fn fetch_any(shared: &Arc<Shared>, addrs: &[NodeAddr]) -> Result<Topology, RefreshError> {
-    let mut best: Option<Topology> = None;
-    let mut errors = Vec::new();
-    for addr in addrs {
-        match fetch_one(shared, addr).await {
-            Ok(topology) if topology.covers_all() => return Ok(topology),
-            Ok(topology) => {
-                let covered = |t: &Topology| {
-                    16384
-                        - t.uncovered()
-                            .iter()
-                            .map(|(a, b)| (b - a) as usize + 1)
-                            .sum::<usize>()
-                };
-                if best
-                    .as_ref()
-                    .is_none_or(|b| covered(&topology) > covered(b))
-                {
-                    best = Some(topology);
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    best.ok_or_else(|| RefreshError::NoAnswer(errors.join("; ")))
-}
-
-/// `CLUSTER SHARDS`, falling back to `CLUSTER SLOTS` on servers that lack it.
-async fn fetch_one(shared: &Arc<Shared>, addr: &NodeAddr) -> Result<Topology, QueryError> {
-    let reply = query(shared, addr, &[b"CLUSTER", b"SHARDS"]).await?;
-    match reply {
-        OwnedFrame::Error(text) => {
-            tracing::debug!(node = %addr, %text, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
-            match query(shared, addr, &[b"CLUSTER", b"SLOTS"]).await? {
-                OwnedFrame::Error(text) => Err(QueryError::Refused {
-                    addr: addr.clone(),
-                    text,
-                }),
-                frame => Ok(parse_cluster_slots(&frame, addr)?),
-            }
-        }
-        frame => Ok(parse_cluster_shards(&frame, addr)?),
-    }
 }
 
 /// Send one command to `addr` (through its `[address_map]` entry) on a control-plane
