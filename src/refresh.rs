@@ -82,8 +82,9 @@ pub async fn run(shared: Arc<Shared>) {
         let before: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
         refresh(&shared).await;
         owners.update(shared.table.load_full());
-        shared.refreshed.send_modify(|n| *n += 1);
+        // Names first: requests waiting on this refresh may need them.
         resolve_names(&shared).await;
+        shared.refreshed.send_modify(|n| *n += 1);
         share_functions(&shared, &before).await;
     }
 }
@@ -222,8 +223,18 @@ async fn learn_commands(shared: &Arc<Shared>) {
 /// (a restarted Kubernetes pod) is followed.
 async fn resolve_names(shared: &Arc<Shared>) {
     let table = shared.table.load_full();
-    for addr in table.masters().chain(table.replicas()) {
-        let node = shared.node_record(addr);
+    let mut nodes: Vec<_> = table
+        .masters()
+        .chain(table.replicas())
+        .map(|addr| shared.node_record(addr))
+        .collect();
+    // Names a worker failed to look up, slot owners or not (an ASK target).
+    for node in shared.registry.unresolved() {
+        if !nodes.iter().any(|n| n.addr == node.addr) {
+            nodes.push(node);
+        }
+    }
+    for node in nodes {
         if node.dial_ip().is_some() {
             continue;
         }
@@ -233,15 +244,11 @@ async fn resolve_names(shared: &Arc<Shared>) {
                 let found: Vec<std::net::SocketAddr> = found.collect();
                 match crate::backend::connection::prefer_ipv4(&found) {
                     Some(ip) => node.set_resolved(ip, "refresher"),
-                    None => {
-                        tracing::warn!(node = %addr, dial = %node.dial, "host name has no address")
-                    }
+                    None => node.set_unresolved("no address", "refresher"),
                 }
             }
-            Ok(Err(e)) => {
-                tracing::warn!(node = %addr, dial = %node.dial, error = %e, "cannot resolve host name")
-            }
-            Err(_) => tracing::warn!(node = %addr, dial = %node.dial, "host name lookup timed out"),
+            Ok(Err(e)) => node.set_unresolved(&e.to_string(), "refresher"),
+            Err(_) => node.set_unresolved("lookup timed out", "refresher"),
         }
     }
 }
