@@ -507,6 +507,21 @@ fn failover_works(announcing: &Announcing, proxy: &Proxy) {
         announcing.announced(replica)
     );
     assert!(info.contains(&line), "{line} missing from INFO:\n{info}");
+    // The log says the slots changed owner, naming both by their announced addresses.
+    let (from, to) = (
+        format!("from={}", announcing.announced(old_master)),
+        format!("to={}", announcing.announced(replica)),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the owner change in the log",
+        || {
+            proxy
+                .log()
+                .lines()
+                .any(|l| l.contains("slot owner changed") && l.contains(&from) && l.contains(&to))
+        },
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crate::cluster::table::SlotTable;
-use crate::cluster::topology::format_slot_ranges;
 use crate::cluster::NodeAddr;
 
 /// Compares each table the refresher ends with against the one it ended with before,
@@ -26,7 +25,7 @@ impl OwnerLog {
         }
         for change in self.last.owner_changes(&now) {
             tracing::info!(
-                slots = %format_slot_ranges(&change.slots),
+                slots = %ranges(&change.slots),
                 from = %owner(change.from.as_ref()),
                 to = %owner(change.to.as_ref()),
                 "slot owner changed"
@@ -34,6 +33,21 @@ impl OwnerLog {
         }
         self.last = now;
     }
+}
+
+/// `0-99,5000`: no spaces, so the value reads as one word in the text log.
+fn ranges(slots: &[(u16, u16)]) -> String {
+    let parts: Vec<String> = slots
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    parts.join(",")
 }
 
 fn owner(node: Option<&NodeAddr>) -> &str {
