@@ -22,8 +22,11 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// `(slots, from, to)` of every `slot owner changed` line in the proxy's log.
-fn owner_changes(proxy: &Proxy) -> Vec<(Vec<(u16, u16)>, String, String)> {
+/// One `slot owner changed` line: `(slot ranges, from, to)`.
+type OwnerChange = (Vec<(u16, u16)>, String, String);
+
+/// Every `slot owner changed` line in the proxy's log.
+fn owner_changes(proxy: &Proxy) -> Vec<OwnerChange> {
     let field = |line: &str, name: &str| -> String {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
