@@ -636,3 +636,27 @@ fn hidden_addresses_without_a_map_entry_the_error_names_the_announced_address() 
     let proxy = Proxy::start(&cluster.seeds(), &[]);
     unreachable_is_named(&announcing, &proxy, master, "nomap", "backend");
 }
+
+/// README's Docker example is a valid configuration: every seed is an announced name
+/// the map sends to a published port.
+#[test]
+fn the_readme_docker_example_is_a_valid_config() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("### Docker, Kubernetes, NAT: the address map")
+        .nth(1)
+        .expect("the Docker section in README.md");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block in the Docker section");
+    let config = slotgate::config::Config::from_toml(toml).expect("README's example parses");
+    assert_eq!(config.address_map.len(), 6);
+    for seed in &config.seeds {
+        let dial = config.dial_addr(seed);
+        assert_ne!(dial, seed, "seed {seed} has no [address_map] entry");
+        assert!(dial.is_loopback(), "{seed} -> {dial}");
+    }
+}
