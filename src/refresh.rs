@@ -1,8 +1,8 @@
 //! Keeps the slot table fresh: at start-up, periodically, and whenever a redirect or a
 //! failure asks for it. Refreshes are merged and rate-limited; the new table is built
 //! off to the side and swapped in, no lock held across network calls. Each refresh
-//! asks several nodes at once and merges their views ([`gather`]); every change of a
-//! slot's owner is logged ([`owners`]).
+//! asks several nodes at once and merges their views (`gather`); every change of a
+//! slot's owner is logged (`owners`).
 
 mod gather;
 mod owners;
