@@ -199,4 +199,28 @@ mod tests {
             "{info}"
         );
     }
+
+    #[test]
+    fn a_failed_lookup_is_remembered_until_one_succeeds() {
+        let registry = NodeRegistry::default();
+        let a = NodeAddr::parse("redis-node-1:6379").unwrap();
+        let node = registry.get_or_insert(&a, || a.clone());
+        assert_eq!(node.unresolved(), None);
+        assert!(registry.unresolved().is_empty());
+        node.set_unresolved("Name or service not known", "refresher");
+        node.set_unresolved("Name or service not known", "refresher");
+        assert_eq!(
+            node.unresolved().as_deref(),
+            Some("Name or service not known")
+        );
+        assert_eq!(registry.unresolved().len(), 1);
+        let found: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        node.set_resolved(found, "refresher");
+        assert_eq!(node.unresolved(), None);
+        assert_eq!(node.resolved(), Some(found));
+        assert!(registry.unresolved().is_empty());
+        // A later failure keeps the address found before.
+        node.set_unresolved("lookup timed out", "refresher");
+        assert_eq!(node.resolved(), Some(found));
+    }
 }
