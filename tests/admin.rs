@@ -226,7 +226,18 @@ fn metrics_move_with_requests_and_promtool_accepts_them() {
         .sum();
     assert!(per_node >= 10.0, "per-node histograms: {per_node}");
 
-    // Every metric the Grafana dashboard queries is one slotgate serves.
+    // Every metric the Grafana dashboard queries is one slotgate serves (the node
+    // gauges once the prober has asked every node).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut timed = timed;
+    while !timed.contains("slotgate_node_up{") {
+        assert!(
+            Instant::now() < deadline,
+            "no node probed within 30 s:\n{timed}"
+        );
+        sleep(Duration::from_millis(100));
+        timed = scrape(&admin);
+    }
     let dashboard = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/slotgate.json"),
     )
