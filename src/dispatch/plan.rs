@@ -13,10 +13,6 @@ use crate::command::learned::{LearnedCommands, LearnedRoute};
 use crate::command::{classify, flags, Args, CommandError, FanOut, Local, Route};
 use crate::slot::Slot;
 
-/// Why `WAIT`/`WAITAOF` (blocking, keyless) are refused, until they follow the
-/// client's last write.
-const WAIT: &str = "WAIT and WAITAOF are not supported by slotgate yet";
-
 /// What the session must do with a request. `'a` is the learned commands' lifetime (a
 /// learned command's name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +22,9 @@ pub enum Plan<'a> {
     /// Send it to one node: a slot's master (keyed) or any master (keyless; the
     /// number is the client's, so a client's keyless requests stay on one node).
     Node(Target),
+    /// A write command with keys (in one slot): sent like [`Plan::Node`] to the slot's
+    /// master; the session remembers the slot, where `WAIT` counts from.
+    Write(Slot),
     /// An `EVAL`/`EVAL_RO`: the session remembers the script (to heal a `NOSCRIPT`
     /// later), then sends it like [`Plan::Node`].
     Script(Target),
@@ -38,6 +37,10 @@ pub enum Plan<'a> {
     /// A blocking command: to its slot's master on a connection pinned to the client,
     /// waiting as long as its own timeout says.
     Pinned { target: Target, wait: BlockFor },
+    /// `WAIT`, `WAITAOF` (lower-case name): on a connection pinned to the client at the
+    /// master of its last write, after a write there to count from
+    /// (`session::wait`), waiting as long as its own timeout says.
+    Wait { name: &'static str, wait: BlockFor },
     /// Answer `ERR 'NAME' is not supported: reason` ([`refusal`]). `name` is the
     /// lower-case command name (`container|sub` for a subcommand).
     Refuse { name: &'a str, reason: &'static str },
@@ -107,6 +110,11 @@ pub fn plan<'a>(
     Ok(match classified.route {
         Route::Local(which) => Plan::Local(which),
         Route::Slot => match target(request, classified.keys.iter(), client) {
+            Ok(Target::Slot(slot))
+                if classified.spec.flags & (flags::WRITE | flags::SCRIPT_BODY) == flags::WRITE =>
+            {
+                Plan::Write(slot)
+            }
             Ok(target) => node(target),
             Err(PlanError::CrossSlot) if classified.spec.has_flag(flags::SPLITTABLE) => Plan::Split,
             Err(PlanError::CrossSlot) if name == "msetnx" => return Err(PlanError::NotAtomic),
@@ -116,7 +124,10 @@ pub fn plan<'a>(
         Route::AnyNode => node(Target::Any(client)),
         Route::FanOut(kind) => Plan::FanOut(kind),
         Route::SlotArgument => Plan::Node(slot_argument(request, client)),
-        Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
+        Route::Blocking if classified.keys.is_empty() => Plan::Wait {
+            name,
+            wait: block_for(name, request),
+        },
         Route::Blocking => match target(request, classified.keys.iter(), client) {
             Ok(target) => Plan::Pinned {
                 target,
@@ -236,7 +247,11 @@ mod tests {
     fn a_keyed_command_goes_to_its_slot() {
         assert_eq!(plan_of(&["GET", "foo"]), Ok(Plan::Node(slot("foo"))));
         assert_eq!(plan_of(&["get", "foo"]), Ok(Plan::Node(slot("foo"))));
-        assert_eq!(plan_of(&["SET", "k", "v"]), Ok(Plan::Node(slot("k"))));
+        assert_eq!(
+            plan_of(&["SET", "k", "v"]),
+            Ok(Plan::Write(Slot::of_key(b"k"))),
+            "a write: the session remembers its slot for WAIT"
+        );
         assert_eq!(
             plan_of(&["SPUBLISH", "ch", "hello"]),
             Ok(Plan::Node(slot("ch"))),
@@ -259,7 +274,7 @@ mod tests {
         assert!(error(&["MSETNX", "a", "1", "b", "2"]).contains("all of its keys or none"));
         assert_eq!(
             plan_of(&["MSETNX", "{a}1", "1", "{a}2", "2"]),
-            Ok(Plan::Node(slot("a")))
+            Ok(Plan::Write(Slot::of_key(b"a")))
         );
         assert_eq!(plan_of(&["MGET", "a", "a"]), Ok(Plan::Node(slot("a"))));
     }
@@ -306,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             plan_of(&["MSET", "{t}a", "1", "{t}b", "2"]),
-            Ok(Plan::Node(slot("t")))
+            Ok(Plan::Write(Slot::of_key(b"t")))
         );
     }
 
@@ -363,8 +378,19 @@ mod tests {
             Err(PlanError::CrossSlot)
         );
         assert_eq!(
-            refused(plan_of(&["WAIT", "1", "0"])),
-            "ERR 'WAIT' is not supported: WAIT and WAITAOF are not supported by slotgate yet"
+            plan_of(&["WAIT", "1", "0"]),
+            Ok(Plan::Wait {
+                name: "wait",
+                wait: BlockFor::Forever
+            }),
+            "no key: the session knows the slot of the client's last write"
+        );
+        assert_eq!(
+            plan_of(&["waitaof", "0", "1", "100"]),
+            Ok(Plan::Wait {
+                name: "waitaof",
+                wait: BlockFor::For(std::time::Duration::from_millis(100))
+            })
         );
         assert_eq!(
             plan_of(&["XREAD", "STREAMS", "s", "0"]),
@@ -602,7 +628,7 @@ mod tests {
         ));
         assert!(matches!(
             plan_of(&["LMOVE", "{a}x", "{a}y", "LEFT", "LEFT"]),
-            Ok(Plan::Node(_))
+            Ok(Plan::Write(_))
         ));
         // The others keep Redis Cluster's CROSSSLOT.
         for args in [&["BZPOPMIN", "a", "b", "0"][..], &["SMOVE", "a", "b", "m"]] {

@@ -135,6 +135,10 @@ impl Session {
                 None => return Some(request),
             },
         };
+        if let Op::Move { dst, .. } = &op {
+            // Where `WAIT` counts from: the push comes last.
+            self.last_write = Slot::of_key(dst).get();
+        }
         self.across.push(Across { visible, op });
         let req = self.across_request(visible, bytes, slot, deadline);
         self.submit(w, req);
@@ -151,7 +155,16 @@ impl Session {
         };
         self.sent = self.sent.saturating_sub(1);
         let visible = place.seq;
+        let popping = match &self.across[i].op {
+            Op::Pop { groups, at, .. } => Some(groups[*at].0),
+            Op::Move { .. } => None,
+        };
         let next = advance(&mut self.across[i].op, reply, Instant::now());
+        if let (Some(slot), Next::Done(Ok(frame))) = (popping, &next) {
+            if !is_nil(frame) {
+                self.last_write = slot.get();
+            }
+        }
         let reply = match next {
             Next::Step(bytes, slot, deadline) => {
                 let req = self.across_request(visible, bytes, slot, deadline);

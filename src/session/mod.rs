@@ -22,6 +22,7 @@ mod local;
 mod monitor;
 mod pubsub;
 mod transaction;
+mod wait;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -165,6 +166,9 @@ pub struct Session {
     across: Vec<across::Across>,
     /// What the client subscribes to, while it has something ([`pubsub`]).
     subscriptions: Option<Box<pubsub::Subscriptions>>,
+    /// The slot of the client's last write ([`wait::NO_WRITE`] before one): where
+    /// `WAIT` counts from ([`wait`]).
+    last_write: u16,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -222,6 +226,7 @@ impl Session {
             txn: None,
             across: Vec::new(),
             subscriptions: None,
+            last_write: wait::NO_WRITE,
             closing: false,
             read_paused: false,
             dirty: false,
@@ -407,6 +412,9 @@ impl Session {
         if place.part != Place::WHOLE {
             if place.part == across::ACROSS {
                 return self.fill_across(place, reply);
+            }
+            if place.part == wait::WAIT || place.part == wait::PRELUDE {
+                return self.fill_wait(place, reply);
             }
             return self.fill_part(place, reply);
         }
@@ -680,12 +688,27 @@ impl Session {
                 self.local(which, &request);
             }
             Ok(Plan::Node(target)) => self.forward(w, request, target),
+            Ok(Plan::Write(slot)) => {
+                // The one cost of `WAIT` on the common path.
+                self.last_write = slot.get();
+                self.forward(w, request, Target::Slot(slot))
+            }
             Ok(Plan::Script(target)) => {
                 self.shared.scripts.remember(request.arg(1));
+                if let Target::Slot(slot) = target {
+                    self.last_write = slot.get();
+                }
                 self.forward(w, request, target)
             }
             Ok(Plan::Split) => {
                 let split = crate::dispatch::split::split(&request);
+                let writes = crate::command::lookup(request.arg(0))
+                    .is_some_and(|spec| spec.has_flag(crate::command::flags::WRITE));
+                if writes {
+                    if let Some((_, slot)) = split.parts.last() {
+                        self.last_write = slot.get();
+                    }
+                }
                 let parts = (split.parts.into_iter())
                     .map(|(bytes, slot)| (bytes, Target::Slot(slot)))
                     .collect();
@@ -698,8 +721,15 @@ impl Session {
                     BlockFor::For(wait) => ReplyDeadline::Extra(wait),
                     BlockFor::Invalid => ReplyDeadline::Backend,
                 };
+                // Every blocking command but XREAD may write (a pop, XREADGROUP's PEL).
+                if let Target::Slot(slot) = target {
+                    if !request.arg(0).eq_ignore_ascii_case(b"xread") {
+                        self.last_write = slot.get();
+                    }
+                }
                 self.forward_pinned(w, request, target, deadline);
             }
+            Ok(Plan::Wait { name, wait }) => self.wait(w, request, name, wait),
             Ok(Plan::Refuse { name, reason }) => {
                 // The text first: `name` may borrow the learned commands.
                 let text = refusal(name, reason);
@@ -820,6 +850,9 @@ impl Session {
     fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
         self.sent += 1;
         if req.pinned {
+            if req.reply.place().part == wait::WAIT {
+                return self.send_wait(w, req);
+            }
             if req.in_transaction() {
                 // Not a blocked client: its transaction's next requests may follow.
                 self.blocked_at = Some(req.reply.place().seq);

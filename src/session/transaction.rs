@@ -492,13 +492,17 @@ impl Session {
             // queued like any.
             Ok(
                 Plan::Node(Target::Slot(slot))
+                | Plan::Write(slot)
                 | Plan::Script(Target::Slot(slot))
                 | Plan::Pinned {
                     target: Target::Slot(slot),
                     ..
                 },
             ) => Step::Keyed(slot),
-            Ok(Plan::Node(_) | Plan::Script(_) | Plan::Pinned { .. }) => Step::Keyless,
+            // WAIT inside MULTI answers at once at the node, as in Redis.
+            Ok(Plan::Node(_) | Plan::Script(_) | Plan::Pinned { .. } | Plan::Wait { .. }) => {
+                Step::Keyless
+            }
             // Their results belong in EXEC's reply: the node answers them there.
             Ok(Plan::Local(Local::Ping | Local::Echo | Local::Select)) => Step::Keyless,
             Ok(Plan::Local(Local::Quit | Local::Reset)) => Step::Now,
@@ -657,6 +661,10 @@ impl Session {
             return;
         };
         let failed = txn.aborted || txn.broken_now().is_some();
+        if let Some(slot) = txn.groups.last().and_then(|g| g.slot) {
+            // Where `WAIT` counts from.
+            self.last_write = slot.get();
+        }
         txn.aborted = false;
         txn.held_bytes = 0;
         let lone = txn.has_lone();
