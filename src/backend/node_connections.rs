@@ -16,11 +16,14 @@ use mio::{Registry, Token};
 
 use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{BackendError, BackendRequest, Hold, NodeShared, Push, ReplyDeadline, ReplyTo, Target};
+use super::{
+    BackendError, BackendRequest, Hold, NodeShared, Place, Push, ReplyDeadline, ReplyTo, Target,
+};
 use crate::admin::{Metrics, METRICS};
+use crate::clients::Unblock;
 use crate::cluster::NodeAddr;
 use crate::config::{BackendConfig, Config};
-use crate::protocol::reply::Proto;
+use crate::protocol::reply::{encode_command, Proto};
 use crate::protocol::scan::Limits;
 
 /// How often the watchdog looks for connections whose replies are overdue.
@@ -75,6 +78,9 @@ pub struct NodeConnections {
     held: HashMap<(usize, u64), Vec<(u16, usize)>>,
     /// Slots of `conns` whose pinned connection was closed for good, for the next one.
     free: Vec<usize>,
+    /// `CLIENT UNBLOCK`s under way: asked again at each watchdog tick while their
+    /// request is still in flight ([`NodeConnections::unblock`]).
+    unblocking: Vec<Unblocking>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
     pub tick: u64,
     /// Requests that never reached their node (it could not be connected), with why:
@@ -109,6 +115,7 @@ impl NodeConnections {
             pinned: Vec::new(),
             held: HashMap::new(),
             free: Vec::new(),
+            unblocking: Vec::new(),
             tick: 0,
             unsent: Vec::new(),
             failed: Vec::new(),
@@ -411,6 +418,83 @@ impl NodeConnections {
         }
     }
 
+    /// `CLIENT UNBLOCK` of the client of session `session` (client id `client`), blocked
+    /// in the request at place sequence number `seq`: the node of each connection pinned
+    /// to it that carries that request is asked to unblock the connection's own client
+    /// there, as `how` says, so the node answers the request (nothing is popped for a
+    /// client that does not get it). Asked again at each watchdog tick, a few times,
+    /// while the request is still on its way: its connection may still be connecting
+    /// (its node id unknown), or the request not yet blocking when the ask arrived.
+    pub fn unblock(&mut self, session: usize, client: u64, seq: u64, how: Unblock) {
+        let owner = Owner::Pinned { session, client };
+        let mine: Vec<usize> = (self.pinned.iter().copied())
+            .filter(|&ci| self.conns[ci].owner == owner && self.conns[ci].carries(seq))
+            .collect();
+        for ci in mine {
+            let mut entry = Unblocking {
+                ci,
+                owner,
+                seq,
+                how,
+                asks: 0,
+            };
+            self.ask_unblock(&mut entry);
+            self.unblocking.push(entry);
+        }
+    }
+
+    /// Ask for `entry`'s unblock at the node, once the request is written and the node's
+    /// id of the connection known. The ask goes on a shared connection to that node
+    /// only (never retried elsewhere: the id means nothing at another node); its reply
+    /// goes to no session.
+    fn ask_unblock(&mut self, entry: &mut Unblocking) {
+        let conn = &self.conns[entry.ci];
+        let Some(id) = conn.node_client_id.filter(|_| conn.awaits(entry.seq)) else {
+            return;
+        };
+        entry.asks += 1;
+        let node = conn.node_index;
+        let id = id.to_string();
+        let bytes = encode_command(&[
+            b"CLIENT",
+            b"UNBLOCK",
+            id.as_bytes(),
+            entry.how.word().as_bytes(),
+        ])
+        .freeze();
+        let nowhere = Place {
+            session: usize::MAX,
+            client: 0,
+            seq: 0,
+            part: Place::WHOLE,
+        };
+        let mut req = BackendRequest::new(
+            bytes,
+            Target::Any(0),
+            Proto::Resp2,
+            0,
+            ReplyTo::new(nowhere),
+        );
+        // Not retried, not redirected: like a transaction's request.
+        req.hold = Hold::On;
+        self.send(node, req);
+    }
+
+    /// At each watchdog tick: the unblocks whose request is still on its way are asked
+    /// again, at most [`UNBLOCK_ASKS`] times.
+    fn unblock_again(&mut self) {
+        let mut entries = std::mem::take(&mut self.unblocking);
+        entries.retain_mut(|entry| {
+            let conn = &self.conns[entry.ci];
+            if conn.owner != entry.owner || !conn.carries(entry.seq) || entry.asks >= UNBLOCK_ASKS {
+                return false;
+            }
+            self.ask_unblock(entry);
+            true
+        });
+        self.unblocking.append(&mut entries);
+    }
+
     #[inline]
     fn mark_dirty(&mut self, ci: usize) {
         if !self.conns[ci].dirty {
@@ -675,6 +759,9 @@ impl NodeConnections {
     /// reply for the backend timeout, and connects that take too long.
     pub fn watchdog(&mut self) {
         self.tick += 1;
+        if !self.unblocking.is_empty() {
+            self.unblock_again();
+        }
         let config = &self.config;
         let tick_ms = WATCHDOG_TICK.as_millis();
         let limit = (config.timeout.as_millis() / tick_ms).max(1) as u64;
@@ -710,6 +797,21 @@ impl NodeConnections {
             }
         }
     }
+}
+
+/// The most times a `CLIENT UNBLOCK` is asked at the node for one request (once, then
+/// at each watchdog tick while the request is still on its way).
+const UNBLOCK_ASKS: u32 = 10;
+
+/// A `CLIENT UNBLOCK` under way on pinned connection `ci` (while `owner` owns it and it
+/// carries the request at `seq`).
+struct Unblocking {
+    ci: usize,
+    owner: Owner,
+    seq: u64,
+    how: Unblock,
+    /// Times asked at the node so far.
+    asks: u32,
 }
 
 /// Which of a client's held connections a transaction request goes on: one per slot

@@ -22,6 +22,7 @@ mod local;
 mod monitor;
 mod pubsub;
 mod transaction;
+mod unblock;
 mod wait;
 
 use std::collections::VecDeque;
@@ -451,6 +452,7 @@ impl Session {
         if self.blocked_at == Some(seq) {
             self.blocked_at = None;
             METRICS.blocked_clients.fetch_sub(1, Relaxed);
+            self.note_blocked(false);
         }
         index == 0
     }
@@ -860,6 +862,7 @@ impl Session {
             }
             if self.blocked_at.is_none() {
                 Metrics::inc(&METRICS.blocked_clients);
+                self.note_blocked(true);
             }
             self.blocked_at = Some(req.reply.place().seq);
         }

@@ -110,6 +110,7 @@ impl Session {
         req.hold = Hold::Release;
         if self.blocked_at.is_none() {
             Metrics::inc(&METRICS.blocked_clients);
+            self.note_blocked(true);
         }
         self.blocked_at = Some(place.seq);
         w.dispatch_held(prelude);
