@@ -61,6 +61,9 @@ pub struct Metrics {
     /// Pinned backend connections open now (blocking commands, transactions; a gauge), against
     /// `backend.max_pinned`.
     pub pinned_connections: AtomicU64,
+    /// Requests waiting for a pinned connection now, a cap being reached (a gauge; at
+    /// most `backend.pinned_wait_ms` each).
+    pub pinned_waiting: AtomicU64,
     /// Backend connections that died with requests in flight.
     pub backend_connections_lost: AtomicU64,
     /// `EVALSHA`s a node answered `NOSCRIPT`, sent again with the script.
@@ -95,6 +98,7 @@ pub static METRICS: Metrics = Metrics {
     backend_connect_failures: AtomicU64::new(0),
     backend_connections_lost: AtomicU64::new(0),
     pinned_connections: AtomicU64::new(0),
+    pinned_waiting: AtomicU64::new(0),
     scripts_healed: AtomicU64::new(0),
     blocked_clients: AtomicU64::new(0),
     subscriber_connections: AtomicU64::new(0),
@@ -109,7 +113,7 @@ impl Metrics {
     /// The `# Proxy` section of `INFO`, `name:value` lines ending in CRLF.
     /// `workers` are the per-worker counters, summed by the caller.
     pub fn info_section(&self, out: &mut String, workers: StatsTotal) {
-        let rows: [(&str, &AtomicU64); 21] = [
+        let rows: [(&str, &AtomicU64); 22] = [
             ("connections_total", &self.connections_total),
             ("connections_open", &self.connections_open),
             ("connections_rejected", &self.connections_rejected),
@@ -128,6 +132,7 @@ impl Metrics {
             ("backend_connect_failures", &self.backend_connect_failures),
             ("backend_connections_lost", &self.backend_connections_lost),
             ("pinned_connections", &self.pinned_connections),
+            ("pinned_waiting", &self.pinned_waiting),
             ("scripts_healed", &self.scripts_healed),
             ("subscriber_connections", &self.subscriber_connections),
             ("pubsub_resubscribes", &self.pubsub_resubscribes),

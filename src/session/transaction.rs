@@ -1084,6 +1084,7 @@ fn after_first(reply: &ReplyResult, first: &str, others: &str) -> Option<Outcome
         Err(
             e @ (BackendError::HeldGone
             | BackendError::TooManyPinned { .. }
+            | BackendError::TooManyPinnedAt { .. }
             | BackendError::Unreachable { .. }
             | BackendError::SlotNotServed(_)
             | BackendError::NoNodes),
@@ -1222,6 +1223,7 @@ fn judge(expect: Expect, reply: &ReplyResult, broken: Option<&str>) -> (Verdict,
                 Err(
                     e @ (BackendError::HeldGone
                     | BackendError::TooManyPinned { .. }
+                    | BackendError::TooManyPinnedAt { .. }
                     | BackendError::Unreachable { .. }
                     | BackendError::SlotNotServed(_)
                     | BackendError::NoNodes),
