@@ -21,6 +21,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::cluster::NodeAddr;
+
 /// Identifies a client connection (`CLIENT ID`), unique across workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClientId(pub u64);
@@ -97,6 +99,42 @@ struct WorkerClients {
     /// This worker's clients, by session key: the worker inserts and removes, any
     /// worker locks it briefly to list or kill.
     entries: Mutex<Vec<Option<Arc<ClientEntry>>>>,
+    /// What this worker's pub/sub hub subscribes at the nodes: written by the worker
+    /// when a client (un)subscribes, read by any worker answering `PUBSUB NUMSUB`.
+    subscriptions: Mutex<HubSubscriptions>,
+}
+
+/// One worker's pub/sub hub as the nodes count it: each channel, pattern or shard
+/// channel its clients want is subscribed once at one node ([`SubscriptionCounts`]).
+#[derive(Default)]
+struct HubSubscriptions {
+    /// Clients of this worker subscribed, by kind (0 channel, 1 pattern, 2 shard
+    /// channel) and name; only names with clients.
+    clients: [std::collections::HashMap<Bytes, u32>; 3],
+    /// Where the hub subscribes plain channels and patterns.
+    plain_node: Option<NodeAddr>,
+}
+
+/// Slotgate's share of what nodes count for `PUBSUB NUMSUB`/`SHARDNUMSUB`/`NUMPAT`: the
+/// clients subscribed through slotgate, and the subscriptions slotgate's hubs hold at
+/// the nodes on their behalf (one per worker with clients for that name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// Clients of this slotgate subscribed (patterns: distinct patterns).
+    pub clients: u64,
+    /// Subscriptions slotgate's hubs hold at the nodes (patterns: distinct per node).
+    pub at_nodes: u64,
+}
+
+impl SubscriptionCounts {
+    /// What the nodes counted, `nodes`, as a client of a server expects it: slotgate's
+    /// own subscriptions at the nodes replaced by its clients.
+    pub fn adjust(self, nodes: i64) -> i64 {
+        nodes
+            .saturating_sub(self.at_nodes as i64)
+            .saturating_add(self.clients as i64)
+            .max(0)
+    }
 }
 
 /// What other workers (or this one's sessions) leave for a worker's event loop.
@@ -137,6 +175,7 @@ impl ClientRegistry {
                         monitors: AtomicUsize::new(0),
                         mail: Mutex::new(Mail::default()),
                         entries: Mutex::new(Vec::new()),
+                        subscriptions: Mutex::new(HubSubscriptions::default()),
                     })
                 })
                 .collect(),
@@ -253,6 +292,66 @@ impl ClientRegistry {
         }
     }
 
+    /// Worker `index`'s hub has `clients` clients subscribed to `name` of `kind` (0
+    /// channel, 1 pattern, 2 shard channel).
+    pub fn note_subscribers(&self, index: usize, kind: usize, name: &[u8], clients: usize) {
+        let mut hub = lock(&self.worker(index).subscriptions);
+        let Some(map) = hub.clients.get_mut(kind) else {
+            return;
+        };
+        let clients = u32::try_from(clients).unwrap_or(u32::MAX);
+        if clients == 0 {
+            map.remove(name);
+        } else if let Some(n) = map.get_mut(name) {
+            *n = clients;
+        } else {
+            map.insert(Bytes::copy_from_slice(name), clients);
+        }
+    }
+
+    /// Worker `index`'s hub subscribes plain channels and patterns at `node`.
+    pub fn note_plain_node(&self, index: usize, node: Option<&NodeAddr>) {
+        lock(&self.worker(index).subscriptions).plain_node = node.cloned();
+    }
+
+    /// Slotgate's share of the nodes' count of subscribers to each of `names` (`kind`
+    /// 0: channels, 2: shard channels), in order.
+    pub fn subscriber_counts(&self, kind: usize, names: &[&[u8]]) -> Vec<SubscriptionCounts> {
+        let mut counts = vec![SubscriptionCounts::default(); names.len()];
+        for w in self.workers.iter() {
+            let hub = lock(&w.subscriptions);
+            let Some(map) = hub.clients.get(kind) else {
+                continue;
+            };
+            for (count, name) in counts.iter_mut().zip(names) {
+                if let Some(&n) = map.get(*name) {
+                    count.clients += u64::from(n);
+                    count.at_nodes += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Slotgate's share of the nodes' count of patterns (`PUBSUB NUMPAT`, each node
+    /// counting each pattern once): the distinct patterns its clients subscribe, and
+    /// the distinct (node, pattern) subscriptions its hubs hold.
+    pub fn pattern_counts(&self) -> SubscriptionCounts {
+        let mut patterns: std::collections::HashSet<Bytes> = Default::default();
+        let mut at_nodes: std::collections::HashSet<(Option<NodeAddr>, Bytes)> = Default::default();
+        for w in self.workers.iter() {
+            let hub = lock(&w.subscriptions);
+            for pattern in hub.clients[1].keys() {
+                patterns.insert(pattern.clone());
+                at_nodes.insert((hub.plain_node.clone(), pattern.clone()));
+            }
+        }
+        SubscriptionCounts {
+            clients: patterns.len() as u64,
+            at_nodes: at_nodes.len() as u64,
+        }
+    }
+
     /// Every client, in id order (connection order).
     pub fn all(&self) -> Vec<Arc<ClientEntry>> {
         let mut all: Vec<Arc<ClientEntry>> = Vec::new();
@@ -344,6 +443,8 @@ pub struct Names {
     pub name: Option<Bytes>,
     pub lib_name: Option<Bytes>,
     pub lib_ver: Option<Bytes>,
+    /// The user it logged in as; `None`: `default`.
+    pub user: Option<Bytes>,
 }
 
 /// What `CLIENT LIST` shows of one client. Written by its own worker only.
@@ -441,7 +542,7 @@ impl ClientEntry {
             line,
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={sub} \
              psub={psub} ssub={ssub} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 \
-             rbs={} rbp={} obl=0 oll={} omem={} tot-mem={} events=r cmd={} user=default \
+             rbs={} rbp={} obl=0 oll={} omem={} tot-mem={} events=r cmd={} user={} \
              redir=-1 resp={} lib-name={} lib-ver={}",
             self.id.0,
             self.addr,
@@ -460,6 +561,10 @@ impl ClientEntry {
             buffers.held,
             SESSION_MEM + buffers.read_capacity + buffers.held,
             command_name(cmd),
+            names
+                .user
+                .as_ref()
+                .map_or_else(|| "default".into(), |u| String::from_utf8_lossy(u)),
             self.resp.load(Relaxed),
             text(&names.lib_name),
             text(&names.lib_ver),
@@ -512,6 +617,16 @@ impl ClientHandle {
         self.entry.activity.store(clock << 16 | command, Relaxed);
     }
 
+    /// The worker's coarse clock: ms since the registry started, at its last tick.
+    pub fn clock_ms(&self) -> u64 {
+        self.worker.clock.load(Relaxed)
+    }
+
+    /// When the client last sent something, on the worker's coarse clock (ms).
+    pub fn last_read_ms(&self) -> u64 {
+        self.entry.activity.load(Relaxed) >> 16
+    }
+
     /// `CLIENT KILL` chose this client.
     #[inline(always)]
     pub fn killed(&self) -> bool {
@@ -539,7 +654,10 @@ impl ClientHandle {
     }
 
     pub fn set_names(&self, names: Names) {
-        let given = names.name.is_some() || names.lib_name.is_some() || names.lib_ver.is_some();
+        let given = names.name.is_some()
+            || names.lib_name.is_some()
+            || names.lib_ver.is_some()
+            || names.user.is_some();
         *lock(&self.entry.names) = given.then(|| Box::new(names));
     }
 
@@ -727,6 +845,8 @@ pub struct KillFilter {
     pub laddr: Option<String>,
     /// Only clients older than this many seconds (`MAXAGE`, Redis 7.4).
     pub max_age: Option<u64>,
+    /// Only clients logged in as this user (`USER`).
+    pub user: Option<Vec<u8>>,
     /// Leave the client asking alone (`SKIPME`, yes unless said).
     pub skip_me: bool,
 }
@@ -734,8 +854,17 @@ pub struct KillFilter {
 const SYNTAX: &str = "ERR syntax error";
 
 impl KillFilter {
-    /// `CLIENT KILL`'s arguments after `KILL`; the error text as Redis words it.
+    /// `CLIENT KILL`'s arguments after `KILL`, with no users configured (every client
+    /// is `default`); the error text as Redis words it.
     pub fn parse(args: &[&[u8]]) -> Result<KillFilter, String> {
+        Self::parse_with_users(args, &|user| user == b"default")
+    }
+
+    /// [`KillFilter::parse`], `USER` naming a user `known` knows.
+    pub fn parse_with_users(
+        args: &[&[u8]],
+        known: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<KillFilter, String> {
         let mut filter = KillFilter {
             old_form: false,
             id: None,
@@ -743,6 +872,7 @@ impl KillFilter {
             addr: None,
             laddr: None,
             max_age: None,
+            user: None,
             skip_me: true,
         };
         if let [addr] = args {
@@ -772,10 +902,10 @@ impl KillFilter {
             } else if is("laddr") {
                 filter.laddr = Some(lossy(value));
             } else if is("user") {
-                // Every client is the `default` user.
-                if *value != b"default" {
+                if !known(value) {
                     return Err(format!("ERR No such user '{}'", lossy(value)));
                 }
+                filter.user = Some(value.to_vec());
             } else if is("skipme") {
                 filter.skip_me = if value.eq_ignore_ascii_case(b"yes") {
                     true
@@ -812,6 +942,11 @@ impl KillFilter {
             && self
                 .max_age
                 .is_none_or(|max| now.saturating_sub(entry.since) / 1000 > max)
+            && self.user.as_ref().is_none_or(|user| {
+                let names = lock(&entry.names);
+                let theirs = names.as_ref().and_then(|n| n.user.as_deref());
+                theirs.unwrap_or(b"default") == user.as_slice()
+            })
     }
 }
 

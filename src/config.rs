@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
+use crate::acl::{Rules, Secret, User, Users, DEFAULT_RULES};
 use crate::cluster::NodeAddr;
 use crate::protocol::scan::Limits;
 
@@ -41,6 +43,9 @@ pub struct Cli {
     /// host's loopback (at least 1) [default: 0]
     #[arg(long, value_name = "N")]
     pub workers: Option<u64>,
+    /// Admin HTTP port (metrics, health, status page), or `off` [default: 127.0.0.1:9380]
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +76,8 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Deserialize, Default, Debug)]
+// No `Debug` for the file's structs: they hold passwords in clear.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
@@ -79,7 +85,14 @@ struct FileConfig {
     log_level: Option<String>,
     log_format: Option<String>,
     max_clients: Option<u64>,
+    max_clients_per_ip: Option<u64>,
     workers: Option<u64>,
+    timeout: Option<u64>,
+    requirepass: Option<String>,
+    requirepass_env: Option<String>,
+    requirepass_file: Option<PathBuf>,
+    #[serde(default)]
+    users: Vec<UserFile>,
     #[serde(default)]
     backend: BackendFile,
     #[serde(default)]
@@ -88,9 +101,17 @@ struct FileConfig {
     limits: LimitsFile,
     #[serde(default)]
     address_map: HashMap<String, String>,
+    #[serde(default)]
+    admin: AdminFile,
 }
 
 #[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct BackendFile {
     connections_per_node: Option<u64>,
@@ -101,6 +122,22 @@ struct BackendFile {
     connect_timeout_ms: Option<u64>,
     username: Option<String>,
     password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+/// One `[[users]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFile {
+    name: String,
+    password: Option<String>,
+    password_sha256: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    nopass: Option<bool>,
+    enabled: Option<bool>,
+    rules: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -137,6 +174,13 @@ pub struct Config {
     pub log_level: Option<String>,
     pub log_format: LogFormat,
     pub max_clients: usize,
+    /// Connections accepted at once from one client IP address; 0: no limit.
+    pub max_clients_per_ip: usize,
+    /// A client that sends nothing for this long is closed (Redis's `timeout`), unless
+    /// it waits for a reply (a blocking command), subscribes or monitors.
+    pub timeout: Option<Duration>,
+    /// Client users and their rules; none: no authentication.
+    pub users: Arc<Users>,
     /// Worker threads, each with its own event loop, listener socket and connections;
     /// `None`: chosen at start-up from the cores and the nodes (`server::auto_workers`).
     pub workers: Option<usize>,
@@ -162,9 +206,23 @@ pub struct Config {
     pub limits: Limits,
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
+    pub admin: AdminConfig,
 }
 
-#[derive(Clone, Debug)]
+/// `admin.listen` unless configured.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9380";
+
+/// The admin HTTP port (`admin.listen`, `--admin`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where to listen; `None`: `off`, no admin port.
+    pub listen: Option<SocketAddr>,
+    /// Chosen by the operator (flag or file) rather than the default: it must bind,
+    /// where the default may be taken by another slotgate on the host.
+    pub explicit: bool,
+}
+
+#[derive(Clone)]
 pub struct BackendConfig {
     pub connections_per_node: usize,
     /// Connections pinned to one client at a time (blocking commands, transactions), in all.
@@ -179,6 +237,20 @@ pub struct BackendConfig {
     pub connect_timeout: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+}
+
+/// Shows no password.
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("connections_per_node", &self.connections_per_node)
+            .field("max_pinned", &self.max_pinned)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for BackendConfig {
@@ -305,7 +377,12 @@ impl Config {
                 1_000,
             )?,
             username: file.backend.username.filter(|u| !u.is_empty()),
-            password: file.backend.password.filter(|p| !p.is_empty()),
+            password: one_secret(
+                "backend.password",
+                file.backend.password,
+                file.backend.password_env,
+                file.backend.password_file,
+            )?,
         };
         if backend.connections_per_node > 64 {
             return Err(invalid("backend.connections_per_node", "at most 64"));
@@ -363,6 +440,25 @@ impl Config {
             ));
         }
 
+        let timeout = match file.timeout.unwrap_or(0) {
+            0 => None,
+            n if n > i32::MAX as u64 => {
+                return Err(invalid("timeout", "at most 2147483647 seconds (0: never)"))
+            }
+            n => Some(Duration::from_secs(n)),
+        };
+        let max_clients_per_ip = usize::try_from(file.max_clients_per_ip.unwrap_or(0))
+            .map_err(|_| invalid("max_clients_per_ip", "too large"))?;
+        let users = users(
+            file.users,
+            one_secret(
+                "requirepass",
+                file.requirepass,
+                file.requirepass_env,
+                file.requirepass_file,
+            )?,
+        )?;
+
         let mut address_map = HashMap::new();
         for (from, to) in &file.address_map {
             let f = NodeAddr::parse(from)
@@ -372,12 +468,28 @@ impl Config {
             address_map.insert(f, t);
         }
 
+        let admin_text = cli.admin.clone().or(file.admin.listen);
+        let explicit = admin_text.is_some();
+        let admin_text = admin_text.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        let admin_listen = match admin_text.trim() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("`{text}` is not an ip:port address (or `off`)"),
+                )
+            })?),
+        };
+
         Ok(Config {
             listen,
             seeds,
             log_level,
             log_format,
             max_clients,
+            max_clients_per_ip,
+            timeout,
+            users: Arc::new(users),
             workers,
             backend,
             refresh_interval,
@@ -389,8 +501,147 @@ impl Config {
             reply_window: reply_window as usize,
             limits,
             address_map,
+            admin: AdminConfig {
+                listen: admin_listen,
+                explicit,
+            },
         })
     }
+}
+
+/// A password given in clear (`key`), by environment variable (`key_env`) or in a file
+/// (`key_file`, its first line): at most one of them; `None` for none or an empty one.
+fn one_secret(
+    key: &'static str,
+    clear: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    let given = [clear.is_some(), env.is_some(), file.is_some()];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(invalid(
+            key,
+            format!("give one of {key}, {key}_env, {key}_file"),
+        ));
+    }
+    let secret = match (clear, env, file) {
+        (Some(clear), _, _) => clear,
+        (_, Some(var), _) => read_env_secret(&var).map_err(|e| invalid(key, e))?,
+        (_, _, Some(path)) => read_file_secret(&path).map_err(|e| invalid(key, e))?,
+        _ => return Ok(None),
+    };
+    Ok((!secret.is_empty()).then_some(secret))
+}
+
+/// The value of environment variable `var`; set and not empty.
+fn read_env_secret(var: &str) -> Result<String, String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        Ok(_) => Err(format!("environment variable {var} is empty")),
+        Err(_) => Err(format!("environment variable {var} is not set")),
+    }
+}
+
+/// The first line of `path` (its line end dropped); not empty.
+fn read_file_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(format!(
+            "{} holds no password on its first line",
+            path.display()
+        ));
+    }
+    Ok(line.to_string())
+}
+
+/// The `[[users]]`, plus `requirepass` as the `default` user with the default rules.
+fn users(files: Vec<UserFile>, requirepass: Option<String>) -> Result<Users, ConfigError> {
+    let mut users = Vec::new();
+    if let Some(password) = requirepass {
+        if files.iter().any(|u| u.name == "default") {
+            return Err(invalid(
+                "requirepass",
+                "a [[users]] entry named default is configured too: give its password there",
+            ));
+        }
+        let rules = Rules::parse(DEFAULT_RULES).map_err(|e| invalid("requirepass", e))?;
+        users.push(User::new(
+            "default".to_string(),
+            Some(Secret::of_password(password.as_bytes())),
+            true,
+            rules,
+        ));
+    }
+    for file in files {
+        users.push(user(file)?);
+    }
+    Users::new(users).map_err(|name| invalid("users", format!("user `{name}` is configured twice")))
+}
+
+fn user(file: UserFile) -> Result<User, ConfigError> {
+    let name = file.name;
+    let bad =
+        |key: &'static str, message: String| invalid(key, format!("user `{name}`: {message}"));
+    if name.is_empty() || name.bytes().any(|b| !(b'!'..=b'~').contains(&b)) {
+        return Err(bad(
+            "users.name",
+            "a user name is printable ASCII without spaces".to_string(),
+        ));
+    }
+    let nopass = file.nopass.unwrap_or(false);
+    let given = [
+        file.password.is_some(),
+        file.password_sha256.is_some(),
+        file.password_env.is_some(),
+        file.password_file.is_some(),
+    ]
+    .iter()
+    .filter(|&&g| g)
+    .count();
+    if given + usize::from(nopass) != 1 {
+        return Err(bad(
+            "users.password",
+            "give exactly one of password, password_sha256, password_env, password_file              or nopass = true"
+                .to_string(),
+        ));
+    }
+    let secret = if let Some(hex) = file.password_sha256 {
+        let secret = Secret::from_hex(&hex).ok_or_else(|| {
+            bad(
+                "users.password_sha256",
+                "not a SHA-256 digest (64 hex digits, optionally after #)".to_string(),
+            )
+        })?;
+        Some(secret)
+    } else if nopass {
+        None
+    } else {
+        let clear = match (file.password, file.password_env, file.password_file) {
+            (Some(clear), _, _) => clear,
+            (_, Some(var), _) => read_env_secret(&var).map_err(|e| bad("users.password_env", e))?,
+            (_, _, Some(path)) => {
+                read_file_secret(&path).map_err(|e| bad("users.password_file", e))?
+            }
+            _ => String::new(),
+        };
+        if clear.is_empty() {
+            return Err(bad(
+                "users.password",
+                "an empty password (use nopass = true for none)".to_string(),
+            ));
+        }
+        Some(Secret::of_password(clear.as_bytes()))
+    };
+    let rules = Rules::parse(file.rules.as_deref().unwrap_or(DEFAULT_RULES))
+        .map_err(|e| bad("users.rules", e))?;
+    Ok(User::new(
+        name.clone(),
+        secret,
+        file.enabled.unwrap_or(true),
+        rules,
+    ))
 }
 
 /// The levels a filter may name, matched in any case.
@@ -620,6 +871,148 @@ mod tests {
     }
 
     #[test]
+    fn users_and_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        std::env::set_var("SLOTGATE_CONFIG_TEST_PW", "from-env");
+        let text = format!(
+            "seeds = [\"a:1\"]\n\
+             [[users]]\nname = \"app\"\npassword = \"clear\"\nrules = \"+@read ~app:*\"\n\
+             [[users]]\nname = \"env\"\npassword_env = \"SLOTGATE_CONFIG_TEST_PW\"\n\
+             [[users]]\nname = \"file\"\npassword_file = \"{}\"\n\
+             [[users]]\nname = \"hash\"\npassword_sha256 = \"#e528e908837a6f2c169a132a07f95107a5cc523f61d09d028c2fa799aeef4257\"\nenabled = false\n",
+            file.display()
+        );
+        let c = Config::from_toml(&text).unwrap();
+        let users = &c.users;
+        assert!(users.enforced());
+        assert!(users.authenticate(b"app", b"clear").is_some());
+        assert!(users.authenticate(b"env", b"from-env").is_some());
+        assert!(users.authenticate(b"file", b"from-file").is_some());
+        assert!(users.authenticate(b"hash", b"apw").is_none(), "disabled");
+        assert!(users.get(b"hash").is_some());
+        let debug = format!("{c:?}");
+        for secret in ["clear", "from-env", "from-file", "e528e9"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn requirepass_is_the_default_user() {
+        let c = Config::from_toml("seeds = [\"a:1\"]\nrequirepass = \"pw\"").unwrap();
+        let default = c.users.authenticate(b"default", b"pw").unwrap();
+        assert!(default.restricted(), "the safe default rules");
+        assert!(c.users.on_connect().is_none());
+        assert!(!Config::from_toml("seeds = [\"a:1\"]")
+            .unwrap()
+            .users
+            .enforced());
+        let e = Config::from_toml(
+            "seeds = [\"a:1\"]\nrequirepass = \"pw\"\n[[users]]\nname = \"default\"\nnopass = true",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`requirepass`"), "{e}");
+    }
+
+    #[test]
+    fn bad_users_name_their_key() {
+        for (user, key) in [
+            ("name = \"a\"", "users.password"),
+            (
+                "name = \"a\"\npassword = \"x\"\nnopass = true",
+                "users.password",
+            ),
+            ("name = \"a\"\npassword = \"\"", "users.password"),
+            (
+                "name = \"a\"\npassword_sha256 = \"abc\"",
+                "users.password_sha256",
+            ),
+            (
+                "name = \"a\"\npassword_env = \"SLOTGATE_NO_SUCH_VAR_X\"",
+                "users.password_env",
+            ),
+            (
+                "name = \"a\"\npassword_file = \"/nonexistent/pw\"",
+                "users.password_file",
+            ),
+            ("name = \"a b\"\nnopass = true", "users.name"),
+            (
+                "name = \"a\"\nnopass = true\nrules = \"+@nosuch\"",
+                "users.rules",
+            ),
+            (
+                "name = \"a\"\nnopass = true\nrules = \">pw\"",
+                "users.rules",
+            ),
+        ] {
+            let text = format!("seeds = [\"a:1\"]\n[[users]]\n{user}");
+            let e = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{user}: {e}");
+        }
+        let e = Config::from_toml(
+            "seeds = [\"a:1\"]\n[[users]]\nname = \"a\"\nnopass = true\n[[users]]\nname = \"a\"\nnopass = true",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("configured twice"), "{e}");
+        let e = Config::from_toml(
+            "seeds = [\"a:1\"]\n[[users]]\nname = \"a\"\nnopass = true\nbogus = 1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn backend_password_sources_and_limits() {
+        std::env::set_var("SLOTGATE_CONFIG_TEST_BACKEND", "nodepw");
+        let c = Config::from_toml(
+            "seeds = [\"a:1\"]\ntimeout = 30\nmax_clients_per_ip = 5\n[backend]\nusername = \"proxy\"\npassword_env = \"SLOTGATE_CONFIG_TEST_BACKEND\"",
+        )
+        .unwrap();
+        assert_eq!(c.backend.password.as_deref(), Some("nodepw"));
+        assert!(!format!("{c:?}").contains("nodepw"));
+        assert_eq!(c.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.max_clients_per_ip, 5);
+        let c = Config::from_toml("seeds = [\"a:1\"]\ntimeout = 0").unwrap();
+        assert_eq!(c.timeout, None);
+        assert_eq!(c.max_clients_per_ip, 0);
+        let e = Config::from_toml(
+            "seeds = [\"a:1\"]\n[backend]\npassword = \"a\"\npassword_env = \"B\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`backend.password`"), "{e}");
+    }
+
+    #[test]
+    fn admin_port_defaults_turns_off_and_names_its_key() {
+        let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9380".parse().unwrap()));
+        assert!(!c.admin.explicit);
+        let c = Config::from_toml("seeds = [\"a:1\"]\n[admin]\nlisten = \"off\"").unwrap();
+        assert_eq!(c.admin.listen, None);
+        let cli = Cli {
+            admin: Some("127.0.0.1:0".into()),
+            ..Cli::default()
+        };
+        let file = parse_file(
+            Path::new("x"),
+            "seeds = [\"a:1\"]\n[admin]\nlisten = \"off\"",
+        )
+        .unwrap();
+        let c = Config::build(&cli, file).unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(c.admin.explicit, "the flag wins over the file");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[admin]\nlisten = \"9380\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`admin.listen`"), "{e}");
+    }
+
+    #[test]
     fn address_map_parses() {
         let c = Config::from_toml(
             "seeds = [\"a:1\"]\n[address_map]\n\"172.18.0.3:6379\" = \"127.0.0.1:7003\"",
@@ -649,5 +1042,33 @@ mod example_file {
         assert_eq!(c.seeds.len(), 3);
         assert_eq!(c.redirect_budget, 5);
         assert_eq!(c.max_pipeline, 16384);
+        assert!(!c.users.enforced());
+        assert_eq!((c.timeout, c.max_clients_per_ip), (None, 0));
+    }
+
+    /// The example with users must stay loadable, and mean what its comments say.
+    #[test]
+    fn secure_example_loads() {
+        std::env::set_var("SLOTGATE_NODE_PASSWORD", "node-secret");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secure.toml");
+        let cli = Cli {
+            config: Some(path),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.max_clients_per_ip, 200);
+        assert_eq!(c.backend.password.as_deref(), Some("node-secret"));
+        let app = c.users.authenticate(b"app", b"secret").unwrap();
+        assert!(app.rules.check(&["GET", "app:1"][..], None).is_ok());
+        assert!(app
+            .rules
+            .check(&["EVAL", "return 1", "0"][..], None)
+            .is_err());
+        assert!(c.users.authenticate(b"ops", b"secret").is_some());
+        assert!(
+            c.users.on_connect().is_none(),
+            "no default user: everyone logs in"
+        );
     }
 }

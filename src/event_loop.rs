@@ -76,6 +76,8 @@ pub struct EventLoop {
     /// The worker's write buffer for client replies.
     out: BytesMut,
     accept_again: Option<Instant>,
+    /// When idle clients are looked for next (`timeout`; once a second).
+    idle_check_at: Instant,
 }
 
 impl EventLoop {
@@ -103,6 +105,7 @@ impl EventLoop {
             resume: Vec::new(),
             out: BytesMut::new(),
             accept_again: None,
+            idle_check_at: Instant::now(),
         })
     }
 
@@ -166,6 +169,9 @@ impl EventLoop {
                 self.worker.shared.clients.tick(self.worker.index, now);
                 self.worker.watchdog();
                 self.enforce_output_total();
+                if now >= self.idle_check_at {
+                    self.close_idle(now);
+                }
                 next_tick = now + WATCHDOG_TICK;
             }
             if self.accept_again.is_some_and(|t| now >= t) {
@@ -236,6 +242,13 @@ impl EventLoop {
                 let _ = stream.write(b"-ERR max number of clients reached\r\n");
                 continue;
             }
+            if !self.worker.shared.per_address.admit(peer.ip()) {
+                Metrics::inc(&METRICS.connections_rejected);
+                let limit = self.worker.shared.per_address.limit();
+                tracing::warn!(%peer, limit, "client refused: max_clients_per_ip reached");
+                let _ = stream.write(b"-ERR max number of clients from this address reached\r\n");
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
@@ -245,6 +258,7 @@ impl EventLoop {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 tracing::warn!(%peer, error = %e, "cannot watch a client socket");
+                self.worker.shared.per_address.leave(peer.ip());
                 continue;
             }
             let id = ClientId(NEXT_CLIENT_ID.fetch_add(1, Relaxed));
@@ -370,10 +384,11 @@ impl EventLoop {
                 }
             }
             session.held_since = None;
-            let writes = session.writes;
+            let (writes, written) = (session.writes, session.written);
             let flushed = session.flush(&mut self.out);
             if session.writes != writes {
                 self.worker.count(|s| &s.client_writes);
+                self.worker.add(|s| &s.bytes_out, session.written - written);
             }
             if session.has_waiting() {
                 // Replies left: the window may have room again.
@@ -500,6 +515,27 @@ impl EventLoop {
                 self.worker.give_read_buffer(buf);
             }
             METRICS.connections_open.fetch_sub(1, Relaxed);
+            self.worker.shared.per_address.leave(session.peer().ip());
+        }
+    }
+
+    /// Close the clients idle for longer than `timeout` (when configured), as Redis
+    /// does; blocked, subscribed and monitoring clients are never idle. Once a second,
+    /// at a watchdog tick: no timer per client.
+    #[cold]
+    fn close_idle(&mut self, now: Instant) {
+        self.idle_check_at = now + Duration::from_secs(1);
+        let Some(timeout) = self.worker.shared.config.timeout else {
+            return;
+        };
+        let idle: Vec<usize> = (self.sessions.iter_mut())
+            .filter_map(|(key, s)| s.idle_longer_than(timeout).then_some(key))
+            .collect();
+        for key in idle {
+            if let Some(s) = self.sessions.get(key) {
+                tracing::debug!(client = s.id.0, peer = %s.peer(), "closing an idle client (timeout)");
+            }
+            self.close_session(key);
         }
     }
 

@@ -7,6 +7,9 @@
 //! `dispatch` → `shared` → `clients`/`backend` → `cluster`/`command`/`protocol`/`slot`, with
 //! `refresh` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
+//! - [`acl`]: client users, their passwords (SHA-256 digests, compared in constant
+//!   time) and their Redis ACL rules compiled per user (pure).
+//! - [`admission`]: connections per client address, shared by the workers' listeners.
 //! - [`slot`]: hash tags, CRC16, the `Slot` newtype (pure).
 //! - [`protocol`]: the resumable, bounded frame scanner, reply encoding, redirect parsing (pure).
 //! - [`command`]: the command table: arity, key positions, flags, route (pure); plus the
@@ -31,7 +34,8 @@
 //!   for a request and carrying out `decide` (pure): what happens after a reply, a
 //!   redirect, a retryable error or a dead node; the ordered retry queue; the worker's
 //!   pub/sub hub (each channel subscribed once at a node, messages fanned out).
-//! - [`session`]: one client: framing, routing, local commands, transactions (one
+//! - [`session`]: one client: framing, routing, local commands, who it is and what it
+//!   may run (`AUTH`, rules, `ACL`, idle `timeout`), transactions (one
 //!   `MULTI`/`EXEC` per slot), list moves and pops across slots, the in-order reply
 //!   queue; the one-node cluster face cluster-aware clients see
 //!   (`CLUSTER SLOTS`, ...; pure); its subscriptions and RESP2 subscriber mode.
@@ -43,11 +47,17 @@
 //! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
 //!   periodically, on request), and learns the server version and commands.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
-//!   refresh, signals), shutdown.
-//! - [`admin`]: counters shown by `INFO`, process-wide and per worker.
+//!   refresh, signals, the admin port), shutdown.
+//! - [`admin`]: counters shown by `INFO` and `/metrics`, process-wide and per worker
+//!   (underneath all); beside [`server`] on the control runtime, the admin HTTP port
+//!   (`admin::http`: metrics, health, readiness, the status page) and what it reports
+//!   (`admin::status`: the node prober, readiness, the status page's data).
+//! - [`log_limit`]: log lines that could come once per request, one per subject a minute.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod admin;
+pub mod admission;
 pub mod backend;
 pub mod clients;
 pub mod cluster;
@@ -55,6 +65,7 @@ pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod event_loop;
+pub mod log_limit;
 pub mod net;
 pub mod protocol;
 pub mod refresh;

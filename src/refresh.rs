@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use redis_protocol::resp2::types::OwnedFrame;
 
+use crate::admin::metrics::{self, RefreshCause};
 use crate::admin::{Metrics, METRICS};
 use crate::backend::control::{self, ControlError};
 use crate::cluster::table::SlotTable;
 use crate::cluster::topology::{
-    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology, TopologyError,
+    format_slot_ranges, importing_slots, parse_cluster_shards, parse_cluster_slots, Topology,
+    TopologyError,
 };
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
@@ -48,13 +50,18 @@ pub enum QueryError {
 /// answers or slots are uncovered.
 pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
     let seeds = shared.config.seeds.clone();
-    let topology = fetch_any(shared, &seeds).await?;
+    let started = Instant::now();
+    let fetched = fetch_any(shared, &seeds).await;
+    let complete = fetched.as_ref().is_ok_and(Topology::covers_all);
+    metrics::refresh_done(RefreshCause::Startup, complete, started.elapsed());
+    let topology = fetched?;
     if !topology.covers_all() {
         return Err(RefreshError::Uncovered(format_slot_ranges(
             &topology.uncovered(),
         )));
     }
-    publish(shared, &topology);
+    let importing = learn_importing(shared, &topology).await;
+    publish(shared, &topology, &importing);
     resolve_names(shared).await;
     learn_version(shared).await;
     learn_commands(shared).await;
@@ -66,17 +73,24 @@ pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
     loop {
         let interval = shared.config.refresh_interval;
-        tokio::select! {
-            _ = shared.refresh_wanted.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
-        }
+        let timer = tokio::select! {
+            _ = shared.refresh_wanted.notified() => false,
+            _ = tokio::time::sleep(interval) => true,
+        };
         let next_allowed = last + MIN_REFRESH_INTERVAL;
         if Instant::now() < next_allowed {
             tokio::time::sleep_until(next_allowed.into()).await;
         }
         last = Instant::now();
+        // Taken after the wait, so the asks that came meanwhile are this refresh's too.
+        let cause = match shared.refresh_causes.take() {
+            Some(cause) => cause,
+            None if timer => RefreshCause::Interval,
+            None => RefreshCause::Other,
+        };
         let before: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
-        refresh(&shared).await;
+        let ok = refresh(&shared).await;
+        metrics::refresh_done(cause, ok, last.elapsed());
         shared.refreshed.send_modify(|n| *n += 1);
         resolve_names(&shared).await;
         share_functions(&shared, &before).await;
@@ -125,8 +139,9 @@ async fn share_functions(shared: &Arc<Shared>, before: &[NodeAddr]) {
 }
 
 /// One refresh: ask the known nodes in turn, publish the first complete answer (or the
-/// best partial one, keeping the old owners of slots it does not cover).
-pub async fn refresh(shared: &Arc<Shared>) {
+/// best partial one, keeping the old owners of slots it does not cover). False when no
+/// node answered.
+pub async fn refresh(shared: &Arc<Shared>) -> bool {
     let mut candidates: Vec<NodeAddr> = Vec::new();
     {
         let table = shared.table.load();
@@ -143,20 +158,49 @@ pub async fn refresh(shared: &Arc<Shared>) {
     match fetch_any(shared, &candidates).await {
         Ok(topology) => {
             Metrics::inc(&METRICS.topology_refreshes);
-            publish(shared, &topology);
+            let importing = learn_importing(shared, &topology).await;
+            publish(shared, &topology, &importing);
+            true
         }
         Err(e) => {
             Metrics::inc(&METRICS.topology_refresh_failures);
             tracing::warn!(error = %e, "topology refresh failed");
+            false
         }
     }
 }
 
-fn publish(shared: &Arc<Shared>, topology: &Topology) {
+/// The slots each master of `topology` imports, from its own `CLUSTER NODES` line (no
+/// other reply shows a migration under way; `SCAN` needs them, see
+/// [`SlotTable::rescans`]). A master that does not answer counts as importing nothing.
+async fn learn_importing(shared: &Arc<Shared>, topology: &Topology) -> Vec<(NodeAddr, Vec<u16>)> {
+    let mut importing = Vec::new();
+    for shard in &topology.shards {
+        match query(shared, &shard.master, &[b"CLUSTER", b"NODES"]).await {
+            Ok(OwnedFrame::BulkString(text)) => {
+                let slots = importing_slots(&String::from_utf8_lossy(&text));
+                if !slots.is_empty() {
+                    importing.push((shard.master.clone(), slots));
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(node = %shard.master, reply = ?other, "CLUSTER NODES refused")
+            }
+            Err(e) => tracing::debug!(error = %e, "CLUSTER NODES failed"),
+        }
+    }
+    importing
+}
+
+fn publish(shared: &Arc<Shared>, topology: &Topology, importing: &[(NodeAddr, Vec<u16>)]) {
     let previous = shared.table.load_full();
-    let table = SlotTable::build(topology, &previous);
+    let table = SlotTable::build(topology, &previous).with_importing(importing);
     let ranges = table.ranges();
     if ranges == previous.ranges() && table.shards() == previous.shards() {
+        if table.importing() != previous.importing() {
+            tracing::debug!(importing = ?table.importing(), "slots being imported");
+            shared.table.store(Arc::new(table));
+        }
         return;
     }
     tracing::info!(
@@ -263,7 +307,8 @@ async fn learn_commands(shared: &Arc<Shared>) {
 /// (a restarted Kubernetes pod) is followed.
 async fn resolve_names(shared: &Arc<Shared>) {
     let table = shared.table.load_full();
-    for addr in table.masters().chain(table.replicas()) {
+    let replicas = table.shards().iter().flat_map(|s| s.connected_replicas());
+    for addr in table.masters().chain(replicas) {
         let node = shared.node_record(addr);
         if node.dial_ip().is_some() {
             continue;

@@ -720,7 +720,7 @@ fn a_subscriber_that_does_not_read_is_closed_at_its_output_limit() {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
         let mut con = client.get_connection().unwrap();
         let mut sub = con.as_pubsub();
-        sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        sub.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         // Returns once the confirmation is in: from then on every message counts.
         sub.subscribe("firehose").unwrap();
         subscribed_tx.send(()).unwrap();

@@ -47,11 +47,21 @@ pub struct HandshakeError {
 /// `AUTH` inside when a password is configured) for RESP3, `AUTH` for RESP2 with a
 /// password, nothing for RESP2 without one. Built per connection; borrows the
 /// credentials from the configuration.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Handshake<'a> {
     proto: Proto,
     /// `(user, password)`; the user is `default` when only a password is configured.
     credentials: Option<(&'a str, &'a str)>,
+}
+
+/// Shows the user, never the password.
+impl std::fmt::Debug for Handshake<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("proto", &self.proto)
+            .field("user", &self.credentials.map(|(user, _)| user))
+            .finish()
+    }
 }
 
 impl<'a> Handshake<'a> {
@@ -180,6 +190,13 @@ mod tests {
             wire(Proto::Resp2, &config),
             "*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$6\r\ns3cret\r\n"
         );
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let config = config(Some("app"), Some("s3cret"));
+        let text = format!("{:?} {config:?}", Handshake::new(Proto::Resp3, &config));
+        assert!(text.contains("app") && !text.contains("s3cret"), "{text}");
     }
 
     #[test]

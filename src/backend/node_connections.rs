@@ -776,6 +776,13 @@ impl NodeConnections {
         Some(ci)
     }
 
+    /// Shared connections connected now (the admin port's gauge; once per tick).
+    pub fn open_shared(&self) -> usize {
+        (self.conns.iter())
+            .filter(|c| c.owner == Owner::Shared && c.state == State::Ready)
+            .count()
+    }
+
     /// Some connection has more to read than its last turn took.
     pub fn has_unread(&self) -> bool {
         !self.unread.is_empty()

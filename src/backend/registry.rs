@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub struct NodeShared {
     pub pinned: AtomicU64,
     /// Why the last connect failed (for the errors of requests failed while down).
     last_failure: Mutex<String>,
+    /// The last connect failed (for the log's up/down lines; `down_until_ms` expires).
+    unreachable: AtomicBool,
     /// `dial` looked up, when it is a host name (kept fresh by the refresher).
     resolved: Mutex<Option<SocketAddr>>,
 }
@@ -72,6 +74,10 @@ impl NodeShared {
         if let Ok(mut last) = self.last_failure.lock() {
             reason.clone_into(&mut last);
         }
+        // One line per change, whichever worker saw it first.
+        if !self.unreachable.swap(true, Relaxed) {
+            tracing::info!(node = %self.addr, dial = %self.dial, %reason, "node unreachable");
+        }
         let until = self.epoch.elapsed() + for_how_long;
         self.down_until_ms
             .store(until.as_millis().max(1) as u64, Relaxed);
@@ -79,6 +85,9 @@ impl NodeShared {
     }
 
     pub fn mark_up(&self) {
+        if self.unreachable.swap(false, Relaxed) {
+            tracing::info!(node = %self.addr, dial = %self.dial, "node reachable again");
+        }
         self.down_until_ms.store(0, Relaxed);
         self.connects.fetch_add(1, Relaxed);
     }
@@ -111,10 +120,19 @@ impl NodeRegistry {
                     connect_failures: AtomicU64::new(0),
                     pinned: AtomicU64::new(0),
                     last_failure: Mutex::new(String::new()),
+                    unreachable: AtomicBool::new(false),
                     resolved: Mutex::new(None),
                 })
             })
             .clone()
+    }
+
+    /// Every node's record, sorted by announced address.
+    pub fn snapshot(&self) -> Vec<Arc<NodeShared>> {
+        let mut nodes: Vec<Arc<NodeShared>> =
+            self.nodes.iter().map(|n| n.value().clone()).collect();
+        nodes.sort_by(|a, b| a.addr.cmp(&b.addr));
+        nodes
     }
 
     /// The `# Nodes` section of `INFO`: one line per node the proxy has talked to.

@@ -19,6 +19,20 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 pub struct Shard {
     pub master: NodeAddr,
     pub replicas: Vec<NodeAddr>,
+    /// Connected replicas that do not serve yet ([`ShardInfo::loading_replicas`]).
+    ///
+    /// [`ShardInfo::loading_replicas`]: crate::cluster::topology::ShardInfo::loading_replicas
+    pub loading_replicas: Vec<NodeAddr>,
+}
+
+impl Shard {
+    /// Every replica connected to the master, serving or not: where a command meant for
+    /// every node goes (`CONFIG SET`). [`Target::Replica`]'s index counts in this order.
+    ///
+    /// [`Target::Replica`]: crate::backend::Target::Replica
+    pub fn connected_replicas(&self) -> impl Iterator<Item = &NodeAddr> {
+        self.replicas.iter().chain(self.loading_replicas.iter())
+    }
 }
 
 #[derive(Clone)]
@@ -26,6 +40,11 @@ pub struct SlotTable {
     /// Slot → index into `shards`, or `UNSERVED`.
     owner: Box<[u16]>,
     shards: Vec<Shard>,
+    /// Slots a master is importing (a migration under way: `CLUSTER SETSLOT ...
+    /// IMPORTING` on it), as `(slot, index into shards)`, sorted. The slot's owner is
+    /// still the migration's source; its keys move to the importer one `MIGRATE` at a
+    /// time. Learned from each master's own `CLUSTER NODES` line.
+    importing: Vec<(u16, u16)>,
     generation: u64,
 }
 
@@ -34,8 +53,50 @@ impl SlotTable {
         SlotTable {
             owner: vec![UNSERVED; SLOT_COUNT].into_boxed_slice(),
             shards: Vec::new(),
+            importing: Vec::new(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// This table with the slots each master in `importers` says it imports; a master
+    /// the table does not route to is left out (it owns no slot yet, and a `SCAN`
+    /// cannot name it).
+    pub fn with_importing(mut self, importers: &[(NodeAddr, Vec<u16>)]) -> SlotTable {
+        self.importing.clear();
+        for (master, slots) in importers {
+            let Some(shard) = self.shards.iter().position(|s| &s.master == master) else {
+                continue;
+            };
+            for &slot in slots.iter().filter(|&&s| usize::from(s) < SLOT_COUNT) {
+                self.importing.push((slot, shard as u16));
+            }
+        }
+        self.importing.sort_unstable();
+        self.importing.dedup();
+        self
+    }
+
+    /// Slots being imported, as `(slot, importing shard)`; see [`SlotTable::with_importing`].
+    pub fn importing(&self) -> &[(u16, u16)] {
+        &self.importing
+    }
+
+    /// The shards a `SCAN` must walk again after walking every shard in order, so that a
+    /// key moved during the walk is still returned: those importing a slot whose owner
+    /// (the migration's source) comes after them. A key the walk did not find at the
+    /// source had left it before the source was walked, so it is at the importer by the
+    /// time the walk is over. Sorted, each once.
+    pub fn rescans(&self) -> Vec<u16> {
+        let mut shards: Vec<u16> = (self.importing.iter())
+            .filter(|&&(slot, importer)| {
+                let owner = self.owner[usize::from(slot)];
+                owner != UNSERVED && owner > importer
+            })
+            .map(|&(_, importer)| importer)
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
     }
 
     /// Build from a parsed topology. Slots the topology leaves uncovered keep their owner
@@ -44,7 +105,7 @@ impl SlotTable {
     pub fn build(topology: &Topology, previous: &SlotTable) -> SlotTable {
         let mut table = SlotTable::empty();
         for info in &topology.shards {
-            let index = table.shard_index(&info.master, &info.replicas);
+            let index = table.shard_index(&info.master, &info.replicas, &info.loading_replicas);
             for &(start, end) in &info.slots {
                 for slot in start..=end.min(SLOT_COUNT as u16 - 1) {
                     table.owner[slot as usize] = index;
@@ -54,7 +115,8 @@ impl SlotTable {
         for slot in 0..SLOT_COUNT {
             if table.owner[slot] == UNSERVED {
                 if let Some(shard) = previous.shard_of(slot) {
-                    let index = table.shard_index(&shard.master, &shard.replicas);
+                    let index =
+                        table.shard_index(&shard.master, &shard.replicas, &shard.loading_replicas);
                     table.owner[slot] = index;
                 }
             }
@@ -63,13 +125,19 @@ impl SlotTable {
     }
 
     /// Index of the shard whose master is `master`, adding it when new.
-    fn shard_index(&mut self, master: &NodeAddr, replicas: &[NodeAddr]) -> u16 {
+    fn shard_index(
+        &mut self,
+        master: &NodeAddr,
+        replicas: &[NodeAddr],
+        loading: &[NodeAddr],
+    ) -> u16 {
         if let Some(i) = self.shards.iter().position(|s| &s.master == master) {
             return i as u16;
         }
         self.shards.push(Shard {
             master: master.clone(),
             replicas: replicas.to_vec(),
+            loading_replicas: loading.to_vec(),
         });
         (self.shards.len() - 1) as u16
     }
@@ -102,7 +170,7 @@ impl SlotTable {
     pub fn with_slot_moved(&self, slot: Slot, addr: &NodeAddr) -> SlotTable {
         let mut table = self.clone();
         table.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        let index = table.shard_index(addr, &[]);
+        let index = table.shard_index(addr, &[], &[]);
         table.owner[slot.index()] = index;
         table
     }
@@ -158,6 +226,7 @@ mod tests {
             master: node(master),
             master_id: None,
             replicas: vec![node(replica)],
+            loading_replicas: vec![],
         }
     }
 
@@ -206,6 +275,34 @@ mod tests {
         let alone = SlotTable::build(&partial, &SlotTable::empty());
         assert_eq!(alone.master(slot(10923)), None);
         assert_eq!(alone.unserved(), 16383 - 10923 + 1);
+    }
+
+    #[test]
+    fn a_scan_walks_again_the_importers_of_slots_owned_further_on() {
+        let table = SlotTable::build(&three_shards(), &SlotTable::empty());
+        assert!(table.rescans().is_empty());
+        let (first, second, third) = (
+            node("10.0.0.1:7000"),
+            node("10.0.0.2:7001"),
+            node("10.0.0.3:7002"),
+        );
+        let table = table.with_importing(&[
+            // Slot 16000 moves from the third to the first: walk the first again.
+            (first.clone(), vec![16000]),
+            // Slot 10 moves from the first to the third: the walk meets the third
+            // after the first, nothing to walk again.
+            (third, vec![10]),
+            // A master the table does not know, and a slot out of range: ignored.
+            (node("10.0.0.9:7009"), vec![1]),
+            (second.clone(), vec![20000]),
+        ]);
+        assert_eq!(table.importing(), [(10, 2), (16000, 0)]);
+        assert_eq!(table.rescans(), [0]);
+        let both = table
+            .clone()
+            .with_importing(&[(first, vec![16000, 16001, 6000]), (second, vec![16002])]);
+        assert_eq!(both.rescans(), [0, 1]);
+        assert!(both.with_importing(&[]).importing().is_empty());
     }
 
     #[test]

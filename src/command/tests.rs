@@ -757,7 +757,6 @@ fn refused_commands_give_a_reason() {
         "CLIENT CACHING yes",
         "CLIENT GETREDIR",
         "CONFIG REWRITE",
-        "ACL WHOAMI",
         "ACL SETUSER u on",
         "MODULE LIST",
         "SCRIPT DEBUG yes",
@@ -772,6 +771,9 @@ fn refused_commands_give_a_reason() {
         Route::Refused("the proxy hides the cluster topology")
     );
     assert_eq!(route("CLUSTER NODES"), Route::Local(Local::ClusterNodes));
+    // slotgate's own users, not the nodes'.
+    assert_eq!(route("ACL WHOAMI"), Route::Local(Local::AclWhoAmI));
+    assert_eq!(route("ACL GETUSER u"), Route::Local(Local::AclGetUser));
     assert_eq!(route("CLUSTER COUNTKEYSINSLOT 1"), Route::SlotArgument);
     // Refused containers still check their subcommands.
     assert_eq!(

@@ -13,18 +13,15 @@ use crate::command::learned::{LearnedCommands, LearnedRoute};
 use crate::command::{classify, flags, Args, CommandError, FanOut, Local, Route};
 use crate::slot::Slot;
 
-/// What the session must do with a request. `'a` is the learned commands' lifetime (a
-/// learned command's name).
+/// What the session must do with a request. It borrows nothing, so the session can
+/// decide once and then change its own state (a transaction's) before carrying it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan<'a> {
+pub enum Plan {
     /// The proxy answers it itself.
     Local(Local),
     /// Send it to one node: a slot's master (keyed) or any master (keyless; the
     /// number is the client's, so a client's keyless requests stay on one node).
     Node(Target),
-    /// A write command with keys (in one slot): sent like [`Plan::Node`] to the slot's
-    /// master; the session remembers the slot, where `WAIT` counts from.
-    Write(Slot),
     /// An `EVAL`/`EVAL_RO`: the session remembers the script (to heal a `NOSCRIPT`
     /// later), then sends it like [`Plan::Node`].
     Script(Target),
@@ -41,9 +38,13 @@ pub enum Plan<'a> {
     /// master of its last write, after a write there to count from
     /// (`session::wait`), waiting as long as its own timeout says.
     Wait { name: &'static str, wait: BlockFor },
-    /// Answer `ERR 'NAME' is not supported: reason` ([`refusal`]). `name` is the
-    /// lower-case command name (`container|sub` for a subcommand).
-    Refuse { name: &'a str, reason: &'static str },
+    /// Answer `ERR 'NAME' is not supported: reason` ([`Plan::refusal`]). `name` is the
+    /// lower-case command name (`container|sub` for a subcommand); `None` for a learned
+    /// command, whose name is the request's first argument.
+    Refuse {
+        name: Option<&'static str>,
+        reason: &'static str,
+    },
     /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH` (lower-case): the session's
     /// transaction state decides.
     Transaction(&'static str),
@@ -89,20 +90,45 @@ pub enum PlanError {
 /// Decide what happens to `request`. `learned`: the commands learned from the
 /// cluster, asked only when the built-in table does not know the command. `client`
 /// spreads keyless requests over the masters ([`Target::Any`]).
-pub fn plan<'a>(
+pub fn plan(
     request: &(impl Args + ?Sized),
-    learned: Option<&'a LearnedCommands>,
+    learned: Option<&LearnedCommands>,
     client: u32,
-) -> Result<Plan<'a>, PlanError> {
+) -> Result<Plan, PlanError> {
+    plan_with_flags(request, learned, client).0
+}
+
+/// [`plan`], with the command's [`flags`] (0 when it is unknown or learned), for the
+/// counters by class.
+#[inline]
+pub fn plan_with_flags(
+    request: &(impl Args + ?Sized),
+    learned: Option<&LearnedCommands>,
+    client: u32,
+) -> (Result<Plan, PlanError>, u32) {
     let classified = match classify(request) {
         Ok(classified) => classified,
         Err(unknown @ CommandError::Unknown { .. }) => {
-            return plan_learned(request, learned, unknown, client)
+            return (plan_learned(request, learned, unknown, client), 0)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return (Err(e.into()), 0),
     };
+    let flags = classified.spec.flags;
+    (plan_classified(request, classified, client), flags)
+}
+
+/// [`plan`] of a command the built-in table knows.
+#[inline]
+fn plan_classified(
+    request: &(impl Args + ?Sized),
+    classified: crate::command::Classified,
+    client: u32,
+) -> Result<Plan, PlanError> {
     let name = classified.spec.name;
-    let refuse = |reason| Plan::Refuse { name, reason };
+    let refuse = |reason| Plan::Refuse {
+        name: Some(name),
+        reason,
+    };
     let node = |target| match classified.spec.flags & flags::SCRIPT_BODY {
         0 => Plan::Node(target),
         _ => Plan::Script(target),
@@ -110,11 +136,6 @@ pub fn plan<'a>(
     Ok(match classified.route {
         Route::Local(which) => Plan::Local(which),
         Route::Slot => match target(request, classified.keys.iter(), client) {
-            Ok(Target::Slot(slot))
-                if classified.spec.flags & (flags::WRITE | flags::SCRIPT_BODY) == flags::WRITE =>
-            {
-                Plan::Write(slot)
-            }
             Ok(target) => node(target),
             Err(PlanError::CrossSlot) if classified.spec.has_flag(flags::SPLITTABLE) => Plan::Split,
             Err(PlanError::CrossSlot) if name == "msetnx" => return Err(PlanError::NotAtomic),
@@ -148,12 +169,12 @@ pub fn plan<'a>(
 
 /// A command the built-in table does not know: route it by what the cluster said
 /// about it, or answer Redis's "unknown command" (`unknown`).
-fn plan_learned<'a>(
+fn plan_learned(
     request: &(impl Args + ?Sized),
-    learned: Option<&'a LearnedCommands>,
+    learned: Option<&LearnedCommands>,
     unknown: CommandError,
     client: u32,
-) -> Result<Plan<'a>, PlanError> {
+) -> Result<Plan, PlanError> {
     let cmd = match learned {
         Some(learned) if request.argc() > 0 => learned.get(request.arg(0)),
         _ => None,
@@ -162,10 +183,7 @@ fn plan_learned<'a>(
         return Err(unknown.into());
     };
     match cmd.route(request).map_err(PlanError::Learned)? {
-        LearnedRoute::Refused(reason) => Ok(Plan::Refuse {
-            name: &cmd.name,
-            reason,
-        }),
+        LearnedRoute::Refused(reason) => Ok(Plan::Refuse { name: None, reason }),
         LearnedRoute::NoKeys => Ok(Plan::Node(Target::Any(client))),
         LearnedRoute::Keys(keys) => Ok(Plan::Node(target(request, keys.iter().copied(), client)?)),
     }
@@ -202,6 +220,19 @@ fn slot_argument(request: &(impl Args + ?Sized), client: u32) -> Target {
         .map_or(Target::Any(client), Target::Slot)
 }
 
+impl Plan {
+    /// The error text of a [`Plan::Refuse`] of `request` ([`refusal`]).
+    pub fn refusal(name: Option<&str>, reason: &str, request: &(impl Args + ?Sized)) -> String {
+        match name {
+            Some(name) => refusal(name, reason),
+            None => refusal(
+                &String::from_utf8_lossy(request.arg(0)).to_lowercase(),
+                reason,
+            ),
+        }
+    }
+}
+
 /// The error text for a refused command: `ERR 'NAME' is not supported: reason`, the
 /// name upper-cased with a subcommand's `|` made a space (`CLIENT KILL`).
 pub fn refusal(name: &str, reason: &str) -> String {
@@ -217,7 +248,7 @@ mod tests {
 
     const CLIENT: u32 = 7;
 
-    fn plan_of(args: &[&str]) -> Result<Plan<'static>, PlanError> {
+    fn plan_of(args: &[&str]) -> Result<Plan, PlanError> {
         plan(args, None, CLIENT)
     }
 
@@ -234,9 +265,12 @@ mod tests {
     }
 
     /// The refusal's text.
-    fn refused(result: Result<Plan<'_>, PlanError>) -> String {
+    fn refused(result: Result<Plan, PlanError>) -> String {
         match result {
-            Ok(Plan::Refuse { name, reason }) => refusal(name, reason),
+            Ok(Plan::Refuse {
+                name: Some(name),
+                reason,
+            }) => refusal(name, reason),
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -247,11 +281,7 @@ mod tests {
     fn a_keyed_command_goes_to_its_slot() {
         assert_eq!(plan_of(&["GET", "foo"]), Ok(Plan::Node(slot("foo"))));
         assert_eq!(plan_of(&["get", "foo"]), Ok(Plan::Node(slot("foo"))));
-        assert_eq!(
-            plan_of(&["SET", "k", "v"]),
-            Ok(Plan::Write(Slot::of_key(b"k"))),
-            "a write: the session remembers its slot for WAIT"
-        );
+        assert_eq!(plan_of(&["SET", "k", "v"]), Ok(Plan::Node(slot("k"))));
         assert_eq!(
             plan_of(&["SPUBLISH", "ch", "hello"]),
             Ok(Plan::Node(slot("ch"))),
@@ -274,7 +304,7 @@ mod tests {
         assert!(error(&["MSETNX", "a", "1", "b", "2"]).contains("all of its keys or none"));
         assert_eq!(
             plan_of(&["MSETNX", "{a}1", "1", "{a}2", "2"]),
-            Ok(Plan::Write(Slot::of_key(b"a")))
+            Ok(Plan::Node(slot("a")))
         );
         assert_eq!(plan_of(&["MGET", "a", "a"]), Ok(Plan::Node(slot("a"))));
     }
@@ -321,7 +351,7 @@ mod tests {
         );
         assert_eq!(
             plan_of(&["MSET", "{t}a", "1", "{t}b", "2"]),
-            Ok(Plan::Write(Slot::of_key(b"t")))
+            Ok(Plan::Node(slot("t")))
         );
     }
 
@@ -574,17 +604,20 @@ mod tests {
     #[test]
     fn a_learned_command_is_refused_when_it_cannot_be_served() {
         let learned = learned();
-        let plan = |args: &[&str]| plan(args, Some(&learned), CLIENT);
+        let refused = |args: &[&str]| match plan(args, Some(&learned), CLIENT) {
+            Ok(Plan::Refuse { name: None, reason }) => Plan::refusal(None, reason, args),
+            other => panic!("expected a learned command's refusal, got {other:?}"),
+        };
         assert_eq!(
-            refused(plan(&["newblpop", "q", "0"])),
+            refused(&["newblpop", "q", "0"]),
             "ERR 'NEWBLPOP' is not supported: blocking commands newer than slotgate's table are not supported yet (their timeout's position is unknown)"
         );
         assert_eq!(
-            refused(plan(&["NewSub", "ch"])),
+            refused(&["NewSub", "ch"]),
             "ERR 'NEWSUB' is not supported: pub/sub commands newer than slotgate's table are not supported yet"
         );
         assert_eq!(
-            refused(plan(&["newmovable", "x", "y"])),
+            refused(&["newmovable", "x", "y"]),
             "ERR 'NEWMOVABLE' is not supported: its keys move with its arguments and this build does not know where"
         );
     }
@@ -628,7 +661,7 @@ mod tests {
         ));
         assert!(matches!(
             plan_of(&["LMOVE", "{a}x", "{a}y", "LEFT", "LEFT"]),
-            Ok(Plan::Write(_))
+            Ok(Plan::Node(_))
         ));
         // The others keep Redis Cluster's CROSSSLOT.
         for args in [&["BZPOPMIN", "a", "b", "0"][..], &["SMOVE", "a", "b", "m"]] {

@@ -221,6 +221,7 @@ impl Session {
                 name: self.name.clone(),
                 lib_name: self.lib_name.clone(),
                 lib_ver: self.lib_ver.clone(),
+                user: self.user_shown(),
             });
             handle.set_resp(if self.proto == Proto::Resp3 { 3 } else { 2 });
         }
@@ -285,7 +286,12 @@ impl Session {
     /// is written.
     pub(super) fn client_kill(&mut self, request: &Request) {
         let args: Vec<&[u8]> = request.args().skip(2).collect();
-        let filter = match KillFilter::parse(&args) {
+        let users = &self.shared.config.users;
+        let known = |user: &[u8]| match users.enforced() {
+            true => users.get(user).is_some(),
+            false => user == b"default",
+        };
+        let filter = match KillFilter::parse_with_users(&args, &known) {
             Ok(filter) => filter,
             Err(e) => return self.push_error(&e),
         };

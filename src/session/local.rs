@@ -10,9 +10,6 @@ use crate::command::Local;
 use crate::protocol::reply::Proto;
 use crate::protocol::scan::Request;
 
-const NO_PASSWORD: &str = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?";
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
 impl Session {
     pub(super) fn local(&mut self, which: Local, req: &Request) {
         match which {
@@ -39,17 +36,12 @@ impl Session {
                     self.push_error("ERR SELECT is not allowed in cluster mode")
                 }
             }
-            Local::Auth => {
-                let result = if req.argc() == 2 {
-                    Err(NO_PASSWORD)
-                } else {
-                    check_user(req.arg(1))
-                };
-                match result {
-                    Ok(()) => self.push_local(|w| w.ok()),
-                    Err(e) => self.push_error(e),
-                }
-            }
+            Local::Auth => self.auth(req),
+            Local::AclWhoAmI
+            | Local::AclUsers
+            | Local::AclList
+            | Local::AclGetUser
+            | Local::AclCat => self.acl(which, req),
             Local::Hello => self.hello(req),
             Local::ClientSetName => match valid_name(req.arg(2)) {
                 Ok(name) => {
@@ -111,6 +103,7 @@ impl Session {
                 self.name = None;
                 self.end_transaction();
                 self.reset_client_state();
+                self.reset_user();
                 self.publish_names();
                 self.push_local(|w| w.simple("RESET"))
             }
@@ -171,7 +164,7 @@ impl Session {
             let option = req.arg(i).to_ascii_uppercase();
             let more = req.argc() - i - 1;
             if option == b"AUTH" && more >= 2 {
-                if let Err(e) = check_user(req.arg(i + 1)) {
+                if let Err(e) = self.log_in(req.arg(i + 1), req.arg(i + 2)) {
                     return self.push_error(e);
                 }
                 i += 3;
@@ -188,6 +181,9 @@ impl Session {
                 );
                 return self.push_error(&text);
             }
+        }
+        if let Some(e) = self.hello_needs_auth() {
+            return self.push_error(e);
         }
         if let Some(n) = name {
             self.name = n;
@@ -228,16 +224,6 @@ impl Session {
             .server_version
             .load_full()
             .map_or_else(|| "7.0.0".to_string(), |v| v.as_ref().clone())
-    }
-}
-
-/// With no client password configured, every client is the `default` user, which
-/// takes any password (as a Redis with `nopass`).
-fn check_user(user: &[u8]) -> Result<(), &'static str> {
-    if user == b"default" {
-        Ok(())
-    } else {
-        Err(WRONGPASS)
     }
 }
 

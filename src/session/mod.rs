@@ -13,6 +13,7 @@
 //! - a client holding more than `limits.max_output_buffer` (besides the reply being
 //!   written, which may be bigger) is closed with a log line.
 
+mod access;
 mod across;
 mod clients;
 mod cluster_face;
@@ -33,11 +34,12 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::admin::{Metrics, METRICS};
+use crate::admin::{ErrorKind, Metrics, RequestClass, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
+use crate::command::flags;
 use crate::dispatch::merge::{merge, Merge};
-use crate::dispatch::plan::{plan, refusal, Plan};
+use crate::dispatch::plan::{plan_with_flags, Plan, PlanError};
 use crate::dispatch::Worker;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -179,6 +181,18 @@ pub struct Session {
     pub dirty: bool,
     /// Flushes that wrote something to the client (for `INFO` `client_writes`).
     pub writes: u64,
+    /// The user the client is logged in as ([`access`]); `None`: not logged in, or
+    /// no auth configured.
+    user: Option<Arc<crate::acl::User>>,
+    /// Each request needs a look first ([`Session::refuse_access`]): auth is configured
+    /// and the client is not logged in, or its user has rules.
+    guarded: bool,
+    /// The worker's coarse clock (ms) when the client was last seen busy (`timeout`).
+    busy_at: u64,
+    /// Bytes written to the client.
+    pub written: u64,
+    /// The class of the request being handled, given to what it sends to nodes.
+    class: RequestClass,
 }
 
 impl Session {
@@ -195,6 +209,7 @@ impl Session {
         let limits = shared.config.limits;
         let reply_estimate =
             (shared.config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
+        let (user, guarded) = access::first_user(&shared);
         Session {
             shared,
             id,
@@ -232,7 +247,12 @@ impl Session {
             read_paused: false,
             dirty: false,
             writes: 0,
+            written: 0,
+            class: RequestClass::default(),
             client: clients::ClientState::default(),
+            user,
+            guarded,
+            busy_at: 0,
         }
     }
 
@@ -269,7 +289,10 @@ impl Session {
                 return true;
             }
             let n = match read_some(&mut self.stream, w.scratch()) {
-                ReadSome::Data(n) => n,
+                ReadSome::Data(n) => {
+                    w.add(|s| &s.bytes_in, n as u64);
+                    n
+                }
                 ReadSome::Drained => break,
                 ReadSome::Closed => return false,
                 ReadSome::Failed(e) => {
@@ -426,7 +449,7 @@ impl Session {
     }
 
     /// Fill `place` of a request sent whole; true when that completed the front.
-    #[inline]
+    #[inline(always)]
     fn fill_whole(&mut self, place: Place, reply: ReplyResult) -> bool {
         let Some(index) = place.seq.checked_sub(self.front_seq) else {
             return false;
@@ -442,6 +465,7 @@ impl Session {
     }
 
     /// Fill place `seq`, known to be awaited, and count its bytes as held.
+    #[inline(always)]
     fn fill_place(&mut self, seq: u64, reply: ReplyResult) -> bool {
         let index = (seq - self.front_seq) as usize;
         if let Ok(bytes) = &reply {
@@ -538,6 +562,7 @@ impl Session {
         self.held -= written;
         if written > 0 {
             self.writes += 1;
+            self.written += written as u64;
         }
         match end {
             Written::All => Flushed::Done,
@@ -667,20 +692,32 @@ impl Session {
     /// Carry out one request's [`plan`]: answer it here, send it to a node, refuse it,
     /// or answer its error.
     fn handle(&mut self, w: &mut Worker, mut request: Request) {
-        w.count_request();
         if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
+            return w.count_request(RequestClass::Rejected);
+        }
+        if self.guarded && self.refuse_access(&request) {
             return;
         }
+        // Decided once: the plan borrows nothing, and the transaction's state is changed
+        // (its requests queued) by what it says.
+        let (planned, flags) =
+            plan_with_flags(&request, self.shared.learned.get(), self.id.0 as u32);
         if self.txn.is_some() {
-            match self.transaction_request(w, request) {
+            self.class = RequestClass::Transaction;
+            match self.transaction_request(w, request, &planned) {
                 Some(given_back) => request = given_back,
-                None => return,
+                None => return w.count_request(RequestClass::Transaction),
             }
         }
-        if self.subscriptions.is_some() && self.subscribed_takes(w, &request) {
-            return;
+        if self.subscriptions.is_some() {
+            self.class = RequestClass::PubSub;
+            if self.subscribed_takes(w, &request) {
+                return w.count_request(RequestClass::PubSub);
+            }
         }
-        match plan(&request, self.shared.learned.get(), self.id.0 as u32) {
+        self.class = class_of(&planned, flags);
+        w.count_request(self.class);
+        match planned {
             Ok(Plan::Local(crate::command::Local::Info)) => {
                 Metrics::inc(&METRICS.requests_local);
                 self.info(w, &request);
@@ -689,24 +726,21 @@ impl Session {
                 Metrics::inc(&METRICS.requests_local);
                 self.local(which, &request);
             }
-            Ok(Plan::Node(target)) => self.forward(w, request, target),
-            Ok(Plan::Write(slot)) => {
-                // The one cost of `WAIT` on the common path.
-                self.last_write = slot.get();
-                self.forward(w, request, Target::Slot(slot))
-            }
-            Ok(Plan::Script(target)) => {
-                self.shared.scripts.remember(request.arg(1));
-                if let Target::Slot(slot) = target {
-                    self.last_write = slot.get();
+            // One call of `forward`, so that it stays inlined.
+            Ok(planned @ (Plan::Node(target) | Plan::Script(target))) => {
+                if let Plan::Script(_) = planned {
+                    self.remember_script(&request, target);
+                } else if flags & crate::command::flags::WRITE != 0 {
+                    // The one cost of `WAIT` on the common path: where it counts from.
+                    if let Target::Slot(slot) = target {
+                        self.last_write = slot.get();
+                    }
                 }
                 self.forward(w, request, target)
             }
             Ok(Plan::Split) => {
                 let split = crate::dispatch::split::split(&request);
-                let writes = crate::command::lookup(request.arg(0))
-                    .is_some_and(|spec| spec.has_flag(crate::command::flags::WRITE));
-                if writes {
+                if flags & crate::command::flags::WRITE != 0 {
                     if let Some((_, slot)) = split.parts.last() {
                         self.last_write = slot.get();
                     }
@@ -733,8 +767,9 @@ impl Session {
             }
             Ok(Plan::Wait { name, wait }) => self.wait(w, request, name, wait),
             Ok(Plan::Refuse { name, reason }) => {
-                // The text first: `name` may borrow the learned commands.
-                let text = refusal(name, reason);
+                let text = Plan::refusal(name, reason, &request);
+                crate::log_limit::refused(&text);
+                w.count_error(self.class, ErrorKind::Client);
                 self.push_error(&text);
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
@@ -743,10 +778,25 @@ impl Session {
                 if self.across_slots(w, request).is_some() {
                     // Not in a form served across slots (a bad LEFT/RIGHT or timeout):
                     // what Redis Cluster answers first.
-                    self.push_error(&crate::dispatch::plan::PlanError::CrossSlot.to_string());
+                    w.count_error(self.class, ErrorKind::Client);
+                    self.push_error(&PlanError::CrossSlot.to_string());
                 }
             }
-            Err(e) => self.push_error(&e.to_string()),
+            Err(e) => {
+                w.count_error(self.class, ErrorKind::Client);
+                self.push_error(&e.to_string())
+            }
+        }
+    }
+
+    /// An `EVAL`'s body, kept to heal a `NOSCRIPT` later; a script with keys may write
+    /// (where `WAIT` counts from).
+    #[cold]
+    #[inline(never)]
+    fn remember_script(&mut self, request: &Request, target: Target) {
+        self.shared.scripts.remember(request.arg(1));
+        if let Target::Slot(slot) = target {
+            self.last_write = slot.get();
         }
     }
 
@@ -832,7 +882,8 @@ impl Session {
     }
 
     /// Send `req` now if nothing waits before it and the window allows, else queue it.
-    fn submit(&mut self, w: &mut Worker, req: BackendRequest) {
+    fn submit(&mut self, w: &mut Worker, mut req: BackendRequest) {
+        req.reply.set_class(self.class);
         if self.waiting.is_empty() && self.may_send_this(&req) {
             self.send_now(w, req);
         } else {
@@ -841,6 +892,7 @@ impl Session {
         }
     }
 
+    #[inline]
     fn may_send_this(&self, req: &BackendRequest) -> bool {
         if req.pinned {
             self.may_send_held(req)
@@ -890,6 +942,22 @@ impl Session {
     fn push_error(&mut self, text: &str) {
         Metrics::inc(&METRICS.proxy_errors);
         self.push_local(|w| w.error(text));
+    }
+}
+
+/// The class a request is counted in, from its plan and its command's flags.
+fn class_of(planned: &Result<Plan, PlanError>, command: u32) -> RequestClass {
+    match planned {
+        Ok(Plan::Local(_)) => RequestClass::Local,
+        Ok(Plan::Node(_) | Plan::Script(_)) if command & flags::PUBSUB != 0 => RequestClass::PubSub,
+        Ok(Plan::Node(_) | Plan::Script(_)) if command & flags::READONLY != 0 => RequestClass::Read,
+        Ok(Plan::Node(_) | Plan::Script(_)) => RequestClass::Write,
+        Ok(Plan::Split | Plan::AcrossSlots) => RequestClass::MultiSlot,
+        Ok(Plan::FanOut(_)) => RequestClass::FanOut,
+        Ok(Plan::Pinned { .. } | Plan::Wait { .. }) => RequestClass::Blocking,
+        Ok(Plan::Transaction(_)) => RequestClass::Transaction,
+        Ok(Plan::PubSub(_)) => RequestClass::PubSub,
+        Ok(Plan::Refuse { .. }) | Err(_) => RequestClass::Rejected,
     }
 }
 

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use super::Session;
 use crate::admin::{Metrics, METRICS};
 use crate::backend::{Place, ReplyTo};
-use crate::command::{classify, CommandError, Local};
+use crate::command::Local;
 use crate::dispatch::pubsub::{Kind, Subscriber};
 use crate::dispatch::Worker;
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -239,16 +239,19 @@ impl Session {
         if allowed.iter().any(|n| is(n)) {
             return false;
         }
-        let command = match classify(req) {
-            Ok(classified) => classified.spec.name.to_string(),
-            Err(CommandError::Unknown { .. }) => {
+        // Not `classify`: it keeps one caller on the request path. Its errors come
+        // first, as in Redis: an unknown subcommand or a wrong arity is answered as such.
+        let command = match crate::command::spec_of(req) {
+            Some(spec) if spec.container && req.argc() >= 2 => return false,
+            Some(spec) if !spec.arity_ok(req.argc()) => return false,
+            Some(spec) => spec.name.to_string(),
+            None => {
                 let learned = self.shared.learned.get();
                 if learned.is_none_or(|l| l.get(name).is_none()) {
                     return false;
                 }
                 String::from_utf8_lossy(name).to_lowercase()
             }
-            Err(_) => return false,
         };
         self.push_error(&format!("ERR Can't execute '{command}': {SUBSCRIBER_MODE}"));
         true

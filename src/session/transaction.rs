@@ -54,7 +54,7 @@ use crate::backend::{BackendError, BackendRequest, Hold, Place, ReplyResult, Rep
 use crate::cluster::NodeAddr;
 use crate::command::Local;
 use crate::dispatch::merge::{merge, Merge};
-use crate::dispatch::plan::{plan, refusal, Plan, PlanError};
+use crate::dispatch::plan::{Plan, PlanError};
 use crate::dispatch::Worker;
 use crate::protocol::redirect::{parse_redirect, Redirect};
 use crate::protocol::reply::ReplyWriter;
@@ -229,7 +229,7 @@ impl Transaction {
             && self.runs.is_empty()
     }
 
-    fn in_multi(&self) -> bool {
+    pub(super) fn in_multi(&self) -> bool {
         !matches!(self.multi, Multi::Off)
     }
 
@@ -338,6 +338,7 @@ impl Session {
         &mut self,
         w: &mut Worker,
         request: Request,
+        planned: &Result<Plan, PlanError>,
     ) -> Option<Request> {
         let in_multi = self.txn.as_ref().is_some_and(|t| t.in_multi());
         if !in_multi {
@@ -346,7 +347,7 @@ impl Session {
             }
             return Some(request);
         }
-        match self.step(&request) {
+        match Self::step(&request, planned) {
             Step::Keyed(slot) => self.queue_keyed(w, request, slot),
             Step::Keyless => self.queue_keyless(w, request),
             Step::Txn("exec") => self.exec(w, request),
@@ -483,16 +484,15 @@ impl Session {
         }
     }
 
-    /// What a request is to the transaction.
-    fn step(&self, request: &Request) -> Step {
+    /// What a request is to the transaction, by its plan.
+    fn step(request: &Request, planned: &Result<Plan, PlanError>) -> Step {
         let name = || String::from_utf8_lossy(request.arg(0)).to_uppercase();
-        match plan(request, self.shared.learned.get(), self.id.0 as u32) {
+        match *planned {
             // A script too (NOSCRIPT is not healed inside a transaction: the node's error
             // is in EXEC's reply). Inside MULTI a blocking command does not block: it is
             // queued like any.
             Ok(
                 Plan::Node(Target::Slot(slot))
-                | Plan::Write(slot)
                 | Plan::Script(Target::Slot(slot))
                 | Plan::Pinned {
                     target: Target::Slot(slot),
@@ -510,7 +510,11 @@ impl Session {
                 "ERR slotgate: '{}' cannot be queued in a transaction: slotgate answers it itself",
                 name()
             )),
-            Ok(Plan::Refuse { name, reason }) => Step::Refused(refusal(name, reason)),
+            Ok(Plan::Refuse { name, reason }) => {
+                let text = Plan::refusal(name, reason, request);
+                crate::log_limit::refused(&text);
+                Step::Refused(text)
+            }
             Ok(Plan::Transaction(name)) => Step::Txn(name),
             // Keys in several slots: what Redis Cluster answers at EXEC.
             Ok(Plan::Split | Plan::AcrossSlots) => Step::Refused(PlanError::CrossSlot.to_string()),
@@ -520,7 +524,7 @@ impl Session {
                 "ERR slotgate: '{}' cannot be queued in a transaction: it does not run on one node",
                 name()
             )),
-            Err(e) => Step::Refused(e.to_string()),
+            Err(ref e) => Step::Refused(e.to_string()),
         }
     }
 
@@ -719,7 +723,7 @@ impl Session {
     }
 
     /// A command inside `MULTI` refused here: its error, and `EXEC` will abort.
-    fn refuse_in_multi(&mut self, text: &str) {
+    pub(super) fn refuse_in_multi(&mut self, text: &str) {
         if let Some(txn) = self.txn.as_mut() {
             txn.aborted = true;
         }
@@ -1024,8 +1028,8 @@ impl Session {
 /// flags; a learned command is neither).
 fn is_read_only(request: &Request) -> bool {
     use crate::command::flags::{BLOCKING, READONLY};
-    crate::command::classify(request)
-        .is_ok_and(|c| c.spec.has_flag(READONLY) && c.spec.flags & BLOCKING == 0)
+    crate::command::spec_of(request)
+        .is_some_and(|spec| spec.has_flag(READONLY) && spec.flags & BLOCKING == 0)
 }
 
 /// The slot of `WATCH`'s keys; `None` when they are in different slots.

@@ -351,6 +351,41 @@ impl Cluster {
         m.finish(slot);
     }
 
+    /// From now on every running node requires authentication, as an operator
+    /// protects a cluster: `password` for the default user (`requirepass`), or, with
+    /// `user`, an ACL user with every right while the default user is switched off.
+    /// Replicas authenticate to their masters the same way (`masteruser`,
+    /// `masterauth`). The harness's own queries do not authenticate, so this comes after
+    /// the last of them (killing and dropping still work).
+    pub fn require_auth(&self, user: Option<&str>, password: &str) {
+        for port in self.live_ports() {
+            let mut con = self.node_client(port);
+            let mut steps: Vec<Vec<String>> = Vec::new();
+            let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            match user {
+                Some(user) => {
+                    let secret = format!(">{password}");
+                    steps.push(words(&[
+                        "ACL", "SETUSER", user, "on", &secret, "~*", "&*", "+@all",
+                    ]));
+                    steps.push(words(&["CONFIG", "SET", "masteruser", user]));
+                    steps.push(words(&["CONFIG", "SET", "masterauth", password]));
+                    steps.push(words(&["ACL", "SETUSER", "default", "off"]));
+                }
+                None => {
+                    steps.push(words(&["CONFIG", "SET", "masterauth", password]));
+                    steps.push(words(&["CONFIG", "SET", "requirepass", password]));
+                }
+            }
+            for step in steps {
+                let args: Vec<&str> = step.iter().map(String::as_str).collect();
+                if let Err(e) = run(&mut con, &args) {
+                    panic!("{} on {port}: {e}", args[..2].join(" "));
+                }
+            }
+        }
+    }
+
     /// The temp dir holding every node's dir (`node-<port>/`).
     pub fn dir(&self) -> &Path {
         self.tmp.path()
