@@ -51,6 +51,9 @@ pub enum ConnError {
     Resolve { dial: NodeAddr, source: io::Error },
     #[error("resolving {dial}: no address")]
     NoAddress { dial: NodeAddr },
+    /// The last lookup failed (the refresher tries again after every refresh).
+    #[error("resolving {dial}: {reason}")]
+    Unresolved { dial: NodeAddr, reason: String },
     /// Opening or registering the socket, or the connect itself, failed.
     #[error("{0}")]
     Connect(#[source] io::Error),
@@ -442,22 +445,35 @@ impl Conn {
 
 /// The socket address to dial: an IP literal as is; a host name as the refresher last
 /// found it, or else through the system resolver (which blocks this worker, so it is
-/// only the fallback for a node the refresher has not seen yet).
+/// only the fallback for a node the refresher has not seen yet). A name whose last
+/// lookup failed fails at once: the refresher looks it up again after every refresh.
 fn resolve(node: &NodeShared) -> Result<SocketAddr, ConnError> {
     if let Some(addr) = node.dial_ip().or_else(|| node.resolved()) {
         return Ok(addr);
     }
     let dial = &node.dial;
-    let found: Vec<SocketAddr> = dial
-        .as_str()
-        .to_socket_addrs()
-        .map_err(|source| ConnError::Resolve {
+    if let Some(reason) = node.unresolved() {
+        return Err(ConnError::Unresolved {
             dial: dial.clone(),
-            source,
-        })?
-        .collect();
-    let addr = prefer_ipv4(&found).ok_or_else(|| ConnError::NoAddress { dial: dial.clone() })?;
-    node.set_resolved(addr, "worker (blocking)");
+            reason,
+        });
+    }
+    let by = "worker (blocking)";
+    let found: Vec<SocketAddr> = match dial.as_str().to_socket_addrs() {
+        Ok(found) => found.collect(),
+        Err(source) => {
+            node.set_unresolved(&source.to_string(), by);
+            return Err(ConnError::Resolve {
+                dial: dial.clone(),
+                source,
+            });
+        }
+    };
+    let Some(addr) = prefer_ipv4(&found) else {
+        node.set_unresolved("no address", by);
+        return Err(ConnError::NoAddress { dial: dial.clone() });
+    };
+    node.set_resolved(addr, by);
     Ok(addr)
 }
 

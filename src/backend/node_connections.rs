@@ -875,6 +875,17 @@ impl NodeConnections {
         let backoff = self.nodes[node].backoff;
         self.nodes[node].backoff = (backoff * 2).min(MAX_BACKOFF);
         let conn = &mut self.conns[ci];
+        // The client's error names the announced address; say where it was dialled.
+        let mapped;
+        let reason = if conn.node.dial != conn.node.addr {
+            mapped = format!(
+                "{reason} (dialled {}, its [address_map] entry)",
+                conn.node.dial
+            );
+            &mapped
+        } else {
+            reason
+        };
         tracing::warn!(node = %conn.addr(), dial = %conn.node.dial, %reason, "backend connect failed");
         conn.node.mark_down(backoff, reason);
         // Only the handshake can be in flight while connecting.

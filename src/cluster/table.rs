@@ -207,6 +207,45 @@ impl SlotTable {
     }
 }
 
+/// Slots that changed owner between two tables: every run from one old owner to one new
+/// owner (`None`: unserved), for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerChange {
+    pub from: Option<NodeAddr>,
+    pub to: Option<NodeAddr>,
+    /// Inclusive ranges, sorted.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl SlotTable {
+    /// What changed owner from `self` to `newer`: one entry per (old owner, new owner)
+    /// pair, in the order of their first slot.
+    pub fn owner_changes(&self, newer: &SlotTable) -> Vec<OwnerChange> {
+        let mut changes: Vec<OwnerChange> = Vec::new();
+        for slot in 0..SLOT_COUNT {
+            let from = self.shard_of(slot).map(|s| &s.master);
+            let to = newer.shard_of(slot).map(|s| &s.master);
+            if from == to {
+                continue;
+            }
+            let slot = slot as u16;
+            let same = |c: &OwnerChange| c.from.as_ref() == from && c.to.as_ref() == to;
+            match changes.iter_mut().find(|c| same(c)) {
+                Some(change) => match change.slots.last_mut() {
+                    Some(last) if last.1 + 1 == slot => last.1 = slot,
+                    _ => change.slots.push((slot, slot)),
+                },
+                None => changes.push(OwnerChange {
+                    from: from.cloned(),
+                    to: to.cloned(),
+                    slots: vec![(slot, slot)],
+                }),
+            }
+        }
+        changes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +376,42 @@ mod tests {
         let empty = SlotTable::empty().with_slot_moved(slot(7), &node("10.0.0.1:7000"));
         assert_eq!(empty.master(slot(7)), Some(&node("10.0.0.1:7000")));
         assert_eq!(empty.unserved(), SLOT_COUNT - 1);
+    }
+
+    #[test]
+    fn owner_changes_group_runs_by_old_and_new_owner() {
+        let before = SlotTable::build(&three_shards(), &SlotTable::empty());
+        assert!(before.owner_changes(&before).is_empty());
+        // Slots 0-9 and 20 move to the second master; the third shard fails over.
+        let after = before
+            .with_slot_moved(slot(20), &node("10.0.0.2:7001"))
+            .with_slot_moved(slot(5), &node("10.0.0.2:7001"));
+        let mut topology = three_shards();
+        topology.shards[0].slots = vec![(10, 19), (21, 5460)];
+        topology.shards[1].slots = vec![(0, 9), (20, 20), (5461, 10922)];
+        topology.shards[2].master = node("10.0.0.6:7005");
+        let after = SlotTable::build(&topology, &after);
+        assert_eq!(
+            before.owner_changes(&after),
+            vec![
+                OwnerChange {
+                    from: Some(node("10.0.0.1:7000")),
+                    to: Some(node("10.0.0.2:7001")),
+                    slots: vec![(0, 9), (20, 20)],
+                },
+                OwnerChange {
+                    from: Some(node("10.0.0.3:7002")),
+                    to: Some(node("10.0.0.6:7005")),
+                    slots: vec![(10923, 16383)],
+                },
+            ]
+        );
+        // From and to nothing.
+        let changes = SlotTable::empty().owner_changes(&before);
+        assert_eq!(changes.len(), 3);
+        assert_eq!(changes[0].from, None);
+        assert_eq!(changes[0].slots, vec![(0, 5460)]);
+        let gone = before.owner_changes(&SlotTable::empty());
+        assert_eq!(gone[2].to, None);
     }
 }

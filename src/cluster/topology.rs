@@ -2,11 +2,16 @@
 //! (slot ranges, master, replicas). Pure: decoded frames in, values out.
 //!
 //! Choices shared by both parsers:
-//! - **Address**: the node's `ip` is preferred; when it is missing, empty or `"?"`
-//!   the announced hostname or preferred endpoint is used; when nothing usable is
-//!   announced, the host we queried (Redis leaves the ip empty for a node that does
-//!   not know its own address: "reach me the way you reached me"). These are
-//!   *announced* addresses; mapping them to dialled ones is the address map's job.
+//! - **Address**: the node's preferred endpoint (`CLUSTER SHARDS` `endpoint`, the
+//!   first element of a `CLUSTER SLOTS` node), because that is what `MOVED` and `ASK`
+//!   carry: one node keeps one name whether the proxy learnt it from a refresh or a
+//!   redirect, and `[address_map]` maps that name (with
+//!   `cluster-preferred-endpoint-type hostname`, the host name a container announces,
+//!   not its ip). When the endpoint is missing, empty or `"?"`, the `ip`, then the
+//!   hostname; when nothing usable is announced, the host we queried (Redis leaves the
+//!   ip empty for a node that does not know its own address: "reach me the way you
+//!   reached me"). These are *announced* addresses; mapping them to dialled ones is
+//!   the address map's job.
 //! - **Health** (`CLUSTER SHARDS` only): a node whose health is `fail` is skipped.
 //!   Replicas must be `online` to serve: a `loading` replica has not finished its
 //!   first sync (Redis reports `loading` for a replica whose replication offset is 0)
@@ -324,9 +329,9 @@ fn parse_shard_node(frame: &OwnedFrame, queried_host: &str) -> Result<ShardNode,
         .find(|port| *port != Ok(0))
         .ok_or("no usable \"port\" or \"tls-port\" field")??;
     let host = first_usable([
+        fields.text("endpoint"),
         fields.text("ip"),
         fields.text("hostname"),
-        fields.text("endpoint"),
     ])
     .unwrap_or(queried_host);
     let role = match fields.text("role") {
@@ -409,8 +414,8 @@ fn parse_slots_node(frame: &OwnedFrame, queried_host: &str) -> Result<AnnouncedN
         Some(frame) => Fields::new(frame).map_err(|m| format!("metadata: {m}"))?,
     };
     let host = first_usable([
-        metadata.text("ip"),
         text(endpoint),
+        metadata.text("ip"),
         metadata.text("hostname"),
     ])
     .unwrap_or(queried_host);
@@ -666,7 +671,7 @@ mod tests {
     }
 
     #[test]
-    fn announced_hostnames_do_not_displace_the_ip() {
+    fn the_preferred_endpoint_names_each_node_as_redirects_do() {
         // Five nodes announce `node-<port>.example.test`; 27006 announces none.
         let want = healthy();
         // Default endpoint type (ip); CLUSTER SLOTS carries the 7.0 hostname map.
@@ -678,15 +683,27 @@ mod tests {
             slots(include_bytes!("fixtures/hostnames_slots.resp"), 27001),
             want
         );
-        // `cluster-preferred-endpoint-type hostname`: SLOTS leads with the hostname
-        // (`?` for 27006) and moves the ip into the map.
+        // `cluster-preferred-endpoint-type hostname`: the endpoint (and MOVED) is the
+        // hostname, `?` for 27006, which falls back to its ip; SLOTS moves the ip into
+        // the map.
+        let named = |port: u16| NodeAddr::new(&format!("node-{port}.example.test"), port);
+        let mut by_name = want.clone();
+        for shard in &mut by_name.shards {
+            let port = |addr: &NodeAddr| addr.as_str().rsplit_once(':').unwrap().1.parse().unwrap();
+            shard.master = named(port(&shard.master));
+            for replica in &mut shard.replicas {
+                if port(replica) != 27006 {
+                    *replica = named(port(replica));
+                }
+            }
+        }
         assert_eq!(
             shards(include_bytes!("fixtures/prefhost_shards.resp"), 27001),
-            want
+            by_name
         );
         assert_eq!(
             slots(include_bytes!("fixtures/prefhost_slots.resp"), 27001),
-            want
+            by_name
         );
         // `unknown-endpoint`: SLOTS endpoints are null, SHARDS endpoints empty.
         assert_eq!(
@@ -871,7 +888,7 @@ mod tests {
     }
 
     #[test]
-    fn unusable_ip_falls_back_to_hostname_then_endpoint_then_queried_host() {
+    fn unusable_endpoint_falls_back_to_ip_then_hostname_then_queried_host() {
         let node = |pairs: &[(&str, OwnedFrame)]| {
             let mut all = vec![
                 ("port", OwnedFrame::Integer(7001)),
@@ -891,11 +908,28 @@ mod tests {
         );
         assert_eq!(node(&[("ip", OwnedFrame::Null)]), queried_host);
         assert_eq!(node(&[]), queried_host);
+        // The endpoint first: it is what MOVED and ASK carry.
+        assert_eq!(
+            node(&[
+                ("ip", bulk("10.0.0.1")),
+                ("hostname", bulk("a.example")),
+                ("endpoint", bulk("a.example"))
+            ]),
+            NodeAddr::new("a.example", 7001)
+        );
+        assert_eq!(
+            node(&[
+                ("ip", bulk("10.0.0.1")),
+                ("hostname", bulk("a.example")),
+                ("endpoint", bulk("?"))
+            ]),
+            NodeAddr::new("10.0.0.1", 7001)
+        );
         assert_eq!(
             node(&[
                 ("ip", bulk("")),
                 ("hostname", bulk("a.example")),
-                ("endpoint", bulk("b"))
+                ("endpoint", bulk(""))
             ]),
             NodeAddr::new("a.example", 7001)
         );
@@ -1070,10 +1104,19 @@ mod tests {
         assert_eq!(entry(slots_node(OwnedFrame::Null, 7001, None)), local(7001));
         assert_eq!(entry(slots_node(bulk(""), 7001, meta(&[]))), local(7001));
         assert_eq!(entry(slots_node(bulk("?"), 7001, None)), local(7001));
-        // The map's ip wins over the endpoint, the endpoint over the map's hostname.
+        // The endpoint (what MOVED carries) wins over the map's ip and hostname.
         assert_eq!(
             entry(slots_node(
                 bulk("h.example"),
+                7001,
+                meta(&[("ip", "10.0.0.1"), ("hostname", "h.example")])
+            )),
+            NodeAddr::new("h.example", 7001)
+        );
+        // An unknown endpoint: the map's ip, then its hostname.
+        assert_eq!(
+            entry(slots_node(
+                bulk("?"),
                 7001,
                 meta(&[("ip", "10.0.0.1"), ("hostname", "h.example")])
             )),

@@ -19,6 +19,8 @@
 //! # Layout
 //! - `ports`   — free 127.0.0.1 ports (and cluster bus ports), never handed out twice per process.
 //! - `cluster` — [`Cluster`]: starts, inspects, kills, restarts and reshards redis-server nodes.
+//! - `gateway` — a TCP relay that admits peers by source address and can cut them off:
+//!   hidden announced addresses and network partitions on loopback.
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
 //! - `python`  — venvs under target/ with packages from PyPI (redis-py, RQ, Celery), and
@@ -49,12 +51,13 @@ macro_rules! query_err {
 }
 
 mod cluster;
+mod gateway;
 mod ports;
 mod proxy;
 mod python;
 mod raw;
 
-pub use cluster::{Cluster, ClusterConfig};
+pub use cluster::{Cluster, ClusterConfig, Network};
 pub use ports::{free_cluster_port, free_port};
 pub use proxy::Proxy;
 pub use python::{
