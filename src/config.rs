@@ -116,6 +116,8 @@ struct AdminFile {
 struct BackendFile {
     connections_per_node: Option<u64>,
     max_pinned: Option<u64>,
+    max_pinned_per_node: Option<u64>,
+    pinned_wait_ms: Option<u64>,
     timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     username: Option<String>,
@@ -225,6 +227,11 @@ pub struct BackendConfig {
     pub connections_per_node: usize,
     /// Connections pinned to one client at a time (blocking commands, transactions), in all.
     pub max_pinned: usize,
+    /// The same, to any one node.
+    pub max_pinned_per_node: usize,
+    /// How long a request that needs a pinned connection waits for one to free when a
+    /// cap is reached, before it fails; zero: it fails at once.
+    pub pinned_wait: Duration,
     /// A request with no reply for this long fails, and so does its connection.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -251,6 +258,8 @@ impl Default for BackendConfig {
         BackendConfig {
             connections_per_node: 1,
             max_pinned: 1024,
+            max_pinned_per_node: 1024,
+            pinned_wait: Duration::from_secs(3),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             username: None,
@@ -340,13 +349,27 @@ impl Config {
             n if n > 256 => return Err(invalid("workers", "at most 256")),
             n => Some(n as usize),
         };
+        let max_pinned = positive("backend.max_pinned", file.backend.max_pinned, 1024)?;
+        let pinned_wait_ms = file.backend.pinned_wait_ms.unwrap_or(3_000);
+        if pinned_wait_ms > 3_600_000 {
+            return Err(invalid(
+                "backend.pinned_wait_ms",
+                "at most 3600000 (one hour)",
+            ));
+        }
         let backend = BackendConfig {
             connections_per_node: positive(
                 "backend.connections_per_node",
                 file.backend.connections_per_node,
                 1,
             )?,
-            max_pinned: positive("backend.max_pinned", file.backend.max_pinned, 1024)?,
+            max_pinned,
+            max_pinned_per_node: positive(
+                "backend.max_pinned_per_node",
+                file.backend.max_pinned_per_node,
+                max_pinned,
+            )?,
+            pinned_wait: Duration::from_millis(pinned_wait_ms),
             timeout: millis("backend.timeout_ms", file.backend.timeout_ms, 5_000)?,
             connect_timeout: millis(
                 "backend.connect_timeout_ms",
@@ -699,6 +722,34 @@ fn millis(key: &'static str, value: Option<u64>, default: u64) -> Result<Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_connection_caps_and_wait() {
+        let c = Config::from_toml("seeds = [\"127.0.0.1:7001\"]").unwrap();
+        assert_eq!(c.backend.max_pinned, 1024);
+        assert_eq!(c.backend.max_pinned_per_node, 1024);
+        assert_eq!(c.backend.pinned_wait, Duration::from_secs(3));
+        let c = Config::from_toml(
+            "seeds = [\"127.0.0.1:7001\"]\n[backend]\nmax_pinned = 50\npinned_wait_ms = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.backend.max_pinned_per_node, 50, "the total unless set");
+        assert_eq!(c.backend.pinned_wait, Duration::ZERO, "0 fails at once");
+        let c =
+            Config::from_toml("seeds = [\"127.0.0.1:7001\"]\n[backend]\nmax_pinned_per_node = 7\n")
+                .unwrap();
+        assert_eq!(c.backend.max_pinned_per_node, 7);
+        for (text, key) in [
+            ("max_pinned_per_node = 0", "backend.max_pinned_per_node"),
+            ("pinned_wait_ms = 3600001", "backend.pinned_wait_ms"),
+        ] {
+            let err = Config::from_toml(&format!(
+                "seeds = [\"127.0.0.1:7001\"]\n[backend]\n{text}\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
 
     #[test]
     fn defaults_and_overrides() {

@@ -469,7 +469,8 @@ impl EventLoop {
     }
 
     /// What other workers (and this one's sessions) left for this worker: clients
-    /// `CLIENT KILL` chose, closed now; `MONITOR` lines for its monitoring clients.
+    /// `CLIENT KILL` chose, closed now; clients `CLIENT UNBLOCK` chose, unblocked at
+    /// their nodes; `MONITOR` lines for its monitoring clients.
     #[cold]
     #[inline(never)]
     fn take_mail(&mut self) {
@@ -482,6 +483,13 @@ impl EventLoop {
                     "closing a client: CLIENT KILL"
                 );
                 self.close_session(key);
+            }
+        }
+        for (key, id, how) in mail.unblocks {
+            if let Some(session) = self.sessions.get_mut(key) {
+                if session.id == id {
+                    session.unblock(&mut self.worker, how);
+                }
             }
         }
         let Some(lines) = mail.lines else {

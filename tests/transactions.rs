@@ -518,7 +518,11 @@ fn a_client_leaving_mid_transaction_applies_nothing_and_its_connection_is_closed
 fn the_pinned_connection_cap_refuses_a_transaction_before_anything_runs() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 1\n");
+    // pinned_wait_ms = 0: at the cap, refused at once rather than after a wait.
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 1\npinned_wait_ms = 0\n",
+    );
     let mut con = proxy.client();
     let mut first = RawClient::connect(proxy.port());
     assert_eq!(first.pipeline(&["WATCH {cap}a"]), ["+OK\r\n"]);
@@ -833,7 +837,11 @@ fn a_watched_key_that_changed_aborts_every_slot_and_nothing_is_applied() {
 fn held_connections_per_slot_count_against_the_cap_and_close_when_the_client_leaves() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 2\n");
+    // pinned_wait_ms = 0: at the cap, refused at once rather than after a wait.
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 2\npinned_wait_ms = 0\n",
+    );
     let mut con = proxy.client();
     let [a, b, c] = keys_on_masters(&cluster, ["ha", "hb", "hc"]);
     let mut raw = RawClient::connect(proxy.port());

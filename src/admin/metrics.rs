@@ -447,6 +447,12 @@ impl Collector for SlotgateCollector {
             "Clients waiting in a blocking command.",
             at(&METRICS.blocked_clients) as f64,
         )?;
+        gauge(
+            e,
+            "slotgate_pinned_waiting",
+            "Requests waiting for a pinned connection to free (a cap is reached).",
+            at(&METRICS.pinned_waiting) as f64,
+        )?;
 
         // Node connections.
         gauges(

@@ -369,6 +369,9 @@ pub struct Metrics {
     /// Pinned backend connections open now (blocking commands, transactions; a gauge), against
     /// `backend.max_pinned`.
     pub pinned_connections: AtomicU64,
+    /// Requests waiting for a pinned connection now, a cap being reached (a gauge; at
+    /// most `backend.pinned_wait_ms` each).
+    pub pinned_waiting: AtomicU64,
     /// Backend connections that died with requests in flight.
     pub backend_connections_lost: AtomicU64,
     /// `EVALSHA`s a node answered `NOSCRIPT`, sent again with the script.
@@ -399,6 +402,7 @@ pub static METRICS: Metrics = Metrics {
     backend_connect_failures: AtomicU64::new(0),
     backend_connections_lost: AtomicU64::new(0),
     pinned_connections: AtomicU64::new(0),
+    pinned_waiting: AtomicU64::new(0),
     scripts_healed: AtomicU64::new(0),
     blocked_clients: AtomicU64::new(0),
     subscriber_connections: AtomicU64::new(0),
@@ -415,7 +419,7 @@ impl Metrics {
     pub fn info_section(&self, out: &mut String, workers: &StatsTotal) {
         let at = |counter: &AtomicU64| counter.load(Relaxed);
         let [moved, ask, tryagain, clusterdown] = workers.redirects;
-        let rows: [(&str, u64); 23] = [
+        let rows: [(&str, u64); 24] = [
             ("workers", workers.workers as u64),
             ("requests", workers.requests),
             ("backend_writes", workers.backend_writes),
@@ -454,6 +458,7 @@ impl Metrics {
                 at(&self.backend_connections_lost),
             ),
             ("pinned_connections", at(&self.pinned_connections)),
+            ("pinned_waiting", at(&self.pinned_waiting)),
         ];
         out.push_str("# Proxy\r\n");
         for (name, value) in rows {

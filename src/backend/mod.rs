@@ -58,11 +58,21 @@ pub enum BackendError {
     NoNodes,
     #[error("request dropped by the proxy before a reply arrived")]
     Dropped,
-    /// A blocking command or a transaction found every pinned connection in use.
+    /// A blocking command or a transaction found every pinned connection in use, and
+    /// none freed within `backend.pinned_wait_ms`.
     #[error(
-        "too many blocked clients or transactions: all {limit} pinned connections are in use (backend.max_pinned)"
+        "too many blocked clients or transactions: all {limit} pinned connections are in use (backend.max_pinned){}", waited(*.waited_ms)
     )]
-    TooManyPinned { limit: usize },
+    TooManyPinned { limit: usize, waited_ms: u64 },
+    /// The same, at one node's cap.
+    #[error(
+        "too many blocked clients or transactions at {addr}: all {limit} pinned connections to it are in use (backend.max_pinned_per_node){}", waited(*.waited_ms)
+    )]
+    TooManyPinnedAt {
+        addr: NodeAddr,
+        limit: usize,
+        waited_ms: u64,
+    },
     /// A request of a transaction found no connection held for it: an earlier request
     /// of the transaction failed and its connection was closed, with the transaction's
     /// state at the node. Never sent.
@@ -84,8 +94,18 @@ impl BackendError {
             | BackendError::NoNodes => Side::Node,
             BackendError::Dropped
             | BackendError::TooManyPinned { .. }
+            | BackendError::TooManyPinnedAt { .. }
             | BackendError::HeldGone => Side::Proxy,
         }
+    }
+}
+
+/// How long a request waited for a pinned connection, for its error (nothing when it
+/// did not wait).
+fn waited(millis: u64) -> String {
+    match millis {
+        0 => String::new(),
+        ms => format!(", and none freed within {ms} ms (backend.pinned_wait_ms)"),
     }
 }
 

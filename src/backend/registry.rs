@@ -25,6 +25,9 @@ pub struct NodeShared {
     epoch: Instant,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Pinned connections to this node open now, in use or spare, all workers together
+    /// (against `backend.max_pinned_per_node`).
+    pub pinned: AtomicU64,
     /// Why the last connect failed (for the errors of requests failed while down).
     last_failure: Mutex<String>,
     /// The last connect failed (for the log's up/down lines; `down_until_ms` expires).
@@ -143,6 +146,7 @@ impl NodeRegistry {
                     epoch: Instant::now(),
                     connects: AtomicU64::new(0),
                     connect_failures: AtomicU64::new(0),
+                    pinned: AtomicU64::new(0),
                     last_failure: Mutex::new(String::new()),
                     unreachable: AtomicBool::new(false),
                     resolved: Mutex::new(None),
@@ -179,12 +183,13 @@ impl NodeRegistry {
         for (i, n) in nodes.iter().enumerate() {
             let _ = write!(
                 out,
-                "node{i}:addr={},dial={},down={},connects={},connect_failures={}\r\n",
+                "node{i}:addr={},dial={},down={},connects={},connect_failures={},pinned={}\r\n",
                 n.addr,
                 n.dial,
                 u8::from(n.is_down()),
                 n.connects.load(Relaxed),
                 n.connect_failures.load(Relaxed),
+                n.pinned.load(Relaxed),
             );
         }
     }
@@ -212,7 +217,7 @@ mod tests {
         registry.info_section(&mut info);
         assert!(
             info.contains(
-                "addr=10.0.0.1:6379,dial=127.0.0.1:7001,down=0,connects=1,connect_failures=1"
+                "addr=10.0.0.1:6379,dial=127.0.0.1:7001,down=0,connects=1,connect_failures=1,pinned=0"
             ),
             "{info}"
         );

@@ -133,6 +133,9 @@ pub enum Local {
     ClusterMyShardId,
     ClusterKeySlot,
     ClientKill,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: a client of this slotgate blocked in a
+    /// command (on any worker) is unblocked at its node.
+    ClientUnblock,
     Monitor,
     /// `ACL WHOAMI`, `USERS`, `LIST`, `GETUSER`, `CAT`: the users slotgate's clients log
     /// in as (never the nodes' own).

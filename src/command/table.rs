@@ -346,7 +346,7 @@ pub(super) const SUBCOMMANDS: &[CommandSpec] = &[
     spec("client|setname", 3, NOSCRIPT, KeySpec::None, Route::Local(Local::ClientSetName)),
     spec("client|tracking", -3, NOSCRIPT, KeySpec::None, Route::Refused(TRACKING)),
     spec("client|trackinginfo", 2, NOSCRIPT, KeySpec::None, Route::Refused(TRACKING)),
-    spec("client|unblock", -3, ADMIN | NOSCRIPT, KeySpec::None, Route::Refused(OTHER_CLIENTS)),
+    spec("client|unblock", -3, ADMIN | NOSCRIPT, KeySpec::None, Route::Local(Local::ClientUnblock)),
     spec("client|unpause", 2, ADMIN | NOSCRIPT, KeySpec::None, Route::Refused(OTHER_CLIENTS)),
     spec("cluster|addslots", -3, ADMIN, KeySpec::None, Route::Refused(TOPOLOGY)),
     spec("cluster|addslotsrange", -4, ADMIN, KeySpec::None, Route::Refused(TOPOLOGY)),

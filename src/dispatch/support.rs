@@ -49,6 +49,8 @@ const ONE_SLOT: &str = "keys must share a slot";
 /// The note for a list command whose keys in several slots are served one slot after
 /// another.
 const ACROSS: &str = "keys in several slots: one slot after another, not atomic (see List commands across slots above)";
+/// The phrase for `WAIT` and `WAITAOF`.
+const WAIT: &str = "pinned connection to the master of the client's last write, after a write there to count from (see Blocking commands above)";
 /// The note for a command whose request carries a script slotgate remembers.
 const SCRIPT: &str = "the script is remembered, to heal a `NOSCRIPT`";
 
@@ -132,6 +134,7 @@ impl Probe {
         match &self.plan {
             Ok(Plan::Refuse { reason, .. }) => refused(reason),
             Ok(Plan::Split) => SPLIT.into(),
+            Ok(Plan::Wait { .. }) => WAIT.into(),
             _ => route_phrase(self.route),
         }
     }

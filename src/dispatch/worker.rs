@@ -25,6 +25,7 @@ use crate::backend::{
     take_dropped, BackendError, BackendRequest, Hold, NodeConnections, Place, Push, ReplyResult,
     ReplyTo, Side, Target,
 };
+use crate::clients::Unblock;
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::shared::Shared;
@@ -411,6 +412,13 @@ impl Worker {
     /// connections pinned to it.
     pub fn release_session(&mut self, session: usize, client: u64) {
         self.conns.release_session(session, client);
+    }
+
+    /// `CLIENT UNBLOCK` of the client of session `session` (client id `client`),
+    /// blocked in its request at place `seq`: unblocked at its node
+    /// ([`NodeConnections::unblock`]).
+    pub fn unblock_pinned(&mut self, session: usize, client: u64, seq: u64, how: Unblock) {
+        self.conns.unblock(session, client, seq, how);
     }
 
     /// Write every connection that has something queued (once per turn of the loop).

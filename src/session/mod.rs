@@ -23,6 +23,8 @@ mod local;
 mod monitor;
 mod pubsub;
 mod transaction;
+mod unblock;
+mod wait;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -167,6 +169,9 @@ pub struct Session {
     across: Vec<across::Across>,
     /// What the client subscribes to, while it has something ([`pubsub`]).
     subscriptions: Option<Box<pubsub::Subscriptions>>,
+    /// The slot of the client's last write ([`wait::NO_WRITE`] before one): where
+    /// `WAIT` counts from ([`wait`]).
+    last_write: u16,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -237,6 +242,7 @@ impl Session {
             txn: None,
             across: Vec::new(),
             subscriptions: None,
+            last_write: wait::NO_WRITE,
             closing: false,
             read_paused: false,
             dirty: false,
@@ -431,6 +437,9 @@ impl Session {
             if place.part == across::ACROSS {
                 return self.fill_across(place, reply);
             }
+            if place.part == wait::WAIT || place.part == wait::PRELUDE {
+                return self.fill_wait(place, reply);
+            }
             return self.fill_part(place, reply);
         }
         if self.txn.is_some() {
@@ -467,6 +476,7 @@ impl Session {
         if self.blocked_at == Some(seq) {
             self.blocked_at = None;
             METRICS.blocked_clients.fetch_sub(1, Relaxed);
+            self.note_blocked(false);
         }
         index == 0
     }
@@ -719,12 +729,22 @@ impl Session {
             // One call of `forward`, so that it stays inlined.
             Ok(planned @ (Plan::Node(target) | Plan::Script(target))) => {
                 if let Plan::Script(_) = planned {
-                    self.remember_script(&request);
+                    self.remember_script(&request, target);
+                } else if flags & crate::command::flags::WRITE != 0 {
+                    // The one cost of `WAIT` on the common path: where it counts from.
+                    if let Target::Slot(slot) = target {
+                        self.last_write = slot.get();
+                    }
                 }
                 self.forward(w, request, target)
             }
             Ok(Plan::Split) => {
                 let split = crate::dispatch::split::split(&request);
+                if flags & crate::command::flags::WRITE != 0 {
+                    if let Some((_, slot)) = split.parts.last() {
+                        self.last_write = slot.get();
+                    }
+                }
                 let parts = (split.parts.into_iter())
                     .map(|(bytes, slot)| (bytes, Target::Slot(slot)))
                     .collect();
@@ -737,8 +757,15 @@ impl Session {
                     BlockFor::For(wait) => ReplyDeadline::Extra(wait),
                     BlockFor::Invalid => ReplyDeadline::Backend,
                 };
+                // Every blocking command but XREAD may write (a pop, XREADGROUP's PEL).
+                if let Target::Slot(slot) = target {
+                    if !request.arg(0).eq_ignore_ascii_case(b"xread") {
+                        self.last_write = slot.get();
+                    }
+                }
                 self.forward_pinned(w, request, target, deadline);
             }
+            Ok(Plan::Wait { name, wait }) => self.wait(w, request, name, wait),
             Ok(Plan::Refuse { name, reason }) => {
                 let text = Plan::refusal(name, reason, &request);
                 crate::log_limit::refused(&text);
@@ -762,11 +789,15 @@ impl Session {
         }
     }
 
-    /// An `EVAL`'s body, kept to heal a `NOSCRIPT` later.
+    /// An `EVAL`'s body, kept to heal a `NOSCRIPT` later; a script with keys may write
+    /// (where `WAIT` counts from).
     #[cold]
     #[inline(never)]
-    fn remember_script(&self, request: &Request) {
+    fn remember_script(&mut self, request: &Request, target: Target) {
         self.shared.scripts.remember(request.arg(1));
+        if let Target::Slot(slot) = target {
+            self.last_write = slot.get();
+        }
     }
 
     /// Send to a node, or queue behind the requests waiting for room in the reply
@@ -873,6 +904,9 @@ impl Session {
     fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
         self.sent += 1;
         if req.pinned {
+            if req.reply.place().part == wait::WAIT {
+                return self.send_wait(w, req);
+            }
             if req.in_transaction() {
                 // Not a blocked client: its transaction's next requests may follow.
                 self.blocked_at = Some(req.reply.place().seq);
@@ -880,6 +914,7 @@ impl Session {
             }
             if self.blocked_at.is_none() {
                 Metrics::inc(&METRICS.blocked_clients);
+                self.note_blocked(true);
             }
             self.blocked_at = Some(req.reply.place().seq);
         }
@@ -919,7 +954,7 @@ fn class_of(planned: &Result<Plan, PlanError>, command: u32) -> RequestClass {
         Ok(Plan::Node(_) | Plan::Script(_)) => RequestClass::Write,
         Ok(Plan::Split | Plan::AcrossSlots) => RequestClass::MultiSlot,
         Ok(Plan::FanOut(_)) => RequestClass::FanOut,
-        Ok(Plan::Pinned { .. }) => RequestClass::Blocking,
+        Ok(Plan::Pinned { .. } | Plan::Wait { .. }) => RequestClass::Blocking,
         Ok(Plan::Transaction(_)) => RequestClass::Transaction,
         Ok(Plan::PubSub(_)) => RequestClass::PubSub,
         Ok(Plan::Refuse { .. }) | Err(_) => RequestClass::Rejected,
