@@ -52,6 +52,9 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     /// Position among the worker threads (for per-worker counters).
     pub index: usize,
+    /// This worker's block in `shared.stats` (its index, taken once: no division per
+    /// request).
+    stats_at: usize,
     /// What [`decide()`] applies, from the configuration.
     policy: Policy,
     /// This worker's connections to the nodes.
@@ -99,6 +102,7 @@ impl Worker {
             table: Cache::new(PublishedTable(Arc::clone(&shared))),
             conns: NodeConnections::new(&shared.config, registry),
             policy: Policy::new(&shared.config),
+            stats_at: index % shared.stats.len(),
             shared,
             index,
             by_shard: (u64::MAX, Vec::new()),
@@ -171,7 +175,7 @@ impl Worker {
     /// This worker's counters.
     #[inline(always)]
     pub fn stats(&self) -> &WorkerStats {
-        &self.shared.stats[self.index % self.shared.stats.len()]
+        &self.shared.stats[self.stats_at]
     }
 
     /// Count one client request of `class`.
@@ -237,7 +241,7 @@ impl Worker {
     #[inline(never)]
     fn time_reply(&mut self, reply: &ReplyTo, conn: usize) {
         let micros = u64::from(self.micros().wrapping_sub(reply.sent_at()));
-        let stats = &self.shared.stats[self.index % self.shared.stats.len()];
+        let stats = &self.shared.stats[self.stats_at];
         stats.classes[reply.class() as usize].latency.record(micros);
         let node = self.conns.conn_node(conn);
         if self.node_latency.len() <= node {
