@@ -214,7 +214,8 @@ pub struct ClassStats {
 }
 
 /// One request in this many (per worker) has its latency measured: two clock reads
-/// per sample, about 3 ns per request on average, instead of 40 on every one.
+/// per timed request. Under callgrind they cost about 3 instructions per GET at this
+/// rate; timing every request would cost about 50 (of some 4,700).
 pub const SAMPLE_EVERY: u32 = 16;
 
 /// Counters written by one worker thread only (a plain load and store, no atomic
