@@ -1,14 +1,14 @@
 //! Every client connected to this slotgate, whichever worker thread serves it: what
-//! `CLIENT LIST`/`CLIENT INFO` show of each, `CLIENT KILL` of a client on any worker,
-//! and the `MONITOR` feed.
+//! `CLIENT LIST`/`CLIENT INFO` show of each, `CLIENT KILL` and `CLIENT UNBLOCK` of a
+//! client on any worker, and the `MONITOR` feed.
 //!
 //! Each session owns a [`ClientHandle`], made when it connects and dropped when it
 //! ends, which registers its [`ClientEntry`] with its worker. An entry is written only
 //! by that session's worker: its activity and last command once per read (one relaxed
 //! store), its buffers once per watchdog tick, its name and protocol when they change;
 //! any worker may read it to list clients. A worker reaches another worker's clients
-//! only through that worker's mail and the waker of its event loop: a kill, or lines
-//! for its monitoring clients. With no client monitoring, a request pays one relaxed
+//! only through that worker's mail and the waker of its event loop: a kill, an
+//! unblock, or lines for its monitoring clients. With no client monitoring, a request pays one relaxed
 //! load ([`ClientRegistry::monitored`]).
 
 use std::fmt::Write;
@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::cluster::NodeAddr;
 
 /// Identifies a client connection (`CLIENT ID`), unique across workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,6 +99,42 @@ struct WorkerClients {
     /// This worker's clients, by session key: the worker inserts and removes, any
     /// worker locks it briefly to list or kill.
     entries: Mutex<Vec<Option<Arc<ClientEntry>>>>,
+    /// What this worker's pub/sub hub subscribes at the nodes: written by the worker
+    /// when a client (un)subscribes, read by any worker answering `PUBSUB NUMSUB`.
+    subscriptions: Mutex<HubSubscriptions>,
+}
+
+/// One worker's pub/sub hub as the nodes count it: each channel, pattern or shard
+/// channel its clients want is subscribed once at one node ([`SubscriptionCounts`]).
+#[derive(Default)]
+struct HubSubscriptions {
+    /// Clients of this worker subscribed, by kind (0 channel, 1 pattern, 2 shard
+    /// channel) and name; only names with clients.
+    clients: [std::collections::HashMap<Bytes, u32>; 3],
+    /// Where the hub subscribes plain channels and patterns.
+    plain_node: Option<NodeAddr>,
+}
+
+/// Slotgate's share of what nodes count for `PUBSUB NUMSUB`/`SHARDNUMSUB`/`NUMPAT`: the
+/// clients subscribed through slotgate, and the subscriptions slotgate's hubs hold at
+/// the nodes on their behalf (one per worker with clients for that name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// Clients of this slotgate subscribed (patterns: distinct patterns).
+    pub clients: u64,
+    /// Subscriptions slotgate's hubs hold at the nodes (patterns: distinct per node).
+    pub at_nodes: u64,
+}
+
+impl SubscriptionCounts {
+    /// What the nodes counted, `nodes`, as a client of a server expects it: slotgate's
+    /// own subscriptions at the nodes replaced by its clients.
+    pub fn adjust(self, nodes: i64) -> i64 {
+        nodes
+            .saturating_sub(self.at_nodes as i64)
+            .saturating_add(self.clients as i64)
+            .max(0)
+    }
 }
 
 /// What other workers (or this one's sessions) leave for a worker's event loop.
@@ -104,6 +142,8 @@ struct WorkerClients {
 struct Mail {
     /// Clients to close now: session key and id.
     kills: Vec<(usize, ClientId)>,
+    /// Clients to unblock (`CLIENT UNBLOCK`): session key, id and how.
+    unblocks: Vec<(usize, ClientId, Unblock)>,
     /// `MONITOR` lines for this worker's monitoring clients, in the order fed.
     lines: BytesMut,
     /// This worker's monitoring sessions (key, id); not taken with the mail.
@@ -115,6 +155,8 @@ struct Mail {
 pub struct Delivery {
     /// Sessions to close (key, id): check the id, the key may be another's by now.
     pub kills: Vec<(usize, ClientId)>,
+    /// Sessions to unblock (key, id, how), likewise.
+    pub unblocks: Vec<(usize, ClientId, Unblock)>,
     /// Lines for every session in `monitoring`, in one frame.
     pub lines: Option<Bytes>,
     pub monitoring: Vec<(usize, ClientId)>,
@@ -133,6 +175,7 @@ impl ClientRegistry {
                         monitors: AtomicUsize::new(0),
                         mail: Mutex::new(Mail::default()),
                         entries: Mutex::new(Vec::new()),
+                        subscriptions: Mutex::new(HubSubscriptions::default()),
                     })
                 })
                 .collect(),
@@ -188,6 +231,7 @@ impl ClientRegistry {
             resp: AtomicU8::new(2),
             buffers: [const { AtomicU32::new(0) }; 5],
             killed: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
             names: Mutex::new(None),
         });
         let mut entries = lock(&self.worker(worker).entries);
@@ -238,12 +282,73 @@ impl ClientRegistry {
         let lines = (!mail.lines.is_empty()).then(|| mail.lines.split().freeze());
         Delivery {
             kills: std::mem::take(&mut mail.kills),
+            unblocks: std::mem::take(&mut mail.unblocks),
             monitoring: if lines.is_some() {
                 mail.monitoring.clone()
             } else {
                 Vec::new()
             },
             lines,
+        }
+    }
+
+    /// Worker `index`'s hub has `clients` clients subscribed to `name` of `kind` (0
+    /// channel, 1 pattern, 2 shard channel).
+    pub fn note_subscribers(&self, index: usize, kind: usize, name: &[u8], clients: usize) {
+        let mut hub = lock(&self.worker(index).subscriptions);
+        let Some(map) = hub.clients.get_mut(kind) else {
+            return;
+        };
+        let clients = u32::try_from(clients).unwrap_or(u32::MAX);
+        if clients == 0 {
+            map.remove(name);
+        } else if let Some(n) = map.get_mut(name) {
+            *n = clients;
+        } else {
+            map.insert(Bytes::copy_from_slice(name), clients);
+        }
+    }
+
+    /// Worker `index`'s hub subscribes plain channels and patterns at `node`.
+    pub fn note_plain_node(&self, index: usize, node: Option<&NodeAddr>) {
+        lock(&self.worker(index).subscriptions).plain_node = node.cloned();
+    }
+
+    /// Slotgate's share of the nodes' count of subscribers to each of `names` (`kind`
+    /// 0: channels, 2: shard channels), in order.
+    pub fn subscriber_counts(&self, kind: usize, names: &[&[u8]]) -> Vec<SubscriptionCounts> {
+        let mut counts = vec![SubscriptionCounts::default(); names.len()];
+        for w in self.workers.iter() {
+            let hub = lock(&w.subscriptions);
+            let Some(map) = hub.clients.get(kind) else {
+                continue;
+            };
+            for (count, name) in counts.iter_mut().zip(names) {
+                if let Some(&n) = map.get(*name) {
+                    count.clients += u64::from(n);
+                    count.at_nodes += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Slotgate's share of the nodes' count of patterns (`PUBSUB NUMPAT`, each node
+    /// counting each pattern once): the distinct patterns its clients subscribe, and
+    /// the distinct (node, pattern) subscriptions its hubs hold.
+    pub fn pattern_counts(&self) -> SubscriptionCounts {
+        let mut patterns: std::collections::HashSet<Bytes> = Default::default();
+        let mut at_nodes: std::collections::HashSet<(Option<NodeAddr>, Bytes)> = Default::default();
+        for w in self.workers.iter() {
+            let hub = lock(&w.subscriptions);
+            for pattern in hub.clients[1].keys() {
+                patterns.insert(pattern.clone());
+                at_nodes.insert((hub.plain_node.clone(), pattern.clone()));
+            }
+        }
+        SubscriptionCounts {
+            clients: patterns.len() as u64,
+            at_nodes: at_nodes.len() as u64,
         }
     }
 
@@ -284,6 +389,29 @@ impl ClientRegistry {
             }
         }
         (count, me_too)
+    }
+
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: whether client `id` is blocked in a command
+    /// now; if so it is posted to its worker (woken), which unblocks it at its node.
+    pub fn unblock(&self, id: ClientId, how: Unblock) -> bool {
+        let entry = self.workers.iter().find_map(|w| {
+            lock(&w.entries)
+                .iter()
+                .flatten()
+                .find(|e| e.id == id)
+                .cloned()
+        });
+        let Some(entry) = entry.filter(|e| e.blocked.load(Acquire)) else {
+            return false;
+        };
+        let w = self.worker(entry.worker as usize);
+        lock(&w.mail)
+            .unblocks
+            .push((entry.key as usize, entry.id, how));
+        if !w.has_mail.swap(true, AcqRel) {
+            self.wake(entry.worker as usize);
+        }
+        true
     }
 
     /// How long ago (seconds) `ms` was on the registry's clock.
@@ -346,6 +474,9 @@ pub struct ClientEntry {
     /// `CLIENT KILL` chose it: set (once) by the worker of the client that killed it,
     /// loaded by its own worker before each read of it, which then closes it.
     killed: AtomicBool,
+    /// Waiting in a blocking command (`CLIENT UNBLOCK` may end it): stored by its own
+    /// worker when it blocks and when it is answered.
+    blocked: AtomicBool,
     /// Only for a client that gave a name or library.
     names: Mutex<Option<Box<Names>>>,
 }
@@ -502,6 +633,11 @@ impl ClientHandle {
         self.entry.killed.load(Acquire)
     }
 
+    /// The client waits in a blocking command (`on`), or no more.
+    pub fn set_blocked(&self, on: bool) {
+        self.entry.blocked.store(on, Release);
+    }
+
     /// Publish the buffers (each watchdog tick).
     pub fn publish(&self, buffers: Buffers) {
         let small = |n: u64| n.min(u64::from(u32::MAX)) as u32;
@@ -587,6 +723,35 @@ impl Drop for ClientHandle {
             if slot.as_ref().is_some_and(|e| e.id == self.entry.id) {
                 *slot = None;
             }
+        }
+    }
+}
+
+/// How `CLIENT UNBLOCK` ends a blocking command: as if its timeout ran out (its null
+/// reply, or what `WAIT` counted), or with `-UNBLOCKED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unblock {
+    Timeout,
+    Error,
+}
+
+impl Unblock {
+    /// The word `CLIENT UNBLOCK` takes, any case.
+    pub fn parse(word: &[u8]) -> Option<Unblock> {
+        if word.eq_ignore_ascii_case(b"timeout") {
+            Some(Unblock::Timeout)
+        } else if word.eq_ignore_ascii_case(b"error") {
+            Some(Unblock::Error)
+        } else {
+            None
+        }
+    }
+
+    /// The word as Redis spells it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Unblock::Timeout => "TIMEOUT",
+            Unblock::Error => "ERROR",
         }
     }
 }
@@ -1078,6 +1243,30 @@ mod tests {
         assert_eq!(registry.kill(&none, ClientId(10)), (0, false));
         let pubsub = KillFilter::parse(&[b"TYPE", b"pubsub"]).unwrap();
         assert_eq!(registry.kill(&pubsub, ClientId(10)), (0, false));
+    }
+
+    #[test]
+    fn an_unblock_reaches_a_blocked_clients_worker_only() {
+        let (registry, handles) = registry_with_clients();
+        assert!(
+            !registry.unblock(ClientId(11), Unblock::Timeout),
+            "not blocked"
+        );
+        assert!(
+            !registry.unblock(ClientId(99), Unblock::Timeout),
+            "no such client"
+        );
+        assert!(!registry.has_mail(1));
+        handles[1].set_blocked(true);
+        assert!(registry.unblock(ClientId(11), Unblock::Error));
+        assert!(registry.has_mail(1) && !registry.has_mail(0));
+        let mail = registry.take_mail(1);
+        assert_eq!(mail.unblocks, vec![(1, ClientId(11), Unblock::Error)]);
+        handles[1].set_blocked(false);
+        assert!(!registry.unblock(ClientId(11), Unblock::Timeout));
+        assert_eq!(Unblock::parse(b"timeout"), Some(Unblock::Timeout));
+        assert_eq!(Unblock::parse(b"ERROR"), Some(Unblock::Error));
+        assert_eq!(Unblock::parse(b"now"), None);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Cli {
     /// host's loopback (at least 1) [default: 0]
     #[arg(long, value_name = "N")]
     pub workers: Option<u64>,
+    /// Admin HTTP port (metrics, health, status page), or `off` [default: 127.0.0.1:9380]
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,14 @@ struct FileConfig {
     limits: LimitsFile,
     #[serde(default)]
     address_map: HashMap<String, String>,
+    #[serde(default)]
+    admin: AdminFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +116,8 @@ struct FileConfig {
 struct BackendFile {
     connections_per_node: Option<u64>,
     max_pinned: Option<u64>,
+    max_pinned_per_node: Option<u64>,
+    pinned_wait_ms: Option<u64>,
     timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
     username: Option<String>,
@@ -193,6 +206,20 @@ pub struct Config {
     pub limits: Limits,
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
+    pub admin: AdminConfig,
+}
+
+/// `admin.listen` unless configured.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9380";
+
+/// The admin HTTP port (`admin.listen`, `--admin`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where to listen; `None`: `off`, no admin port.
+    pub listen: Option<SocketAddr>,
+    /// Chosen by the operator (flag or file) rather than the default: it must bind,
+    /// where the default may be taken by another slotgate on the host.
+    pub explicit: bool,
 }
 
 #[derive(Clone)]
@@ -200,6 +227,11 @@ pub struct BackendConfig {
     pub connections_per_node: usize,
     /// Connections pinned to one client at a time (blocking commands, transactions), in all.
     pub max_pinned: usize,
+    /// The same, to any one node.
+    pub max_pinned_per_node: usize,
+    /// How long a request that needs a pinned connection waits for one to free when a
+    /// cap is reached, before it fails; zero: it fails at once.
+    pub pinned_wait: Duration,
     /// A request with no reply for this long fails, and so does its connection.
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -226,6 +258,8 @@ impl Default for BackendConfig {
         BackendConfig {
             connections_per_node: 1,
             max_pinned: 1024,
+            max_pinned_per_node: 1024,
+            pinned_wait: Duration::from_secs(3),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(1),
             username: None,
@@ -315,13 +349,27 @@ impl Config {
             n if n > 256 => return Err(invalid("workers", "at most 256")),
             n => Some(n as usize),
         };
+        let max_pinned = positive("backend.max_pinned", file.backend.max_pinned, 1024)?;
+        let pinned_wait_ms = file.backend.pinned_wait_ms.unwrap_or(3_000);
+        if pinned_wait_ms > 3_600_000 {
+            return Err(invalid(
+                "backend.pinned_wait_ms",
+                "at most 3600000 (one hour)",
+            ));
+        }
         let backend = BackendConfig {
             connections_per_node: positive(
                 "backend.connections_per_node",
                 file.backend.connections_per_node,
                 1,
             )?,
-            max_pinned: positive("backend.max_pinned", file.backend.max_pinned, 1024)?,
+            max_pinned,
+            max_pinned_per_node: positive(
+                "backend.max_pinned_per_node",
+                file.backend.max_pinned_per_node,
+                max_pinned,
+            )?,
+            pinned_wait: Duration::from_millis(pinned_wait_ms),
             timeout: millis("backend.timeout_ms", file.backend.timeout_ms, 5_000)?,
             connect_timeout: millis(
                 "backend.connect_timeout_ms",
@@ -420,6 +468,19 @@ impl Config {
             address_map.insert(f, t);
         }
 
+        let admin_text = cli.admin.clone().or(file.admin.listen);
+        let explicit = admin_text.is_some();
+        let admin_text = admin_text.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        let admin_listen = match admin_text.trim() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("`{text}` is not an ip:port address (or `off`)"),
+                )
+            })?),
+        };
+
         Ok(Config {
             listen,
             seeds,
@@ -440,6 +501,10 @@ impl Config {
             reply_window: reply_window as usize,
             limits,
             address_map,
+            admin: AdminConfig {
+                listen: admin_listen,
+                explicit,
+            },
         })
     }
 }
@@ -657,6 +722,34 @@ fn millis(key: &'static str, value: Option<u64>, default: u64) -> Result<Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_connection_caps_and_wait() {
+        let c = Config::from_toml("seeds = [\"127.0.0.1:7001\"]").unwrap();
+        assert_eq!(c.backend.max_pinned, 1024);
+        assert_eq!(c.backend.max_pinned_per_node, 1024);
+        assert_eq!(c.backend.pinned_wait, Duration::from_secs(3));
+        let c = Config::from_toml(
+            "seeds = [\"127.0.0.1:7001\"]\n[backend]\nmax_pinned = 50\npinned_wait_ms = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.backend.max_pinned_per_node, 50, "the total unless set");
+        assert_eq!(c.backend.pinned_wait, Duration::ZERO, "0 fails at once");
+        let c =
+            Config::from_toml("seeds = [\"127.0.0.1:7001\"]\n[backend]\nmax_pinned_per_node = 7\n")
+                .unwrap();
+        assert_eq!(c.backend.max_pinned_per_node, 7);
+        for (text, key) in [
+            ("max_pinned_per_node = 0", "backend.max_pinned_per_node"),
+            ("pinned_wait_ms = 3600001", "backend.pinned_wait_ms"),
+        ] {
+            let err = Config::from_toml(&format!(
+                "seeds = [\"127.0.0.1:7001\"]\n[backend]\n{text}\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
 
     #[test]
     fn defaults_and_overrides() {
@@ -892,6 +985,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("`backend.password`"), "{e}");
+    }
+
+    #[test]
+    fn admin_port_defaults_turns_off_and_names_its_key() {
+        let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9380".parse().unwrap()));
+        assert!(!c.admin.explicit);
+        let c = Config::from_toml("seeds = [\"a:1\"]\n[admin]\nlisten = \"off\"").unwrap();
+        assert_eq!(c.admin.listen, None);
+        let cli = Cli {
+            admin: Some("127.0.0.1:0".into()),
+            ..Cli::default()
+        };
+        let file = parse_file(
+            Path::new("x"),
+            "seeds = [\"a:1\"]\n[admin]\nlisten = \"off\"",
+        )
+        .unwrap();
+        let c = Config::build(&cli, file).unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(c.admin.explicit, "the flag wins over the file");
+        let e = Config::from_toml("seeds = [\"a:1\"]\n[admin]\nlisten = \"9380\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`admin.listen`"), "{e}");
     }
 
     #[test]

@@ -384,10 +384,11 @@ impl EventLoop {
                 }
             }
             session.held_since = None;
-            let writes = session.writes;
+            let (writes, written) = (session.writes, session.written);
             let flushed = session.flush(&mut self.out);
             if session.writes != writes {
                 self.worker.count(|s| &s.client_writes);
+                self.worker.add(|s| &s.bytes_out, session.written - written);
             }
             if session.has_waiting() {
                 // Replies left: the window may have room again.
@@ -468,7 +469,8 @@ impl EventLoop {
     }
 
     /// What other workers (and this one's sessions) left for this worker: clients
-    /// `CLIENT KILL` chose, closed now; `MONITOR` lines for its monitoring clients.
+    /// `CLIENT KILL` chose, closed now; clients `CLIENT UNBLOCK` chose, unblocked at
+    /// their nodes; `MONITOR` lines for its monitoring clients.
     #[cold]
     #[inline(never)]
     fn take_mail(&mut self) {
@@ -481,6 +483,13 @@ impl EventLoop {
                     "closing a client: CLIENT KILL"
                 );
                 self.close_session(key);
+            }
+        }
+        for (key, id, how) in mail.unblocks {
+            if let Some(session) = self.sessions.get_mut(key) {
+                if session.id == id {
+                    session.unblock(&mut self.worker, how);
+                }
             }
         }
         let Some(lines) = mail.lines else {

@@ -14,7 +14,8 @@
 //! - [`protocol`]: the resumable, bounded frame scanner, reply encoding, redirect parsing (pure).
 //! - [`command`]: the command table: arity, key positions, flags, route (pure); plus the
 //!   commands learned from the cluster's `COMMAND` reply.
-//! - [`cluster`]: node addresses, topology parsing (pure), the slot table (pure).
+//! - [`cluster`]: node addresses, topology parsing (pure), several nodes' views merged
+//!   by config epoch (pure), the slot table and its owner changes (pure).
 //! - [`backend`]: per worker thread, its pipelined connections to each node
 //!   (`NodeConnections`: connect, handshake, flush, replies, timeouts, pinned
 //!   connections), which report what happened rather than decide; the node registry
@@ -45,10 +46,14 @@
 //!   write through (plain TCP; TLS is to be one more variant), and the non-blocking
 //!   read/write helpers over it.
 //! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
-//!   periodically, on request), and learns the server version and commands.
+//!   periodically, on request; several nodes asked at once, every owner change logged),
+//!   and learns the server version and commands.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
-//!   refresh, signals), shutdown.
-//! - [`admin`]: counters shown by `INFO`, process-wide and per worker.
+//!   refresh, signals, the admin port), shutdown.
+//! - [`admin`]: counters shown by `INFO` and `/metrics`, process-wide and per worker
+//!   (underneath all); beside [`server`] on the control runtime, the admin HTTP port
+//!   (`admin::http`: metrics, health, readiness, the status page) and what it reports
+//!   (`admin::status`: the node prober, readiness, the status page's data).
 //! - [`log_limit`]: log lines that could come once per request, one per subject a minute.
 #![forbid(unsafe_code)]
 

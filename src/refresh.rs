@@ -1,18 +1,22 @@
 //! Keeps the slot table fresh: at start-up, periodically, and whenever a redirect or a
 //! failure asks for it. Refreshes are merged and rate-limited; the new table is built
-//! off to the side and swapped in, no lock held across network calls.
+//! off to the side and swapped in, no lock held across network calls. Each refresh
+//! asks several nodes at once and merges their views (`gather`); every change of a
+//! slot's owner is logged (`owners`).
+
+mod gather;
+mod owners;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_protocol::resp2::types::OwnedFrame;
 
+use crate::admin::metrics::{self, RefreshCause};
 use crate::admin::{Metrics, METRICS};
 use crate::backend::control::{self, ControlError};
 use crate::cluster::table::SlotTable;
-use crate::cluster::topology::{
-    format_slot_ranges, parse_cluster_shards, parse_cluster_slots, Topology, TopologyError,
-};
+use crate::cluster::topology::{format_slot_ranges, importing_slots, Topology, TopologyError};
 use crate::cluster::NodeAddr;
 use crate::command::learned::LearnedCommands;
 use crate::shared::Shared;
@@ -48,13 +52,18 @@ pub enum QueryError {
 /// answers or slots are uncovered.
 pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
     let seeds = shared.config.seeds.clone();
-    let topology = fetch_any(shared, &seeds).await?;
+    let started = Instant::now();
+    let fetched = gather::merged_topology(shared, &seeds).await;
+    let complete = fetched.as_ref().is_ok_and(|(t, _)| t.covers_all());
+    metrics::refresh_done(RefreshCause::Startup, complete, started.elapsed());
+    let (topology, _) = fetched?;
     if !topology.covers_all() {
         return Err(RefreshError::Uncovered(format_slot_ranges(
             &topology.uncovered(),
         )));
     }
-    publish(shared, &topology);
+    let importing = learn_importing(shared, &topology).await;
+    publish(shared, &topology, &importing);
     resolve_names(shared).await;
     learn_version(shared).await;
     learn_commands(shared).await;
@@ -64,21 +73,31 @@ pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
 /// The refresher task: runs for the life of the process.
 pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
+    let mut owners = owners::OwnerLog::new(shared.table.load_full());
     loop {
         let interval = shared.config.refresh_interval;
-        tokio::select! {
-            _ = shared.refresh_wanted.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
-        }
+        let timer = tokio::select! {
+            _ = shared.refresh_wanted.notified() => false,
+            _ = tokio::time::sleep(interval) => true,
+        };
         let next_allowed = last + MIN_REFRESH_INTERVAL;
         if Instant::now() < next_allowed {
             tokio::time::sleep_until(next_allowed.into()).await;
         }
         last = Instant::now();
+        // Taken after the wait, so the asks that came meanwhile are this refresh's too.
+        let cause = match shared.refresh_causes.take() {
+            Some(cause) => cause,
+            None if timer => RefreshCause::Interval,
+            None => RefreshCause::Other,
+        };
         let before: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
-        refresh(&shared).await;
-        shared.refreshed.send_modify(|n| *n += 1);
+        let ok = refresh(&shared).await;
+        metrics::refresh_done(cause, ok, last.elapsed());
+        owners.update(shared.table.load_full());
+        // Names first: requests waiting on this refresh may need them.
         resolve_names(&shared).await;
+        shared.refreshed.send_modify(|n| *n += 1);
         share_functions(&shared, &before).await;
     }
 }
@@ -124,9 +143,9 @@ async fn share_functions(shared: &Arc<Shared>, before: &[NodeAddr]) {
     }
 }
 
-/// One refresh: ask the known nodes in turn, publish the first complete answer (or the
-/// best partial one, keeping the old owners of slots it does not cover).
-pub async fn refresh(shared: &Arc<Shared>) {
+/// One refresh: ask several of the known nodes (masters first) at once, publish their
+/// merged views (slots none covers keep their old owners). False when no node answered.
+pub async fn refresh(shared: &Arc<Shared>) -> bool {
     let mut candidates: Vec<NodeAddr> = Vec::new();
     {
         let table = shared.table.load();
@@ -140,23 +159,53 @@ pub async fn refresh(shared: &Arc<Shared>) {
             }
         }
     }
-    match fetch_any(shared, &candidates).await {
-        Ok(topology) => {
+    match gather::merged_topology(shared, &candidates).await {
+        Ok((topology, from)) => {
             Metrics::inc(&METRICS.topology_refreshes);
-            publish(shared, &topology);
+            tracing::debug!(views = ?from.iter().map(NodeAddr::as_str).collect::<Vec<_>>(), "topology views merged");
+            let importing = learn_importing(shared, &topology).await;
+            publish(shared, &topology, &importing);
+            true
         }
         Err(e) => {
             Metrics::inc(&METRICS.topology_refresh_failures);
             tracing::warn!(error = %e, "topology refresh failed");
+            false
         }
     }
 }
 
-fn publish(shared: &Arc<Shared>, topology: &Topology) {
+/// The slots each master of `topology` imports, from its own `CLUSTER NODES` line (no
+/// other reply shows a migration under way; `SCAN` needs them, see
+/// [`SlotTable::rescans`]). A master that does not answer counts as importing nothing.
+async fn learn_importing(shared: &Arc<Shared>, topology: &Topology) -> Vec<(NodeAddr, Vec<u16>)> {
+    let mut importing = Vec::new();
+    for shard in &topology.shards {
+        match query(shared, &shard.master, &[b"CLUSTER", b"NODES"]).await {
+            Ok(OwnedFrame::BulkString(text)) => {
+                let slots = importing_slots(&String::from_utf8_lossy(&text));
+                if !slots.is_empty() {
+                    importing.push((shard.master.clone(), slots));
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(node = %shard.master, reply = ?other, "CLUSTER NODES refused")
+            }
+            Err(e) => tracing::debug!(error = %e, "CLUSTER NODES failed"),
+        }
+    }
+    importing
+}
+
+fn publish(shared: &Arc<Shared>, topology: &Topology, importing: &[(NodeAddr, Vec<u16>)]) {
     let previous = shared.table.load_full();
-    let table = SlotTable::build(topology, &previous);
+    let table = SlotTable::build(topology, &previous).with_importing(importing);
     let ranges = table.ranges();
     if ranges == previous.ranges() && table.shards() == previous.shards() {
+        if table.importing() != previous.importing() {
+            tracing::debug!(importing = ?table.importing(), "slots being imported");
+            shared.table.store(Arc::new(table));
+        }
         return;
     }
     tracing::info!(
@@ -166,53 +215,6 @@ fn publish(shared: &Arc<Shared>, topology: &Topology) {
         "slot table updated"
     );
     shared.table.store(Arc::new(table));
-}
-
-/// Ask each address in turn; return the first topology that covers every slot, else the
-/// one covering most.
-async fn fetch_any(shared: &Arc<Shared>, addrs: &[NodeAddr]) -> Result<Topology, RefreshError> {
-    let mut best: Option<Topology> = None;
-    let mut errors = Vec::new();
-    for addr in addrs {
-        match fetch_one(shared, addr).await {
-            Ok(topology) if topology.covers_all() => return Ok(topology),
-            Ok(topology) => {
-                let covered = |t: &Topology| {
-                    16384
-                        - t.uncovered()
-                            .iter()
-                            .map(|(a, b)| (b - a) as usize + 1)
-                            .sum::<usize>()
-                };
-                if best
-                    .as_ref()
-                    .is_none_or(|b| covered(&topology) > covered(b))
-                {
-                    best = Some(topology);
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    best.ok_or_else(|| RefreshError::NoAnswer(errors.join("; ")))
-}
-
-/// `CLUSTER SHARDS`, falling back to `CLUSTER SLOTS` on servers that lack it.
-async fn fetch_one(shared: &Arc<Shared>, addr: &NodeAddr) -> Result<Topology, QueryError> {
-    let reply = query(shared, addr, &[b"CLUSTER", b"SHARDS"]).await?;
-    match reply {
-        OwnedFrame::Error(text) => {
-            tracing::debug!(node = %addr, %text, "CLUSTER SHARDS refused; trying CLUSTER SLOTS");
-            match query(shared, addr, &[b"CLUSTER", b"SLOTS"]).await? {
-                OwnedFrame::Error(text) => Err(QueryError::Refused {
-                    addr: addr.clone(),
-                    text,
-                }),
-                frame => Ok(parse_cluster_slots(&frame, addr)?),
-            }
-        }
-        frame => Ok(parse_cluster_shards(&frame, addr)?),
-    }
 }
 
 /// Send one command to `addr` (through its `[address_map]` entry) on a control-plane
@@ -263,8 +265,19 @@ async fn learn_commands(shared: &Arc<Shared>) {
 /// (a restarted Kubernetes pod) is followed.
 async fn resolve_names(shared: &Arc<Shared>) {
     let table = shared.table.load_full();
-    for addr in table.masters().chain(table.replicas()) {
-        let node = shared.node_record(addr);
+    let replicas = table.shards().iter().flat_map(|s| s.connected_replicas());
+    let mut nodes: Vec<_> = table
+        .masters()
+        .chain(replicas)
+        .map(|addr| shared.node_record(addr))
+        .collect();
+    // Names a worker failed to look up, slot owners or not (an ASK target).
+    for node in shared.registry.unresolved() {
+        if !nodes.iter().any(|n| n.addr == node.addr) {
+            nodes.push(node);
+        }
+    }
+    for node in nodes {
         if node.dial_ip().is_some() {
             continue;
         }
@@ -274,15 +287,11 @@ async fn resolve_names(shared: &Arc<Shared>) {
                 let found: Vec<std::net::SocketAddr> = found.collect();
                 match crate::backend::connection::prefer_ipv4(&found) {
                     Some(ip) => node.set_resolved(ip, "refresher"),
-                    None => {
-                        tracing::warn!(node = %addr, dial = %node.dial, "host name has no address")
-                    }
+                    None => node.set_unresolved("no address", "refresher"),
                 }
             }
-            Ok(Err(e)) => {
-                tracing::warn!(node = %addr, dial = %node.dial, error = %e, "cannot resolve host name")
-            }
-            Err(_) => tracing::warn!(node = %addr, dial = %node.dial, "host name lookup timed out"),
+            Ok(Err(e)) => node.set_unresolved(&e.to_string(), "refresher"),
+            Err(_) => node.set_unresolved("lookup timed out", "refresher"),
         }
     }
 }

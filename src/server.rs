@@ -4,7 +4,8 @@
 //! (`SO_REUSEPORT`, so the kernel spreads clients), its own sessions and its own
 //! backend connections: a request never crosses threads, takes no lock and wakes no
 //! other thread. Only the slot table, the node registry and counters are shared. The
-//! main thread runs the control runtime: the topology refresher and the signals.
+//! main thread runs the control runtime: the topology refresher, the signals and the
+//! admin port.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub enum ServerError {
     Topology(#[from] refresh::RefreshError),
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::http::AdminError),
 }
 
 /// Run the proxy until SIGTERM/SIGINT. Prints `slotgate listening on ADDR` on stdout
@@ -58,6 +61,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             addr: listen,
             source,
         })?;
+        // The admin port first, so /healthz and /readyz answer while the cluster is
+        // being learned. Scripts and tests read this line for the address.
+        if let Some(admin) = crate::admin::http::start(&shared).await? {
+            println!("slotgate admin on http://{admin}");
+            let _ = std::io::stdout().flush();
+        }
         refresh::initial(&shared).await?;
         let workers = chosen.unwrap_or_else(|| {
             let local_nodes = nodes_on_this_host(&shared);
@@ -85,7 +94,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let (local, listeners) = listeners?;
 
     // One event loop per worker thread; the main thread keeps the control runtime
-    // (refresher, signals).
+    // (refresher, signals, admin port).
     // `stop`: set once by this thread on a signal, read by every worker each turn.
     // `running`: each worker counts itself out when its loop returns; this thread keeps
     // the refresher going until it reaches 0. `wakers`: one per worker, woken by this

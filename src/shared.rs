@@ -6,12 +6,12 @@
 //! through `ArcSwap`, a watch channel or a `OnceLock`, never a lock held across network
 //! calls.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{watch, Notify};
 
+use crate::admin::metrics::{RefreshCause, RefreshCauses};
 use crate::admin::{StatsTotal, WorkerStats};
 use crate::admission::PerAddress;
 use crate::backend::{NodeRegistry, NodeShared};
@@ -31,6 +31,9 @@ pub struct Shared {
     /// Wakes the refresher. Anyone may notify; notifications while a refresh runs merge
     /// into one more refresh.
     pub refresh_wanted: Notify,
+    /// Why refreshes were asked for since the refresher last looked ([`Shared::want_refresh`];
+    /// the refresher takes them when it wakes).
+    pub refresh_causes: RefreshCauses,
     /// Counts finished refreshes (successful or not). The refresher sends; requests
     /// waiting to be retried after a refresh receive.
     pub refreshed: watch::Sender<u64>,
@@ -65,6 +68,7 @@ impl Shared {
             config,
             table: ArcSwap::from_pointee(SlotTable::empty()),
             refresh_wanted: Notify::new(),
+            refresh_causes: RefreshCauses::default(),
             refreshed: watch::Sender::new(0),
             server_version: ArcSwapOption::empty(),
             stats: (0..workers.max(1))
@@ -88,17 +92,14 @@ impl Shared {
     }
 
     pub fn stats_total(&self) -> StatsTotal {
-        let mut total = StatsTotal {
-            workers: self.workers.get().copied().unwrap_or(0),
-            ..StatsTotal::default()
-        };
-        for s in self.stats.iter() {
-            total.requests += s.requests.load(Relaxed);
-            total.backend_writes += s.backend_writes.load(Relaxed);
-            total.client_writes += s.client_writes.load(Relaxed);
-            total.output_bytes += s.output_bytes.load(Relaxed);
-        }
-        total
+        let workers = self.workers.get().copied().unwrap_or(0);
+        StatsTotal::sum(workers, self.stats.iter())
+    }
+
+    /// Ask the refresher for a refresh, saying why (several asks merge into one refresh).
+    pub fn want_refresh(&self, cause: RefreshCause) {
+        self.refresh_causes.note(cause);
+        self.refresh_wanted.notify_one();
     }
 }
 

@@ -2,7 +2,8 @@
 //! long as it must (past `backend.timeout_ms`), while a stuck shared connection still
 //! times out; other clients are not held up; a client that leaves while blocked pops
 //! nothing; nothing after a blocking command runs before it ends; the number of pinned
-//! connections is capped.
+//! connections is capped, in all and per node, and at a cap a blocking command waits a
+//! bounded time for one to free.
 
 mod support;
 
@@ -96,17 +97,16 @@ fn blocking_commands_with_a_timeout_keys_and_order() {
     );
 
     // Keys in two slots: Redis Cluster's own error (BLPOP/BRPOP over several slots are
-    // served, see tests/job_queues.rs; the sorted-set pops are not); no key (WAIT) is
-    // refused.
+    // served, see tests/job_queues.rs; the sorted-set pops are not); WAIT (no key, no
+    // replicas here) counts none (tests/wait.rs).
     raw.write(b"BZPOPMIN a b 0\r\nWAIT 0 0\r\n");
     let replies = raw.read_replies(2, Duration::from_secs(10));
     assert_eq!(
-        replies[0],
-        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
-    );
-    assert!(
-        replies[1].starts_with("-ERR 'WAIT' is not supported"),
-        "{replies:?}"
+        replies,
+        [
+            "-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+            ":0\r\n"
+        ]
     );
 
     // The other blocking commands, each served on its own slot's node.
@@ -156,43 +156,200 @@ fn a_client_that_leaves_while_blocked_pops_nothing() {
 }
 
 #[test]
-fn pinned_connections_are_capped_by_max_pinned() {
+fn at_the_pinned_cap_a_blocking_command_waits_for_a_connection_to_free() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 1\n");
+    // Two workers: the connection that frees may be another worker's.
+    let proxy = Proxy::start(
+        &cluster.seeds(),
+        &[
+            "--workers",
+            "2",
+            "--config",
+            &support::write_config("[backend]\nmax_pinned = 2\npinned_wait_ms = 10000\n"),
+        ],
+    );
     let node = cluster.node_for_key("{cap}a");
     let mut first = RawClient::connect(proxy.port());
     first.write(b"BLPOP {cap}a 0\r\n");
-    wait_until("the first BLPOP blocks", || {
-        blocked_on_node(&cluster, node) == 1
-    });
     let mut second = RawClient::connect(proxy.port());
-    let refused = second.roundtrip(b"BLPOP {cap}b 0\r\n");
-    assert!(
-        refused.starts_with("-ERR slotgate: too many blocked clients"),
-        "{refused}"
+    second.write(b"BLPOP {cap}b 0\r\n");
+    wait_until("both BLPOPs block", || blocked_on_node(&cluster, node) == 2);
+
+    // The third finds both pinned connections in use: it waits for one.
+    let mut third = RawClient::connect(proxy.port());
+    third.write(b"BLPOP {cap}c 0\r\n");
+    wait_until("the third waits for a connection", || {
+        info_counter(&proxy, "pinned_waiting") == 1
+    });
+    assert_eq!(
+        third.read_quiet(),
+        "",
+        "the third was answered while waiting"
     );
-    // Once the first is served, its connection serves the second.
+    assert_eq!(blocked_on_node(&cluster, node), 2);
+
+    // The first is served: its connection frees, and the third blocks on it.
     let mut con = proxy.client();
     let _: () = redis::cmd("RPUSH")
         .arg("{cap}a")
         .arg("1")
         .query(&mut con)
         .unwrap();
-    assert_eq!(first.read_replies(1, Duration::from_secs(10)).len(), 1);
-    second.write(b"BLPOP {cap}b 0\r\n");
-    wait_until("the second BLPOP blocks", || {
-        blocked_on_node(&cluster, node) == 1
+    assert_eq!(
+        first.read_replies(1, Duration::from_secs(10)),
+        ["*2\r\n$6\r\n{cap}a\r\n$1\r\n1\r\n"]
+    );
+    wait_until("the third blocks at the node", || {
+        info_counter(&proxy, "pinned_waiting") == 0 && blocked_on_node(&cluster, node) == 2
     });
     let _: () = redis::cmd("RPUSH")
-        .arg("{cap}b")
-        .arg("2")
+        .arg("{cap}c")
+        .arg("3")
         .query(&mut con)
         .unwrap();
     assert_eq!(
-        second.read_replies(1, Duration::from_secs(10)),
-        ["*2\r\n$6\r\n{cap}b\r\n$1\r\n2\r\n"]
+        third.read_replies(1, Duration::from_secs(10)),
+        ["*2\r\n$6\r\n{cap}c\r\n$1\r\n3\r\n"]
     );
+    assert!(info_counter(&proxy, "pinned_connections") <= 2);
+}
+
+#[test]
+fn at_the_pinned_cap_transactions_and_wait_wait_too() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 1\npinned_wait_ms = 10000\n",
+    );
+    let node = cluster.node_for_key("{tw}a");
+    let mut blocked = RawClient::connect(proxy.port());
+    blocked.write(b"BLPOP {tw}a 0\r\n");
+    wait_until("the BLPOP blocks", || blocked_on_node(&cluster, node) == 1);
+
+    // A transaction (its commands wait behind the one that opens its connection) and
+    // a WAIT (behind the write it counts from), each waiting for the one connection.
+    let mut txn = RawClient::connect(proxy.port());
+    txn.write(b"MULTI\r\nSET {tw}x 1\r\nINCR {tw}x\r\nEXEC\r\n");
+    assert_eq!(
+        txn.read_replies(1, Duration::from_secs(10)),
+        ["+OK\r\n"],
+        "MULTI is answered by slotgate"
+    );
+    let mut waiting = RawClient::connect(proxy.port());
+    waiting.write(b"SET {tw}y 1\r\nWAIT 0 0\r\n");
+    assert_eq!(
+        waiting.read_replies(1, Duration::from_secs(10)),
+        ["+OK\r\n"]
+    );
+    wait_until("both wait for a connection", || {
+        info_counter(&proxy, "pinned_waiting") == 2
+    });
+    assert_eq!(txn.read_quiet(), "");
+
+    // The BLPOP is served: the connection goes to the transaction, then to WAIT.
+    let mut con = proxy.client();
+    let _: () = redis::cmd("RPUSH")
+        .arg("{tw}a")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(blocked.read_replies(1, Duration::from_secs(10)).len(), 1);
+    assert_eq!(
+        txn.read_replies(3, Duration::from_secs(10)),
+        ["+QUEUED\r\n", "+QUEUED\r\n", "*2\r\n+OK\r\n:2\r\n"]
+    );
+    assert_eq!(
+        waiting.read_replies(1, Duration::from_secs(10)),
+        [":0\r\n"],
+        "no replicas here"
+    );
+    assert_eq!(info_counter(&proxy, "pinned_waiting"), 0);
+    assert_eq!(info_counter(&proxy, "pinned_connections"), 1);
+}
+
+#[test]
+fn at_the_pinned_cap_a_blocking_command_fails_once_the_wait_is_spent() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 2\npinned_wait_ms = 300\n",
+    );
+    let node = cluster.node_for_key("{full}a");
+    let mut first = RawClient::connect(proxy.port());
+    first.write(b"BLPOP {full}a 0\r\n");
+    let mut second = RawClient::connect(proxy.port());
+    second.write(b"BLPOP {full}b 0\r\n");
+    wait_until("both BLPOPs block", || blocked_on_node(&cluster, node) == 2);
+    // Nothing frees: the third gets the error once its wait is spent.
+    let mut third = RawClient::connect(proxy.port());
+    third.write(b"BLPOP {full}c 0\r\n");
+    let replies = third.read_replies(1, Duration::from_secs(10));
+    assert_eq!(
+        replies,
+        [
+            "-ERR slotgate: too many blocked clients or transactions: all 2 pinned connections \
+          are in use (backend.max_pinned), and none freed within 300 ms \
+          (backend.pinned_wait_ms)\r\n"
+        ]
+    );
+    assert_eq!(info_counter(&proxy, "pinned_waiting"), 0);
+    // The client is served on; the blocked ones still wait.
+    assert_eq!(third.roundtrip(b"PING\r\n"), "+PONG\r\n");
+    assert_eq!(blocked_on_node(&cluster, node), 2);
+}
+
+#[test]
+fn pinned_connections_are_capped_per_node_too() {
+    require_redis();
+    let cluster = Cluster::start(3, 0);
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 10\nmax_pinned_per_node = 1\npinned_wait_ms = 300\n",
+    );
+    let keys = support::keys_on_every_master(&cluster, "pn", 2);
+    let (here, also_here) = (&keys[0], &keys[1]);
+    let elsewhere = &keys[2];
+    let node = cluster.node_for_key(here);
+    assert_eq!(cluster.node_for_key(also_here), node);
+    let other = cluster.node_for_key(elsewhere);
+    assert_ne!(other, node);
+
+    let mut first = RawClient::connect(proxy.port());
+    first.write(format!("BLPOP {here} 0\r\n").as_bytes());
+    wait_until("the first BLPOP blocks", || {
+        blocked_on_node(&cluster, node) == 1
+    });
+    // Another node has room: served at once.
+    let mut there = RawClient::connect(proxy.port());
+    there.write(format!("BLPOP {elsewhere} 0\r\n").as_bytes());
+    wait_until("the BLPOP on another node blocks", || {
+        blocked_on_node(&cluster, other) == 1
+    });
+    // The same node has none: the error names it, once the wait is spent.
+    let mut second = RawClient::connect(proxy.port());
+    second.write(format!("BLPOP {also_here} 0\r\n").as_bytes());
+    let reply = second.read_replies(1, Duration::from_secs(10)).join("");
+    assert!(
+        reply.starts_with(&format!(
+            "-ERR slotgate: too many blocked clients or transactions at 127.0.0.1:{node}: all 1 \
+             pinned connections to it are in use (backend.max_pinned_per_node)"
+        )),
+        "{reply}"
+    );
+    // INFO's nodes section shows the pinned connections per node.
+    let nodes = proxy.cli(&["INFO", "nodes"]);
+    let line = |port: u16| {
+        nodes
+            .lines()
+            .find(|l| l.contains(&format!("addr=127.0.0.1:{port},")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line(node).ends_with(",pinned=1"), "{nodes}");
+    assert!(line(other).ends_with(",pinned=1"), "{nodes}");
 }
 
 #[test]

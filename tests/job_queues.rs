@@ -16,7 +16,8 @@ use std::os::unix::process::CommandExt;
 
 use redis::Commands;
 use support::{
-    info_counter, py_script, require_redis, tail_file, venv_or_skip, Cluster, Proxy, RawClient,
+    cluster_and_proxy, info_counter, keys_on_masters, py_script, require_redis, tail_file,
+    venv_or_skip, wait_until, Cluster, Proxy, RawClient,
 };
 
 /// The packages both tests use, in one venv.
@@ -65,6 +66,24 @@ impl WorkerProcess {
         self.child
             .as_mut()
             .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The end of a test: the worker ran until now, stops on [`stop`](Self::stop) and
+    /// logged no error. The last `lines` lines of its log.
+    fn stop_after_work(&mut self, name: &str, lines: usize) -> String {
+        assert!(
+            self.running(),
+            "the worker stopped by itself:\n{}",
+            self.log()
+        );
+        let (status, on_sigterm) = self.stop().expect("the worker was running");
+        println!("{name} worker stopped ({status}) on SIGTERM: {on_sigterm}");
+        let log = tail_file(&self.log, lines);
+        assert!(
+            !log.contains("Traceback"),
+            "the worker logged an error:\n{log}"
+        );
+        log
     }
 
     /// SIGTERM to its process group, then SIGKILL if it has not exited within
@@ -180,18 +199,7 @@ fn rq_runs_200_jobs_with_a_normal_worker() {
         &proxy,
     );
     print!("{out}");
-    assert!(
-        worker.running(),
-        "the worker stopped by itself:\n{}",
-        worker.log()
-    );
-    let (status, on_sigterm) = worker.stop().expect("the worker was running");
-    println!("rq worker stopped ({status}) on SIGTERM: {on_sigterm}");
-    let log = tail_file(&proxy.dir().join("rq-worker.log"), 400);
-    assert!(
-        !log.contains("Traceback"),
-        "the worker logged an error:\n{log}"
-    );
+    worker.stop_after_work("rq", 400);
 }
 
 #[test]
@@ -236,68 +244,25 @@ fn celery_runs_200_tasks_with_the_redis_broker_and_result_backend() {
         &proxy,
     );
     print!("{out}");
-    assert!(
-        worker.running(),
-        "the worker stopped by itself:\n{}",
-        worker.log()
-    );
-    let (status, on_sigterm) = worker.stop().expect("the worker was running");
-    println!("celery worker stopped ({status}) on SIGTERM: {on_sigterm}");
-    let log = tail_file(&proxy.dir().join("celery-worker.log"), 2000);
-    assert!(
-        !log.contains("Traceback"),
-        "the worker logged an error:\n{log}"
-    );
+    let log = worker.stop_after_work("celery", 2000);
     let done = log.matches("succeeded in").count();
     assert_eq!(done, 200, "tasks the worker logged as done:\n{log}");
 }
 
-/// Keys of three different slots on three different masters.
-fn three_keys(cluster: &Cluster, tag: &str) -> [String; 3] {
-    let ports = cluster.master_ports();
-    let on = |port: u16, n: usize| {
-        (0..10_000)
-            .map(|i| format!("{{{tag}{n}-{i}}}list"))
-            .find(|k| cluster.node_for_key(k) == port)
-            .unwrap()
-    };
-    [on(ports[0], 0), on(ports[1], 1), on(ports[2], 2)]
-}
-
-/// Polls `cond` every 20 ms until it holds, for at most 10 s.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn roundtrip(raw: &mut RawClient, requests: &[&str]) -> Vec<String> {
-    let text: String = requests.iter().map(|r| format!("{r}\r\n")).collect();
-    raw.write(text.as_bytes());
-    raw.read_replies(requests.len(), Duration::from_secs(10))
-}
-
 #[test]
 fn list_moves_across_slots_move_the_element_or_leave_it() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
-    let [src, dst, other] = three_keys(&cluster, "mv");
+    let [src, dst, other] = keys_on_masters(&cluster, ["mv0", "mv1", "mv2"]);
     let _: () = con.rpush(&src, &["a", "b", "c"]).unwrap();
 
-    let replies = roundtrip(
-        &mut raw,
-        &[
-            &format!("LMOVE {src} {dst} LEFT RIGHT"),
-            &format!("RPOPLPUSH {src} {dst}"),
-            &format!("LRANGE {dst} 0 -1"),
-            &format!("LMOVE {other} {dst} LEFT LEFT"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        &format!("LMOVE {src} {dst} LEFT RIGHT"),
+        &format!("RPOPLPUSH {src} {dst}"),
+        &format!("LRANGE {dst} 0 -1"),
+        &format!("LMOVE {other} {dst} LEFT LEFT"),
+    ]);
     assert_eq!(
         replies,
         [
@@ -309,13 +274,10 @@ fn list_moves_across_slots_move_the_element_or_leave_it() {
     );
     // A destination of the wrong type: Redis's error, and the element stays where it was.
     let _: () = con.set(&other, "string").unwrap();
-    let replies = roundtrip(
-        &mut raw,
-        &[
-            &format!("LMOVE {src} {other} RIGHT LEFT"),
-            &format!("LRANGE {src} 0 -1"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        &format!("LMOVE {src} {other} RIGHT LEFT"),
+        &format!("LRANGE {src} 0 -1"),
+    ]);
     assert!(replies[0].starts_with("-WRONGTYPE"), "{replies:?}");
     assert_eq!(replies[1], "*1\r\n$1\r\nb\r\n");
 
@@ -337,29 +299,24 @@ fn list_moves_across_slots_move_the_element_or_leave_it() {
     let moved: Vec<String> = con.lrange(&dst, 0, -1).unwrap();
     assert_eq!(moved, ["job"]);
     // Its timeout: nil, in RESP2 and RESP3.
-    let replies = roundtrip(&mut raw, &[&format!("BRPOPLPUSH {src} {dst} 0.2")]);
+    let replies = raw.pipeline(&[&format!("BRPOPLPUSH {src} {dst} 0.2")]);
     assert_eq!(replies, ["*-1\r\n"]);
-    let replies = roundtrip(
-        &mut raw,
-        &["HELLO 3", &format!("BLMOVE {src} {dst} LEFT LEFT 0.2")],
-    );
+    let replies = raw.pipeline(&["HELLO 3", &format!("BLMOVE {src} {dst} LEFT LEFT 0.2")]);
     assert_eq!(replies[1], "_\r\n");
 }
 
 #[test]
 fn a_pop_over_several_slots_serves_the_keys_in_order_and_loses_nothing() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
-    let [k1, k2, k3] = three_keys(&cluster, "pop");
+    let [k1, k2, k3] = keys_on_masters(&cluster, ["pop0", "pop1", "pop2"]);
     let pop = format!("BRPOP {k1} {k2} {k3} 5");
 
     // Elements in the second and third lists: the second's first, as Redis does.
     let _: () = con.lpush(&k2, &["x1", "x2"]).unwrap();
     let _: () = con.lpush(&k3, "y").unwrap();
-    let replies = roundtrip(&mut raw, &[&pop, &pop, &pop]);
+    let replies = raw.pipeline(&[&pop, &pop, &pop]);
     assert_eq!(
         replies,
         [
@@ -380,7 +337,7 @@ fn a_pop_over_several_slots_serves_the_keys_in_order_and_loses_nothing() {
     );
     // The timeout: nil.
     assert_eq!(
-        roundtrip(&mut raw, &[&format!("BRPOP {k1} {k2} {k3} 0.3")]),
+        raw.pipeline(&[&format!("BRPOP {k1} {k2} {k3} 0.3")]),
         ["*-1\r\n"]
     );
 
@@ -397,7 +354,7 @@ fn a_pop_over_several_slots_serves_the_keys_in_order_and_loses_nothing() {
     let _: () = con.lpush(&k2, "kept").unwrap();
     // Another client's pop takes it: no pop of the client that left was left waiting.
     assert_eq!(
-        roundtrip(&mut raw, &[&format!("BRPOP {k2} {k1} 1")]),
+        raw.pipeline(&[&format!("BRPOP {k2} {k1} 1")]),
         [format!("*2\r\n${}\r\n{k2}\r\n$4\r\nkept\r\n", k2.len())]
     );
 
@@ -412,7 +369,7 @@ fn a_pop_over_several_slots_serves_the_keys_in_order_and_loses_nothing() {
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let mut got = Vec::new();
                 while popped.load(SeqCst) < 100 && Instant::now() < deadline {
-                    let reply = roundtrip(&mut raw, &[&format!("BRPOP {k1} {k2} {k3} 0.5")]);
+                    let reply = raw.pipeline(&[&format!("BRPOP {k1} {k2} {k3} 0.5")]);
                     if reply[0] != "*-1\r\n" {
                         got.push(reply[0].rsplit("\r\n").nth(1).unwrap().to_string());
                         popped.fetch_add(1, SeqCst);

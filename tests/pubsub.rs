@@ -716,6 +716,10 @@ fn a_subscriber_that_does_not_read_is_closed_at_its_output_limit() {
     assert_eq!(slow.read_replies(1, Duration::from_secs(10)).len(), 1);
     let port = proxy.port();
     let (subscribed_tx, subscribed) = std::sync::mpsc::channel();
+    // The reader acknowledges each message, and the next is published after that: it
+    // never lags (on a loaded machine a reader descheduled for a moment would otherwise
+    // pass the limit too).
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
     let fast = std::thread::spawn(move || {
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
         let mut con = client.get_connection().unwrap();
@@ -730,6 +734,7 @@ fn a_subscriber_that_does_not_read_is_closed_at_its_output_limit() {
             let payload: Vec<u8> = msg.get_payload().unwrap();
             if payload.len() == 256 * 1024 {
                 got += 1;
+                let _ = got_tx.send(got);
             }
         }
         got
@@ -738,12 +743,17 @@ fn a_subscriber_that_does_not_read_is_closed_at_its_output_limit() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the reader subscribed");
     let mut publisher = proxy.client();
-    for _ in 0..N {
+    for i in 1..=N {
         let _: i64 = redis::cmd("PUBLISH")
             .arg("firehose")
             .arg(&payload)
             .query(&mut publisher)
             .unwrap();
+        assert_eq!(
+            got_rx.recv_timeout(Duration::from_secs(60)),
+            Ok(i),
+            "the reading subscriber got message {i}"
+        );
     }
     assert_eq!(fast.join().unwrap(), N);
     wait_until("the slow subscriber is closed", || {

@@ -10,28 +10,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{info_counter, keys_in_slot, require_redis, Cluster, Proxy, RawClient};
+use support::{
+    cluster_and_proxy, info_counter, keys_in_slot, keys_on_masters, require_redis, wait_until,
+    Cluster, Proxy, RawClient,
+};
 
 const EXECABORT: &str = "-EXECABORT Transaction discarded because of previous errors.\r\n";
 const CROSSSLOT: &str = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
-
-/// Polls `cond` every 20 ms until it holds, for at most 10 s.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sends `requests` (one per line) in one write; their `n` replies.
-fn pipeline(raw: &mut RawClient, requests: &[&str]) -> Vec<String> {
-    let text: String = requests.iter().map(|r| format!("{r}\r\n")).collect();
-    raw.write(text.as_bytes());
-    let replies = raw.read_replies(requests.len(), Duration::from_secs(10));
-    assert_eq!(replies.len(), requests.len(), "{requests:?} -> {replies:?}");
-    replies
-}
 
 /// Waits until every node agrees on the slots' owners: moving a slot back and forth
 /// leaves the nodes' views apart for a moment (Redis's gossip), which is not what these
@@ -44,11 +29,16 @@ fn get(con: &mut redis::Connection, key: &str) -> Option<String> {
     con.get(key).unwrap()
 }
 
+/// None of `keys` exists: nothing of an aborted transaction was applied.
+fn assert_none_applied(con: &mut redis::Connection, keys: &[&String]) {
+    for key in keys {
+        assert_eq!(get(con, key), None, "{key} was applied");
+    }
+}
+
 #[test]
 fn an_optimistic_counter_under_8_concurrent_clients_ends_at_the_exact_total() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "2"]);
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &["--workers", "2"]);
     const CLIENTS: usize = 8;
     const EACH: i64 = 40;
     let counter = "{counter}n";
@@ -103,9 +93,7 @@ fn an_optimistic_counter_under_8_concurrent_clients_ends_at_the_exact_total() {
 
 #[test]
 fn the_redis_crates_atomic_pipeline_and_transaction_helper() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut con = proxy.client();
     let (a, n): (String, i64) = redis::pipe()
         .atomic()
@@ -152,24 +140,13 @@ fn the_redis_crates_atomic_pipeline_and_transaction_helper() {
 
 #[test]
 fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
 
     // One command over keys of two slots: CROSSSLOT, and EXEC aborts; the first key is
     // not set.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            "SET {a}x 1",
-            "MSET {a}y 1 {b}y 2",
-            "INCR {a}n",
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&["SET {a}x 1", "MSET {a}y 1 {b}y 2", "INCR {a}n"]);
     assert_eq!(
         replies,
         [
@@ -187,17 +164,14 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     // Redis's own refusals abort it too (unknown command, wrong arity), and so does a
     // command slotgate answers itself; the errors that do not (nested MULTI, WATCH
     // inside MULTI) leave it to run.
-    let replies = pipeline(&mut raw, &["MULTI", "SET {a}x 1", "NOSUCHCMD", "EXEC"]);
+    let replies = raw.transaction(&["SET {a}x 1", "NOSUCHCMD"]);
     assert_eq!(replies[1], "+QUEUED\r\n");
     assert!(
         replies[2].starts_with("-ERR unknown command"),
         "{replies:?}"
     );
     assert_eq!(replies[3], EXECABORT);
-    let replies = pipeline(
-        &mut raw,
-        &["MULTI", "SET {a}x 1", "CLIENT SETNAME me", "EXEC"],
-    );
+    let replies = raw.transaction(&["SET {a}x 1", "CLIENT SETNAME me"]);
     assert!(
         replies[2].starts_with("-ERR slotgate: 'CLIENT' cannot be queued in a transaction"),
         "{replies:?}"
@@ -205,9 +179,9 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     assert_eq!(replies[3], EXECABORT);
     // Commands that run on several nodes cannot be part of it: keys of several slots
     // are CROSSSLOT, a cluster-wide command is refused.
-    let replies = pipeline(&mut raw, &["MULTI", "SET {a}x 1", "DEL {a}x {b}y", "EXEC"]);
+    let replies = raw.transaction(&["SET {a}x 1", "DEL {a}x {b}y"]);
     assert_eq!(replies[2..], [CROSSSLOT, EXECABORT]);
-    let replies = pipeline(&mut raw, &["MULTI", "SET {a}x 1", "DBSIZE", "EXEC"]);
+    let replies = raw.transaction(&["SET {a}x 1", "DBSIZE"]);
     assert!(
         replies[2].starts_with("-ERR slotgate: 'DBSIZE' cannot be queued in a transaction"),
         "{replies:?}"
@@ -215,23 +189,17 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     assert_eq!(replies[3], EXECABORT);
     assert_eq!(get(&mut con, "{a}x"), None);
     // A script is queued like any command of its keys' slot.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            "SET {a}x 1",
-            "EVAL \"return redis.call('incr', KEYS[1])\" 1 {a}x",
-            "DISCARD",
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "MULTI",
+        "SET {a}x 1",
+        "EVAL \"return redis.call('incr', KEYS[1])\" 1 {a}x",
+        "DISCARD",
+    ]);
     assert_eq!(
         replies,
         ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "+OK\r\n"]
     );
-    let replies = pipeline(
-        &mut raw,
-        &["MULTI", "MULTI", "WATCH {a}x", "SET {a}x 1", "EXEC"],
-    );
+    let replies = raw.pipeline(&["MULTI", "MULTI", "WATCH {a}x", "SET {a}x 1", "EXEC"]);
     assert_eq!(
         replies,
         [
@@ -244,14 +212,11 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
     );
 
     // WATCH: keys in two slots, or a second WATCH in another slot, are CROSSSLOT.
-    let replies = pipeline(
-        &mut raw,
-        &["WATCH {a}x {b}y", "WATCH {a}x", "WATCH {b}y", "UNWATCH"],
-    );
+    let replies = raw.pipeline(&["WATCH {a}x {b}y", "WATCH {a}x", "WATCH {b}y", "UNWATCH"]);
     assert_eq!(replies, [CROSSSLOT, "+OK\r\n", CROSSSLOT, "+OK\r\n"]);
 
     // EXEC and DISCARD without MULTI keep Redis's errors; the session goes on.
-    let replies = pipeline(&mut raw, &["EXEC", "DISCARD", "GET {a}x"]);
+    let replies = raw.pipeline(&["EXEC", "DISCARD", "GET {a}x"]);
     assert_eq!(
         replies,
         [
@@ -264,27 +229,20 @@ fn crossslot_and_refused_commands_abort_the_transaction_with_nothing_applied() {
 
 #[test]
 fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &["--workers", "1"]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
 
     // MULTI and keyless commands are answered here until the first key; PING and ECHO
     // are queued at the node (their results are in EXEC's reply), and a blocking
     // command inside MULTI does not block.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            "PING",
-            "ECHO hi",
-            "SET {k}a v",
-            "GET {k}a",
-            "BLPOP {k}list 0",
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[
+        "PING",
+        "ECHO hi",
+        "SET {k}a v",
+        "GET {k}a",
+        "BLPOP {k}list 0",
+    ]);
     assert_eq!(
         replies,
         [
@@ -298,7 +256,7 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
         ]
     );
     // No key at all: it runs on any master at EXEC; nothing in it: an empty reply.
-    let replies = pipeline(&mut raw, &["MULTI", "PING", "EXEC", "MULTI", "EXEC"]);
+    let replies = raw.pipeline(&["MULTI", "PING", "EXEC", "MULTI", "EXEC"]);
     assert_eq!(
         replies,
         [
@@ -311,18 +269,15 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
     );
 
     // DISCARD: nothing applied, before or after the slot is known.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            "SET {d}a 1",
-            "DISCARD",
-            "MULTI",
-            "PING",
-            "DISCARD",
-            "GET {d}a",
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "MULTI",
+        "SET {d}a 1",
+        "DISCARD",
+        "MULTI",
+        "PING",
+        "DISCARD",
+        "GET {d}a",
+    ]);
     assert_eq!(
         replies,
         [
@@ -338,20 +293,17 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
 
     // Requests of one pipeline keep their order across the held connection and the
     // shared ones: each sees what the one before it did.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "SET {o}k 1",
-            "WATCH {o}k",
-            "GET {o}k",
-            "SET {elsewhere}k 1",
-            "MULTI",
-            "INCR {o}k",
-            "EXEC",
-            "GET {o}k",
-            "INCR {o}k",
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "SET {o}k 1",
+        "WATCH {o}k",
+        "GET {o}k",
+        "SET {elsewhere}k 1",
+        "MULTI",
+        "INCR {o}k",
+        "EXEC",
+        "GET {o}k",
+        "INCR {o}k",
+    ]);
     assert_eq!(
         replies,
         [
@@ -368,19 +320,16 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
     );
 
     // RESET ends the transaction at the node; nothing applied, and the next works.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "WATCH {r}k",
-            "MULTI",
-            "SET {r}k 1",
-            "RESET",
-            "GET {r}k",
-            "MULTI",
-            "SET {r}k 2",
-            "EXEC",
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "WATCH {r}k",
+        "MULTI",
+        "SET {r}k 1",
+        "RESET",
+        "GET {r}k",
+        "MULTI",
+        "SET {r}k 2",
+        "EXEC",
+    ]);
     assert_eq!(
         replies,
         [
@@ -397,7 +346,7 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
     assert_eq!(get(&mut con, "{r}k").as_deref(), Some("2"));
 
     // Once warm, a transaction leaves for its node in one write.
-    let replies = pipeline(&mut raw, &["MULTI", "SET {w}a 0", "EXEC"]);
+    let replies = raw.transaction(&["SET {w}a 0"]);
     assert_eq!(replies[2], "*1\r\n+OK\r\n");
     // (`INFO proxy` asks no node, so it writes to none.)
     let writes = || {
@@ -408,10 +357,7 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
             .unwrap_or_else(|| panic!("no backend_writes in {info}"))
     };
     let before = writes();
-    let replies = pipeline(
-        &mut raw,
-        &["MULTI", "SET {w}a 1", "SET {w}b 2", "INCR {w}c", "EXEC"],
-    );
+    let replies = raw.transaction(&["SET {w}a 1", "SET {w}b 2", "INCR {w}c"]);
     assert_eq!(replies[4], "*3\r\n+OK\r\n+OK\r\n:1\r\n");
     assert_eq!(
         writes() - before,
@@ -420,18 +366,13 @@ fn keyless_multi_then_keyed_commands_discard_blocking_and_reset() {
     );
 
     // In RESP3, EXEC's reply comes in RESP3.
-    let replies = pipeline(
-        &mut raw,
-        &["HELLO 3", "MULTI", "HSET {h}h f v", "HGETALL {h}h", "EXEC"],
-    );
+    let replies = raw.pipeline(&["HELLO 3", "MULTI", "HSET {h}h f v", "HGETALL {h}h", "EXEC"]);
     assert_eq!(replies[4], "*2\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
 }
 
 #[test]
 fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
     let keys = keys_in_slot(support::key_slot(b"{mig}"), "{mig}", 3);
@@ -442,11 +383,11 @@ fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
 
     // The slot moves between two queued commands: the node answers MOVED to the second
     // (it does not follow it), the transaction is aborted, EXEC says so.
-    let replies = pipeline(&mut raw, &["MULTI", &format!("SET {k1} 1")]);
+    let replies = raw.pipeline(&["MULTI", &format!("SET {k1} 1")]);
     assert_eq!(replies, ["+OK\r\n", "+QUEUED\r\n"]);
     cluster.migrate_slots(slot..=slot, a, b);
     settled(&cluster);
-    let replies = pipeline(&mut raw, &[&format!("SET {k2} 2"), "EXEC"]);
+    let replies = raw.pipeline(&[&format!("SET {k2} 2"), "EXEC"]);
     assert!(
         replies[0].starts_with(&format!(
             "-ERR slotgate: transaction aborted: slot {slot} moved to"
@@ -464,22 +405,19 @@ fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
 
     // The slot moves after the commands are queued: the node refuses EXEC (MOVED) and
     // discards the transaction.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            &format!("WATCH {k1}"),
-            "MULTI",
-            &format!("SET {k1} 1"),
-            &format!("SET {k2} 2"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        &format!("WATCH {k1}"),
+        "MULTI",
+        &format!("SET {k1} 1"),
+        &format!("SET {k2} 2"),
+    ]);
     assert_eq!(
         replies,
         ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]
     );
     cluster.migrate_slots(slot..=slot, b, a);
     settled(&cluster);
-    let replies = pipeline(&mut raw, &["EXEC"]);
+    let replies = raw.pipeline(&["EXEC"]);
     assert!(
         replies[0].starts_with(&format!(
             "-EXECABORT Transaction discarded: slot {slot} moved to"
@@ -489,11 +427,11 @@ fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
     assert_eq!((get(&mut con, k1), get(&mut con, k2)), (None, None));
 
     // A WATCH on the old owner fails the same way, and the client can start over.
-    let replies = pipeline(&mut raw, &[&format!("WATCH {k1}"), "MULTI"]);
+    let replies = raw.pipeline(&[&format!("WATCH {k1}"), "MULTI"]);
     assert_eq!(replies, ["+OK\r\n", "+OK\r\n"]);
     cluster.migrate_slots(slot..=slot, a, b);
     settled(&cluster);
-    let replies = pipeline(&mut raw, &[&format!("SET {k1} 1"), "EXEC"]);
+    let replies = raw.pipeline(&[&format!("SET {k1} 1"), "EXEC"]);
     assert!(
         replies[0].starts_with("-ERR slotgate: transaction aborted: slot"),
         "{replies:?}"
@@ -512,15 +450,7 @@ fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
         &["MIGRATE", "127.0.0.1", &other.to_string(), k3, "0", "5000"],
     );
     assert_eq!(moved, "OK");
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {k1} 1"),
-            &format!("APPEND {k3} -after"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[&format!("SET {k1} 1"), &format!("APPEND {k3} -after")]);
     assert_eq!(replies[0..2], ["+OK\r\n", "+QUEUED\r\n"], "{replies:?}");
     assert!(
         replies[2].starts_with(&format!(
@@ -539,16 +469,13 @@ fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
     let mut tries = 0;
     let exec = loop {
         tries += 1;
-        let replies = pipeline(
-            &mut raw,
-            &[
-                &format!("WATCH {k1}"),
-                "MULTI",
-                &format!("SET {k1} 1"),
-                &format!("APPEND {k3} -after"),
-                "EXEC",
-            ],
-        );
+        let replies = raw.pipeline(&[
+            &format!("WATCH {k1}"),
+            "MULTI",
+            &format!("SET {k1} 1"),
+            &format!("APPEND {k3} -after"),
+            "EXEC",
+        ]);
         if replies[4].starts_with('*') || tries == 3 {
             break replies[4].clone();
         }
@@ -559,17 +486,12 @@ fn a_transaction_across_a_slot_migration_fails_cleanly_with_nothing_applied() {
 
 #[test]
 fn a_client_leaving_mid_transaction_applies_nothing_and_its_connection_is_closed() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut con = proxy.client();
     assert_eq!(info_counter(&proxy, "pinned_connections"), 0);
 
     let mut raw = RawClient::connect(proxy.port());
-    let replies = pipeline(
-        &mut raw,
-        &["WATCH {gone}a", "MULTI", "SET {gone}a 1", "INCR {gone}n"],
-    );
+    let replies = raw.pipeline(&["WATCH {gone}a", "MULTI", "SET {gone}a 1", "INCR {gone}n"]);
     assert_eq!(
         replies,
         ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]
@@ -586,10 +508,7 @@ fn a_client_leaving_mid_transaction_applies_nothing_and_its_connection_is_closed
     // next one takes it again.
     let mut raw = RawClient::connect(proxy.port());
     for round in 1..=3 {
-        let replies = pipeline(
-            &mut raw,
-            &["WATCH {gone}a", "MULTI", "INCR {gone}a", "EXEC"],
-        );
+        let replies = raw.pipeline(&["WATCH {gone}a", "MULTI", "INCR {gone}a", "EXEC"]);
         assert_eq!(replies[3], format!("*1\r\n:{round}\r\n"));
         assert_eq!(info_counter(&proxy, "pinned_connections"), 1);
     }
@@ -599,13 +518,17 @@ fn a_client_leaving_mid_transaction_applies_nothing_and_its_connection_is_closed
 fn the_pinned_connection_cap_refuses_a_transaction_before_anything_runs() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 1\n");
+    // pinned_wait_ms = 0: at the cap, refused at once rather than after a wait.
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 1\npinned_wait_ms = 0\n",
+    );
     let mut con = proxy.client();
     let mut first = RawClient::connect(proxy.port());
-    assert_eq!(pipeline(&mut first, &["WATCH {cap}a"]), ["+OK\r\n"]);
+    assert_eq!(first.pipeline(&["WATCH {cap}a"]), ["+OK\r\n"]);
 
     let mut second = RawClient::connect(proxy.port());
-    let replies = pipeline(&mut second, &["MULTI", "SET {cap}b 1", "EXEC"]);
+    let replies = second.transaction(&["SET {cap}b 1"]);
     assert_eq!(replies[0], "+OK\r\n");
     assert!(
         replies[1].starts_with(
@@ -617,8 +540,8 @@ fn the_pinned_connection_cap_refuses_a_transaction_before_anything_runs() {
     assert_eq!(get(&mut con, "{cap}b"), None);
 
     // Once the first ends, its connection serves the second.
-    assert_eq!(pipeline(&mut first, &["UNWATCH"]), ["+OK\r\n"]);
-    let replies = pipeline(&mut second, &["MULTI", "SET {cap}b 1", "EXEC"]);
+    assert_eq!(first.pipeline(&["UNWATCH"]), ["+OK\r\n"]);
+    let replies = second.transaction(&["SET {cap}b 1"]);
     assert_eq!(replies[2], "*1\r\n+OK\r\n");
     assert_eq!(get(&mut con, "{cap}b").as_deref(), Some("1"));
 }
@@ -630,11 +553,11 @@ fn a_timed_out_exec_is_reported_and_the_next_transaction_runs_on_a_new_connectio
     let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\ntimeout_ms = 500\n");
     let node = cluster.node_for_key("{slow}k");
     let mut raw = RawClient::connect(proxy.port());
-    let replies = pipeline(&mut raw, &["WATCH {slow}k", "MULTI", "INCR {slow}k"]);
+    let replies = raw.pipeline(&["WATCH {slow}k", "MULTI", "INCR {slow}k"]);
     assert_eq!(replies, ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n"]);
     // The node stops answering: EXEC may or may not run, and the client is told so.
     cluster.cli(node, &["CLIENT", "PAUSE", "1500", "ALL"]);
-    let replies = pipeline(&mut raw, &["EXEC"]);
+    let replies = raw.pipeline(&["EXEC"]);
     assert!(
         replies[0].starts_with("-ERR slotgate: backend") && replies[0].contains("no reply within"),
         "{replies:?}"
@@ -644,16 +567,13 @@ fn a_timed_out_exec_is_reported_and_the_next_transaction_runs_on_a_new_connectio
     });
     // The held connection was closed with the transaction's state: the next one starts
     // clean (a WATCH or MULTI left behind would fail it).
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "SET {slow}k 10",
-            "WATCH {slow}k",
-            "MULTI",
-            "INCR {slow}k",
-            "EXEC",
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "SET {slow}k 10",
+        "WATCH {slow}k",
+        "MULTI",
+        "INCR {slow}k",
+        "EXEC",
+    ]);
     assert_eq!(
         replies,
         [
@@ -666,28 +586,13 @@ fn a_timed_out_exec_is_reported_and_the_next_transaction_runs_on_a_new_connectio
     );
 }
 
-/// A key with tag prefix `tag` whose slot is on the master at `port` (the tags are
-/// tried in turn: `{tag0}`, `{tag1}`, ...).
-fn key_on(cluster: &Cluster, port: u16, tag: &str) -> String {
-    (0..10_000)
-        .map(|i| format!("{{{tag}{i}}}k"))
-        .find(|k| cluster.node_for_key(k) == port)
-        .expect("a key on every master")
-}
-
 #[test]
 fn a_transaction_over_several_slots_answers_every_command_in_order() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let (cluster, proxy) = cluster_and_proxy(3, 0, &["--workers", "1"]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
     let ports = cluster.master_ports();
-    let (a, b, c) = (
-        key_on(&cluster, ports[0], "a"),
-        key_on(&cluster, ports[1], "b"),
-        key_on(&cluster, ports[2], "c"),
-    );
+    let [a, b, c] = keys_on_masters(&cluster, ["a", "b", "c"]);
     // Two slots on one node are two groups too (Redis Cluster runs one slot per EXEC).
     let a2 = (0..10_000)
         .map(|i| format!("{{a2-{i}}}k"))
@@ -697,21 +602,16 @@ fn a_transaction_over_several_slots_answers_every_command_in_order() {
         })
         .unwrap();
     // Held keyless commands go first with the first slot; PING after the first key too.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            "ECHO first",
-            &format!("SET {a} 1"),
-            &format!("INCR {b}"),
-            &format!("GET {a}"),
-            "PING",
-            &format!("RPUSH {c} x y"),
-            &format!("INCRBY {a2} 5"),
-            &format!("GET {b}"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[
+        "ECHO first",
+        &format!("SET {a} 1"),
+        &format!("INCR {b}"),
+        &format!("GET {a}"),
+        "PING",
+        &format!("RPUSH {c} x y"),
+        &format!("INCRBY {a2} 5"),
+        &format!("GET {b}"),
+    ]);
     assert_eq!(
         replies[..9],
         [
@@ -733,10 +633,7 @@ fn a_transaction_over_several_slots_answers_every_command_in_order() {
     assert_eq!(get(&mut con, &a2).as_deref(), Some("5"));
     // A runtime error in one command is that command's reply, as in Redis; the others
     // run.
-    let replies = pipeline(
-        &mut raw,
-        &["MULTI", &format!("INCR {c}"), &format!("INCR {b}"), "EXEC"],
-    );
+    let replies = raw.transaction(&[&format!("INCR {c}"), &format!("INCR {b}")]);
     assert!(
         replies[3].starts_with("*2\r\n-WRONGTYPE") && replies[3].ends_with(":2\r\n"),
         "{replies:?}"
@@ -747,37 +644,31 @@ fn a_transaction_over_several_slots_answers_every_command_in_order() {
     });
 
     // RESP3: the nodes' RESP3 replies, merged into one RESP3 array.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "HELLO 3",
-            "MULTI",
-            &format!("HSET {a}h f v"),
-            &format!("HGETALL {a}h"),
-            &format!("SADD {b}s m"),
-            &format!("SMEMBERS {b}s"),
-            &format!("GET {c}nothing"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "HELLO 3",
+        "MULTI",
+        &format!("HSET {a}h f v"),
+        &format!("HGETALL {a}h"),
+        &format!("SADD {b}s m"),
+        &format!("SMEMBERS {b}s"),
+        &format!("GET {c}nothing"),
+        "EXEC",
+    ]);
     assert_eq!(
         replies[7],
         "*5\r\n:1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n:1\r\n~1\r\n$1\r\nm\r\n_\r\n"
     );
     // Requests after EXEC see what it did, on every node.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} after"),
-            &format!("SET {b} after"),
-            &format!("SET {c}s after"),
-            "EXEC",
-            &format!("GET {a}"),
-            &format!("GET {b}"),
-            &format!("GET {c}s"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "MULTI",
+        &format!("SET {a} after"),
+        &format!("SET {b} after"),
+        &format!("SET {c}s after"),
+        "EXEC",
+        &format!("GET {a}"),
+        &format!("GET {b}"),
+        &format!("GET {c}s"),
+    ]);
     assert_eq!(replies[4], "*3\r\n+OK\r\n+OK\r\n+OK\r\n");
     assert_eq!(
         replies[5..],
@@ -787,169 +678,122 @@ fn a_transaction_over_several_slots_answers_every_command_in_order() {
 
 #[test]
 fn an_error_at_queue_time_in_any_slot_aborts_every_slot() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
     let ports = cluster.master_ports();
-    let (a, b, c) = (
-        key_on(&cluster, ports[0], "qa"),
-        key_on(&cluster, ports[1], "qb"),
-        key_on(&cluster, ports[2], "qc"),
-    );
+    let [a, b, c] = keys_on_masters(&cluster, ["qa", "qb", "qc"]);
 
     // Refused by slotgate (a command over two slots) after two slots were queued.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("SET {b} 2"),
-            &format!("MSET {a}x 1 {c} 2"),
-            &format!("SET {c} 3"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[
+        &format!("SET {a} 1"),
+        &format!("SET {b} 2"),
+        &format!("MSET {a}x 1 {c} 2"),
+        &format!("SET {c} 3"),
+    ]);
     assert_eq!(replies[3], CROSSSLOT);
     assert_eq!(replies[5], EXECABORT);
-    for key in [&a, &b, &c] {
-        assert_eq!(get(&mut con, key), None, "{key} was applied");
-    }
+    assert_none_applied(&mut con, &[&a, &b, &c]);
 
     // Refused by a node when queued (over its maxmemory, a write is refused before it
     // is queued): every other slot is discarded too.
     cluster.cli(ports[1], &["CONFIG", "SET", "maxmemory", "1"]);
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("SET {b} 2"),
-            &format!("SET {c} 3"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[
+        &format!("SET {a} 1"),
+        &format!("SET {b} 2"),
+        &format!("SET {c} 3"),
+    ]);
     assert!(replies[2].starts_with("-OOM"), "{replies:?}");
     assert_eq!(replies[4], EXECABORT);
     cluster.cli(ports[1], &["CONFIG", "SET", "maxmemory", "0"]);
-    for key in [&a, &b, &c] {
-        assert_eq!(get(&mut con, key), None, "{key} was applied");
-    }
+    assert_none_applied(&mut con, &[&a, &b, &c]);
 
     // The same with the replies to the queued commands read before EXEC is sent.
     cluster.cli(ports[2], &["CONFIG", "SET", "maxmemory", "1"]);
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("SET {c} 3"),
-            &format!("SET {b} 2"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "MULTI",
+        &format!("SET {a} 1"),
+        &format!("SET {c} 3"),
+        &format!("SET {b} 2"),
+    ]);
     assert!(replies[2].starts_with("-OOM"), "{replies:?}");
     cluster.cli(ports[2], &["CONFIG", "SET", "maxmemory", "0"]);
-    assert_eq!(pipeline(&mut raw, &["EXEC"]), [EXECABORT]);
-    for key in [&a, &b, &c] {
-        assert_eq!(get(&mut con, key), None, "{key} was applied");
-    }
+    assert_eq!(raw.pipeline(&["EXEC"]), [EXECABORT]);
+    assert_none_applied(&mut con, &[&a, &b, &c]);
 
     // DISCARD discards every slot; the session goes on.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("SET {b} 2"),
-            "DISCARD",
-            &format!("GET {a}"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "MULTI",
+        &format!("SET {a} 1"),
+        &format!("SET {b} 2"),
+        "DISCARD",
+        &format!("GET {a}"),
+    ]);
     assert_eq!(replies[3..], ["+OK\r\n", "$-1\r\n"]);
     assert_eq!(get(&mut con, &b), None);
 }
 
 #[test]
 fn a_watched_key_that_changed_aborts_every_slot_and_nothing_is_applied() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let (cluster, proxy) = cluster_and_proxy(3, 0, &[]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
-    let ports = cluster.master_ports();
-    let (w, b, c) = (
-        key_on(&cluster, ports[0], "w"),
-        key_on(&cluster, ports[1], "wb"),
-        key_on(&cluster, ports[2], "wc"),
-    );
+    let [w, b, c] = keys_on_masters(&cluster, ["w", "wb", "wc"]);
     let _: () = con.set(&w, "0").unwrap();
 
     for resp3 in [false, true] {
         if resp3 {
-            assert!(pipeline(&mut raw, &["HELLO 3"])[0].starts_with('%'));
+            assert!(raw.pipeline(&["HELLO 3"])[0].starts_with('%'));
         }
         let nil = if resp3 { "_\r\n" } else { "*-1\r\n" };
         // The watched slot has commands of its own, and is not the first slot queued.
-        let replies = pipeline(
-            &mut raw,
-            &[
-                &format!("WATCH {w}"),
-                &format!("GET {w}"),
-                "MULTI",
-                &format!("SET {b} 1"),
-                &format!("INCR {w}"),
-                &format!("SET {c} 1"),
-            ],
-        );
+        let replies = raw.pipeline(&[
+            &format!("WATCH {w}"),
+            &format!("GET {w}"),
+            "MULTI",
+            &format!("SET {b} 1"),
+            &format!("INCR {w}"),
+            &format!("SET {c} 1"),
+        ]);
         assert_eq!(replies[0], "+OK\r\n");
         let _: () = con.set(&w, "changed").unwrap();
-        assert_eq!(pipeline(&mut raw, &["EXEC"]), [nil]);
+        assert_eq!(raw.pipeline(&["EXEC"]), [nil]);
         assert_eq!(get(&mut con, &b), None);
         assert_eq!(get(&mut con, &c), None);
         assert_eq!(get(&mut con, &w).as_deref(), Some("changed"));
 
         // The watched slot has no command: it still runs first, and decides.
-        let replies = pipeline(
-            &mut raw,
-            &[
-                &format!("WATCH {w}"),
-                "MULTI",
-                &format!("SET {b} 1"),
-                &format!("SET {c} 1"),
-            ],
-        );
+        let replies = raw.pipeline(&[
+            &format!("WATCH {w}"),
+            "MULTI",
+            &format!("SET {b} 1"),
+            &format!("SET {c} 1"),
+        ]);
         assert_eq!(
             replies,
             ["+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]
         );
         let _: () = con.set(&w, "0").unwrap();
-        assert_eq!(pipeline(&mut raw, &["EXEC"]), [nil]);
+        assert_eq!(raw.pipeline(&["EXEC"]), [nil]);
         assert_eq!(get(&mut con, &b), None);
         assert_eq!(get(&mut con, &c), None);
 
         // Unchanged, it runs everywhere.
-        let replies = pipeline(
-            &mut raw,
-            &[
-                &format!("WATCH {w}"),
-                "MULTI",
-                &format!("SET {b} 1"),
-                &format!("INCR {w}"),
-                &format!("SET {c} 1"),
-                "EXEC",
-            ],
-        );
+        let replies = raw.pipeline(&[
+            &format!("WATCH {w}"),
+            "MULTI",
+            &format!("SET {b} 1"),
+            &format!("INCR {w}"),
+            &format!("SET {c} 1"),
+            "EXEC",
+        ]);
         assert_eq!(replies[5], "*3\r\n+OK\r\n:1\r\n+OK\r\n");
         let _: () = redis::cmd("DEL").arg(&b).arg(&c).query(&mut con).unwrap();
         let _: () = con.set(&w, "0").unwrap();
     }
 
     // WATCH over two slots stays CROSSSLOT.
-    assert_eq!(
-        pipeline(&mut raw, &[&format!("WATCH {w} {b}")]),
-        [CROSSSLOT]
-    );
+    assert_eq!(raw.pipeline(&[&format!("WATCH {w} {b}")]), [CROSSSLOT]);
 
     // redis-py's way, through the redis crate: a transaction helper watching one key and
     // writing three slots retries until it applies, exactly once each time.
@@ -993,38 +837,29 @@ fn a_watched_key_that_changed_aborts_every_slot_and_nothing_is_applied() {
 fn held_connections_per_slot_count_against_the_cap_and_close_when_the_client_leaves() {
     require_redis();
     let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\nmax_pinned = 2\n");
+    // pinned_wait_ms = 0: at the cap, refused at once rather than after a wait.
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "[backend]\nmax_pinned = 2\npinned_wait_ms = 0\n",
+    );
     let mut con = proxy.client();
-    let ports = cluster.master_ports();
-    let (a, b, c) = (
-        key_on(&cluster, ports[0], "ha"),
-        key_on(&cluster, ports[1], "hb"),
-        key_on(&cluster, ports[2], "hc"),
-    );
+    let [a, b, c] = keys_on_masters(&cluster, ["ha", "hb", "hc"]);
     let mut raw = RawClient::connect(proxy.port());
-    let replies = pipeline(
-        &mut raw,
-        &["MULTI", &format!("SET {a} 1"), &format!("SET {b} 1")],
-    );
+    let replies = raw.pipeline(&["MULTI", &format!("SET {a} 1"), &format!("SET {b} 1")]);
     assert_eq!(replies[1..], ["+QUEUED\r\n", "+QUEUED\r\n"]);
     assert_eq!(info_counter(&proxy, "pinned_connections"), 2);
     // A third slot finds no connection: the transaction aborts, nothing runs.
-    let replies = pipeline(&mut raw, &[&format!("SET {c} 1"), "EXEC"]);
+    let replies = raw.pipeline(&[&format!("SET {c} 1"), "EXEC"]);
     assert!(
         replies[0].contains("pinned connections are in use"),
         "{replies:?}"
     );
     assert!(replies[1].starts_with("-EXECABORT"), "{replies:?}");
-    for key in [&a, &b, &c] {
-        assert_eq!(get(&mut con, key), None, "{key} was applied");
-    }
+    assert_none_applied(&mut con, &[&a, &b, &c]);
 
     // A client that leaves mid-transaction: its held connections are closed, nothing
     // of it is applied.
-    let replies = pipeline(
-        &mut raw,
-        &["MULTI", &format!("SET {a} 1"), &format!("SET {b} 1")],
-    );
+    let replies = raw.pipeline(&["MULTI", &format!("SET {a} 1"), &format!("SET {b} 1")]);
     assert_eq!(replies[2], "+QUEUED\r\n");
     drop(raw);
     wait_until("the held connections are closed", || {
@@ -1035,26 +870,10 @@ fn held_connections_per_slot_count_against_the_cap_and_close_when_the_client_lea
 
     // Within the cap it runs, and gives its connections back.
     let mut raw = RawClient::connect(proxy.port());
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("SET {b} 1"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[&format!("SET {a} 1"), &format!("SET {b} 1")]);
     assert_eq!(replies[3], "*2\r\n+OK\r\n+OK\r\n");
     assert_eq!(info_counter(&proxy, "pinned_connections"), 2);
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {c} 1"),
-            &format!("SET {b} 2"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[&format!("SET {c} 1"), &format!("SET {b} 2")]);
     assert_eq!(replies[3], "*2\r\n+OK\r\n+OK\r\n");
 }
 
@@ -1064,26 +883,20 @@ fn a_slot_whose_exec_gets_no_reply_after_the_first_ran_is_reported_partly_applie
     let cluster = Cluster::start(3, 0);
     let proxy = Proxy::start_with_config(&cluster.seeds(), "[backend]\ntimeout_ms = 500\n");
     let ports = cluster.master_ports();
-    let (a, b) = (
-        key_on(&cluster, ports[0], "pa"),
-        key_on(&cluster, ports[1], "pb"),
-    );
+    let [a, b] = keys_on_masters(&cluster, ["pa", "pb"]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("SET {b} 1"),
-            &format!("INCR {a}n"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        "MULTI",
+        &format!("SET {a} 1"),
+        &format!("SET {b} 1"),
+        &format!("INCR {a}n"),
+    ]);
     assert_eq!(replies[1..], ["+QUEUED\r\n", "+QUEUED\r\n", "+QUEUED\r\n"]);
     // The second slot's node stops answering: the first slot runs, the second's EXEC
     // times out, and the client is told which ran.
     cluster.cli(ports[1], &["CLIENT", "PAUSE", "1500", "ALL"]);
-    let replies = pipeline(&mut raw, &["EXEC"]);
+    let replies = raw.pipeline(&["EXEC"]);
     let (sa, sb) = (
         support::key_slot(a.as_bytes()),
         support::key_slot(b.as_bytes()),
@@ -1099,23 +912,13 @@ fn a_slot_whose_exec_gets_no_reply_after_the_first_ran_is_reported_partly_applie
         cluster.cli(ports[1], &["PING"]) == "PONG"
     });
     // The next transaction runs on new connections.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("INCR {a}n"),
-            &format!("SET {b} 2"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[&format!("INCR {a}n"), &format!("SET {b} 2")]);
     assert_eq!(replies[3], "*2\r\n:2\r\n+OK\r\n");
 }
 
 #[test]
 fn reads_alone_in_their_slot_hold_no_connection_and_keep_their_place() {
-    require_redis();
-    let cluster = Cluster::start(3, 0);
-    let proxy = Proxy::start(&cluster.seeds(), &["--workers", "1"]);
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &["--workers", "1"]);
     let mut raw = RawClient::connect(proxy.port());
     let mut con = proxy.client();
     // 60 keys of 60 slots, read in one transaction (RQ's `Job.fetch_many`): the first
@@ -1133,7 +936,7 @@ fn reads_alone_in_their_slot_hold_no_connection_and_keep_their_place() {
     requests.extend(keys.iter().map(|k| format!("HGET {k} n")));
     requests.push("EXEC".into());
     let requests: Vec<&str> = requests.iter().map(String::as_str).collect();
-    let replies = pipeline(&mut raw, &requests);
+    let replies = raw.pipeline(&requests);
     let want: String = std::iter::once("*60\r\n".to_string())
         .chain((0..60).map(|i: usize| format!("${}\r\n{i}\r\n", i.to_string().len())))
         .collect();
@@ -1144,36 +947,25 @@ fn reads_alone_in_their_slot_hold_no_connection_and_keep_their_place() {
     // replies keep the client's order.
     let (a, b, c) = ("{lone-a}k", "{lone-b}k", "{lone-c}k");
     let _: () = con.set(b, "old").unwrap();
-    let replies = pipeline(
-        &mut raw,
-        &[
-            "MULTI",
-            &format!("SET {a} 1"),
-            &format!("GET {b}"),
-            &format!("GET {c}"),
-            &format!("SET {b} new"),
-            &format!("GET {b}"),
-            "EXEC",
-        ],
-    );
+    let replies = raw.transaction(&[
+        &format!("SET {a} 1"),
+        &format!("GET {b}"),
+        &format!("GET {c}"),
+        &format!("SET {b} new"),
+        &format!("GET {b}"),
+    ]);
     assert_eq!(
         replies[6],
         "*5\r\n+OK\r\n$3\r\nold\r\n$-1\r\n+OK\r\n$3\r\nnew\r\n"
     );
     // A watched key that changed: the reads are not sent either.
-    let replies = pipeline(
-        &mut raw,
-        &[
-            &format!("WATCH {a}"),
-            "MULTI",
-            &format!("GET {b}"),
-            &format!("GET {c}"),
-        ],
-    );
+    let replies = raw.pipeline(&[
+        &format!("WATCH {a}"),
+        "MULTI",
+        &format!("GET {b}"),
+        &format!("GET {c}"),
+    ]);
     assert_eq!(replies[2..], ["+QUEUED\r\n", "+QUEUED\r\n"]);
     let _: () = con.set(a, "changed").unwrap();
-    assert_eq!(
-        pipeline(&mut raw, &["EXEC", "PING"]),
-        ["*-1\r\n", "+PONG\r\n"]
-    );
+    assert_eq!(raw.pipeline(&["EXEC", "PING"]), ["*-1\r\n", "+PONG\r\n"]);
 }

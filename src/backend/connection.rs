@@ -18,9 +18,11 @@ use super::{BackendRequest, NodeShared, ReplyDeadline};
 use crate::cluster::NodeAddr;
 use crate::net::{read_some, write_all_now, ReadSome, Transport, Written};
 use crate::protocol::reply::Proto;
-use crate::protocol::scan::{Limits, ProtocolError, ReplyScanner};
+use crate::protocol::scan::{parse_int, Limits, ProtocolError, ReplyScanner};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// Asked by a pinned connection once connected: `CLIENT UNBLOCK` at the node needs it.
+const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
 /// Buffers bigger than this are given back once empty.
 const KEEP_BUFFER: usize = 64 * 1024;
 /// One turn of the event loop reads at most this much from one connection; the rest
@@ -49,6 +51,9 @@ pub enum ConnError {
     Resolve { dial: NodeAddr, source: io::Error },
     #[error("resolving {dial}: no address")]
     NoAddress { dial: NodeAddr },
+    /// The last lookup failed (the refresher tries again after every refresh).
+    #[error("resolving {dial}: {reason}")]
+    Unresolved { dial: NodeAddr, reason: String },
     /// Opening or registering the socket, or the connect itself, failed.
     #[error("{0}")]
     Connect(#[source] io::Error),
@@ -72,6 +77,9 @@ enum InFlight {
     Handshake(Step),
     /// The `+OK` of an `ASKING` written just before the request that follows it.
     AskingAck,
+    /// The reply to a pinned connection's `CLIENT ID`, written right after the handshake
+    /// (requests do not wait for it).
+    ClientId,
     Request(BackendRequest),
 }
 
@@ -136,6 +144,10 @@ pub struct Conn {
     /// A subscriber connection's commands, written once it is ready (their replies come
     /// as frames in `pushed`).
     pub commands: Vec<u8>,
+    /// The node's id for this connection (`CLIENT ID`), asked by a pinned connection
+    /// when it connects (`CLIENT UNBLOCK` of its client names it); `None` until then,
+    /// and when the node refuses to say.
+    pub node_client_id: Option<i64>,
 }
 
 impl Conn {
@@ -165,6 +177,7 @@ impl Conn {
             unread: false,
             pushed: Vec::new(),
             commands: Vec::new(),
+            node_client_id: None,
         }
     }
 
@@ -187,8 +200,22 @@ impl Conn {
     pub fn front_deadline(&self) -> Option<ReplyDeadline> {
         match self.in_flight.front()? {
             InFlight::Request(req) => Some(req.deadline),
-            InFlight::Handshake(_) | InFlight::AskingAck => Some(ReplyDeadline::Backend),
+            InFlight::Handshake(_) | InFlight::AskingAck | InFlight::ClientId => {
+                Some(ReplyDeadline::Backend)
+            }
         }
+    }
+
+    /// A request of place sequence number `seq` is written and waits for its reply.
+    pub fn awaits(&self, seq: u64) -> bool {
+        self.in_flight
+            .iter()
+            .any(|e| matches!(e, InFlight::Request(req) if req.reply.place().seq == seq))
+    }
+
+    /// A request of place sequence number `seq` is written or waits to be.
+    pub fn carries(&self, seq: u64) -> bool {
+        self.awaits(seq) || self.queue.iter().any(|req| req.reply.place().seq == seq)
     }
 
     /// Start a non-blocking connect to the node's dial address.
@@ -230,13 +257,19 @@ impl Conn {
         stream.set_nodelay(true).map_err(ConnError::Connect)?;
         self.progress = tick;
         let steps = handshake.steps();
-        if steps.is_empty() {
-            self.state = State::Ready;
-        } else {
+        if !steps.is_empty() {
             self.wbuf.extend_from_slice(&handshake.encode());
             let entries = steps.iter().map(|&step| InFlight::Handshake(step));
             self.in_flight.extend(entries);
-            self.state = State::Handshaking;
+        }
+        self.state = if steps.is_empty() {
+            State::Ready
+        } else {
+            State::Handshaking
+        };
+        if let Owner::Pinned { .. } = self.owner {
+            self.wbuf.extend_from_slice(CLIENT_ID);
+            self.in_flight.push_back(InFlight::ClientId);
         }
         Ok(true)
     }
@@ -361,6 +394,13 @@ impl Conn {
                             outcome = ReadOutcome::HandshakeDone;
                         }
                     }
+                    Some(InFlight::ClientId) => {
+                        // An error (a user not allowed `CLIENT`) leaves it unknown.
+                        self.node_client_id = frame
+                            .strip_prefix(b":")
+                            .and_then(|rest| rest.strip_suffix(b"\r\n"))
+                            .and_then(parse_int);
+                    }
                     // Nothing is ever in flight on a subscriber connection once it is
                     // ready: every frame is for the hub.
                     None if self.owner == Owner::Subscriber => self.pushed.push(frame),
@@ -392,6 +432,7 @@ impl Conn {
         self.rbuf = BytesMut::new();
         self.scanner.reset();
         self.write_blocked = false;
+        self.node_client_id = None;
         self.in_flight
             .drain(..)
             .filter_map(|entry| match entry {
@@ -404,22 +445,35 @@ impl Conn {
 
 /// The socket address to dial: an IP literal as is; a host name as the refresher last
 /// found it, or else through the system resolver (which blocks this worker, so it is
-/// only the fallback for a node the refresher has not seen yet).
+/// only the fallback for a node the refresher has not seen yet). A name whose last
+/// lookup failed fails at once: the refresher looks it up again after every refresh.
 fn resolve(node: &NodeShared) -> Result<SocketAddr, ConnError> {
     if let Some(addr) = node.dial_ip().or_else(|| node.resolved()) {
         return Ok(addr);
     }
     let dial = &node.dial;
-    let found: Vec<SocketAddr> = dial
-        .as_str()
-        .to_socket_addrs()
-        .map_err(|source| ConnError::Resolve {
+    if let Some(reason) = node.unresolved() {
+        return Err(ConnError::Unresolved {
             dial: dial.clone(),
-            source,
-        })?
-        .collect();
-    let addr = prefer_ipv4(&found).ok_or_else(|| ConnError::NoAddress { dial: dial.clone() })?;
-    node.set_resolved(addr, "worker (blocking)");
+            reason,
+        });
+    }
+    let by = "worker (blocking)";
+    let found: Vec<SocketAddr> = match dial.as_str().to_socket_addrs() {
+        Ok(found) => found.collect(),
+        Err(source) => {
+            node.set_unresolved(&source.to_string(), by);
+            return Err(ConnError::Resolve {
+                dial: dial.clone(),
+                source,
+            });
+        }
+    };
+    let Some(addr) = prefer_ipv4(&found) else {
+        node.set_unresolved("no address", by);
+        return Err(ConnError::NoAddress { dial: dial.clone() });
+    };
+    node.set_resolved(addr, by);
     Ok(addr)
 }
 

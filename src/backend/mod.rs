@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::admin::RequestClass;
 use crate::cluster::NodeAddr;
 use crate::protocol::reply::Proto;
 use crate::slot::Slot;
@@ -57,11 +58,21 @@ pub enum BackendError {
     NoNodes,
     #[error("request dropped by the proxy before a reply arrived")]
     Dropped,
-    /// A blocking command or a transaction found every pinned connection in use.
+    /// A blocking command or a transaction found every pinned connection in use, and
+    /// none freed within `backend.pinned_wait_ms`.
     #[error(
-        "too many blocked clients or transactions: all {limit} pinned connections are in use (backend.max_pinned)"
+        "too many blocked clients or transactions: all {limit} pinned connections are in use (backend.max_pinned){}", waited(*.waited_ms)
     )]
-    TooManyPinned { limit: usize },
+    TooManyPinned { limit: usize, waited_ms: u64 },
+    /// The same, at one node's cap.
+    #[error(
+        "too many blocked clients or transactions at {addr}: all {limit} pinned connections to it are in use (backend.max_pinned_per_node){}", waited(*.waited_ms)
+    )]
+    TooManyPinnedAt {
+        addr: NodeAddr,
+        limit: usize,
+        waited_ms: u64,
+    },
     /// A request of a transaction found no connection held for it: an earlier request
     /// of the transaction failed and its connection was closed, with the transaction's
     /// state at the node. Never sent.
@@ -83,8 +94,18 @@ impl BackendError {
             | BackendError::NoNodes => Side::Node,
             BackendError::Dropped
             | BackendError::TooManyPinned { .. }
+            | BackendError::TooManyPinnedAt { .. }
             | BackendError::HeldGone => Side::Proxy,
         }
+    }
+}
+
+/// How long a request waited for a pinned connection, for its error (nothing when it
+/// did not wait).
+fn waited(millis: u64) -> String {
+    match millis {
+        0 => String::new(),
+        ms => format!(", and none freed within {ms} ms (backend.pinned_wait_ms)"),
     }
 }
 
@@ -117,30 +138,62 @@ thread_local! {
 
 /// Fills one place of a session's reply queue, exactly once: the worker's `deliver`
 /// consumes it; dropping it unanswered queues [`BackendError::Dropped`] for that place,
-/// so no client waits for a reply that cannot come.
+/// so no client waits for a reply that cannot come. It carries what the counters need:
+/// the request's class and, for a timed one, when it was sent.
 #[derive(Debug)]
-pub struct ReplyTo(ManuallyDrop<Place>);
+pub struct ReplyTo {
+    place: ManuallyDrop<Place>,
+    class: RequestClass,
+    /// Microseconds on its worker's sampling clock when it was sent; 0: not timed.
+    sent_at: u32,
+}
 
 impl ReplyTo {
     pub fn new(place: Place) -> ReplyTo {
-        ReplyTo(ManuallyDrop::new(place))
+        ReplyTo {
+            place: ManuallyDrop::new(place),
+            class: RequestClass::default(),
+            sent_at: 0,
+        }
     }
 
     /// The place this handle answers.
     pub fn place(&self) -> Place {
-        *self.0
+        *self.place
     }
 
     /// The place, answered by whoever takes it.
     pub fn into_place(self) -> Place {
         let me = ManuallyDrop::new(self);
-        *me.0
+        *me.place
+    }
+
+    /// The class of the request this answers (for the counters).
+    #[inline]
+    pub fn class(&self) -> RequestClass {
+        self.class
+    }
+
+    #[inline]
+    pub fn set_class(&mut self, class: RequestClass) {
+        self.class = class;
+    }
+
+    /// When a timed request was sent (its worker's clock, microseconds); 0 if untimed.
+    #[inline]
+    pub fn sent_at(&self) -> u32 {
+        self.sent_at
+    }
+
+    #[inline]
+    pub fn set_sent_at(&mut self, micros: u32) {
+        self.sent_at = micros;
     }
 }
 
 impl Drop for ReplyTo {
     fn drop(&mut self) {
-        let place = *self.0;
+        let place = *self.place;
         DROPPED.with(|d| d.borrow_mut().push(place));
         ANY_DROPPED.with(|any| any.set(true));
     }
@@ -177,7 +230,8 @@ pub enum Target {
     /// cluster-wide command).
     Shard(u16),
     /// A replica: the shard's index in the slot table and the replica's among its
-    /// replicas (one part of `CONFIG SET`, which every node takes).
+    /// connected replicas (`Shard::connected_replicas`; one part of `CONFIG SET`, which
+    /// every node takes).
     Replica(u16, u16),
 }
 

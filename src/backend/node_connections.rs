@@ -16,11 +16,14 @@ use mio::{Registry, Token};
 
 use super::connection::{Conn, Owner, ReadOutcome, State};
 use super::handshake::Handshake;
-use super::{BackendError, BackendRequest, Hold, NodeShared, Push, ReplyDeadline, ReplyTo, Target};
+use super::{
+    BackendError, BackendRequest, Hold, NodeShared, Place, Push, ReplyDeadline, ReplyTo, Target,
+};
 use crate::admin::{Metrics, METRICS};
+use crate::clients::Unblock;
 use crate::cluster::NodeAddr;
 use crate::config::{BackendConfig, Config};
-use crate::protocol::reply::Proto;
+use crate::protocol::reply::{encode_command, Proto};
 use crate::protocol::scan::Limits;
 
 /// How often the watchdog looks for connections whose replies are overdue.
@@ -75,6 +78,11 @@ pub struct NodeConnections {
     held: HashMap<(usize, u64), Vec<(u16, usize)>>,
     /// Slots of `conns` whose pinned connection was closed for good, for the next one.
     free: Vec<usize>,
+    /// `CLIENT UNBLOCK`s under way: asked again at each watchdog tick while their
+    /// request is still in flight ([`NodeConnections::unblock`]).
+    unblocking: Vec<Unblocking>,
+    /// Requests waiting for a pinned connection (a cap is reached), oldest first.
+    waiters: Vec<PinWaiter>,
     /// Watchdog ticks since the worker started: a coarse clock that costs nothing to read.
     pub tick: u64,
     /// Requests that never reached their node (it could not be connected), with why:
@@ -109,6 +117,8 @@ impl NodeConnections {
             pinned: Vec::new(),
             held: HashMap::new(),
             free: Vec::new(),
+            unblocking: Vec::new(),
+            waiters: Vec::new(),
             tick: 0,
             unsent: Vec::new(),
             failed: Vec::new(),
@@ -173,8 +183,10 @@ impl NodeConnections {
     }
 
     /// Queue a request on a connection of its own to `node`, pinned to its client until
-    /// the reply is in: a spare one, or a new one within `backend.max_pinned`. Refused
-    /// (its reply handle and why) when every pinned connection is in use.
+    /// the reply is in: a spare one, or a new one within the caps (`backend.max_pinned`,
+    /// `backend.max_pinned_per_node`). At a cap it waits for one to free, at most
+    /// `backend.pinned_wait_ms` ([`NodeConnections::park`]); refused (its reply handle
+    /// and why) when that wait is zero.
     pub fn send_pinned(
         &mut self,
         node: usize,
@@ -186,14 +198,16 @@ impl NodeConnections {
                 self.queue_on(ci, req);
                 Ok(())
             }
-            Err(e) => Err((req.reply, e)),
+            Err(cap) => self.park(node, None, cap, req),
         }
     }
 
     /// Queue a request of a client's transaction on the connection held for it (see
     /// [`Hold`]): [`Hold::Open`] takes one to `node` (`None` for the other kinds, which
-    /// go wherever the held one is). Refused when every pinned connection is in use, or
-    /// when no connection is held for the client (it failed with an earlier request).
+    /// go wherever the held one is, or wait behind the request that opens it while that
+    /// one waits for a connection). Refused when no connection frees within
+    /// `backend.pinned_wait_ms`, or when no connection is held for the client (it failed
+    /// with an earlier request).
     pub fn send_held(
         &mut self,
         node: Option<usize>,
@@ -206,17 +220,24 @@ impl NodeConnections {
         let held = lanes
             .and_then(|l| l.iter().find(|e| e.0 == lane))
             .map(|e| e.1);
+        let parked = (self.waiters.iter())
+            .position(|w| w.lane == Some(lane) && (w.session, w.client) == key);
         let ci = match (req.hold, held, node) {
             (Hold::Open, Some(ci), Some(node)) if self.conns[ci].node_index == node => ci,
+            (_, None, _) if parked.is_some() => {
+                // Behind the request that opens the connection, which waits for one.
+                if let Some(i) = parked {
+                    self.waiters[i].reqs.push(req);
+                }
+                return Ok(());
+            }
             (Hold::Open, _, Some(node)) => {
                 match self.pin(node, req.proto, place.session, place.client) {
                     Ok(ci) => {
-                        let lanes = self.held.entry(key).or_default();
-                        lanes.retain(|e| e.0 != lane);
-                        lanes.push((lane, ci));
+                        self.hold(key, lane, ci);
                         ci
                     }
-                    Err(e) => return Err((req.reply, e)),
+                    Err(cap) => return self.park(node, Some(lane), cap, req),
                 }
             }
             (Hold::On | Hold::Release, Some(ci), _) => ci,
@@ -230,15 +251,151 @@ impl NodeConnections {
         Ok(())
     }
 
+    /// Hold connection `ci` for lane `lane` of client `key`'s transaction.
+    fn hold(&mut self, key: (usize, u64), lane: u16, ci: usize) {
+        let lanes = self.held.entry(key).or_default();
+        lanes.retain(|e| e.0 != lane);
+        lanes.push((lane, ci));
+    }
+
+    /// `req` found every pinned connection it may use taken (`cap` says which cap): it
+    /// waits for one to free, at most `backend.pinned_wait_ms` (the requests of its
+    /// transaction lane after it wait behind it); refused now when that is zero.
+    fn park(
+        &mut self,
+        node: usize,
+        lane: Option<u16>,
+        cap: Cap,
+        req: BackendRequest,
+    ) -> Result<(), (ReplyTo, BackendError)> {
+        let wait = self.config.pinned_wait;
+        if wait.is_zero() {
+            return Err((req.reply, self.cap_error(node, cap)));
+        }
+        if self.waiters.is_empty() {
+            tracing::info!(node = %self.conns[self.nodes[node].resp2[0]].addr(), ?cap, "a blocking command or transaction waits for a pinned connection (backend.max_pinned, backend.max_pinned_per_node)");
+        }
+        let place = req.reply.place();
+        let ticks = wait.as_millis().div_ceil(WATCHDOG_TICK.as_millis()) as u64;
+        METRICS.pinned_waiting.fetch_add(1, Relaxed);
+        self.waiters.push(PinWaiter {
+            node,
+            proto: req.proto,
+            session: place.session,
+            client: place.client,
+            lane,
+            cap,
+            until: self.tick + ticks.max(1),
+            unblock: None,
+            reqs: vec![req],
+        });
+        Ok(())
+    }
+
+    /// The error for a request that found `cap` reached at `node` (after waiting
+    /// `backend.pinned_wait_ms`).
+    fn cap_error(&self, node: usize, cap: Cap) -> BackendError {
+        let waited_ms = self.config.pinned_wait.as_millis() as u64;
+        match cap {
+            Cap::Total => {
+                let limit = self.config.max_pinned;
+                tracing::warn!(limit, waited_ms, "a blocking command or transaction refused: every pinned connection is in use (backend.max_pinned)");
+                BackendError::TooManyPinned { limit, waited_ms }
+            }
+            Cap::Node => {
+                let limit = self.config.max_pinned_per_node;
+                let addr = self.conns[self.nodes[node].resp2[0]].addr().clone();
+                tracing::warn!(limit, %addr, waited_ms, "a blocking command or transaction refused: every pinned connection to its node is in use (backend.max_pinned_per_node)");
+                BackendError::TooManyPinnedAt {
+                    addr,
+                    limit,
+                    waited_ms,
+                }
+            }
+        }
+    }
+
+    /// Give the requests waiting for a pinned connection the ones that are free now (a
+    /// spare, or room under the caps), oldest first.
+    fn serve_waiters(&mut self) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            match self.pin(w.node, w.proto, w.session, w.client) {
+                Ok(ci) => {
+                    let waiter = self.waiters.remove(i);
+                    self.grant(ci, waiter);
+                }
+                Err(_) => i += 1,
+            }
+        }
+    }
+
+    /// Pinned connection `ci` for `waiter`: its requests go out on it, in order.
+    fn grant(&mut self, ci: usize, waiter: PinWaiter) {
+        METRICS.pinned_waiting.fetch_sub(1, Relaxed);
+        let key = (waiter.session, waiter.client);
+        if let Some(lane) = waiter.lane {
+            self.hold(key, lane, ci);
+        }
+        for req in waiter.reqs {
+            if req.hold == Hold::Release {
+                self.unhold(key, |e| Some(e.0) == waiter.lane);
+            }
+            self.queue_on(ci, req);
+        }
+        if let Some((seq, how)) = waiter.unblock {
+            // `CLIENT UNBLOCK` came while it waited: asked once it is on its way.
+            self.unblocking.push(Unblocking {
+                ci,
+                owner: self.conns[ci].owner,
+                seq,
+                how,
+                asks: 0,
+            });
+        }
+    }
+
+    /// At each watchdog tick: requests that waited `backend.pinned_wait_ms` for a pinned
+    /// connection fail; when any worker has some waiting, this one's idle spares are
+    /// closed to make room.
+    fn pinned_tick(&mut self) {
+        if !self.waiters.is_empty() {
+            self.serve_waiters();
+            let tick = self.tick;
+            let mut i = 0;
+            while i < self.waiters.len() {
+                if self.waiters[i].until > tick {
+                    i += 1;
+                    continue;
+                }
+                let waiter = self.waiters.remove(i);
+                METRICS.pinned_waiting.fetch_sub(1, Relaxed);
+                let err = self.cap_error(waiter.node, waiter.cap);
+                for req in waiter.reqs {
+                    self.failed.push((req.reply, err.clone()));
+                }
+            }
+        }
+        if METRICS.pinned_waiting.load(Relaxed) > 0 {
+            for node in 0..self.nodes.len() {
+                while let Some(idle) = self.nodes[node].spare.pop() {
+                    self.retire(idle);
+                }
+            }
+        }
+    }
+
     /// A connection of its own to `node` for the client of session `session` (client
-    /// id `client`): a spare one, or a new one within `backend.max_pinned`.
+    /// id `client`): a spare one, or a new one within the caps (an idle spare of this
+    /// worker is closed to make room); which cap is reached, when none can be had.
     fn pin(
         &mut self,
         node: usize,
         proto: Proto,
         session: usize,
         client: u64,
-    ) -> Result<usize, BackendError> {
+    ) -> Result<usize, Cap> {
         let spare = self.nodes[node]
             .spare
             .iter()
@@ -246,19 +403,20 @@ impl NodeConnections {
         let ci = match spare {
             Some(i) => self.nodes[node].spare.swap_remove(i),
             None => {
-                let limit = self.config.max_pinned;
-                if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
-                    // An idle spare to another node makes room, if this worker has one.
-                    if let Some(idle) = self.nodes.iter_mut().find_map(|n| n.spare.pop()) {
-                        self.retire(idle);
-                    }
-                }
-                if METRICS.pinned_connections.load(Relaxed) >= limit as u64 {
-                    tracing::warn!(limit, "a blocking command or transaction refused: every pinned connection is in use (backend.max_pinned)");
-                    return Err(BackendError::TooManyPinned { limit });
-                }
-                METRICS.pinned_connections.fetch_add(1, Relaxed);
                 let shared = self.nodes_shared(node);
+                if let Err(cap) = self.reserve_pinned(&shared) {
+                    // An idle spare makes room: to any node for the total, to this one
+                    // (in the other protocol) for its own cap.
+                    let idle = match cap {
+                        Cap::Total => self.nodes.iter_mut().find_map(|n| n.spare.pop()),
+                        Cap::Node => self.nodes[node].spare.pop(),
+                    };
+                    let Some(idle) = idle else {
+                        return Err(cap);
+                    };
+                    self.retire(idle);
+                    self.reserve_pinned(&shared)?;
+                }
                 let limits = self.limits;
                 let ci = self.free.pop().unwrap_or(self.conns.len());
                 let conn = Conn::new(shared, node, proto, conn_token(ci), limits);
@@ -273,6 +431,26 @@ impl NodeConnections {
         self.conns[ci].owner = Owner::Pinned { session, client };
         self.pinned.push(ci);
         Ok(ci)
+    }
+
+    /// Count one more pinned connection, in all and to `node`, if both caps allow.
+    fn reserve_pinned(&self, node: &NodeShared) -> Result<(), Cap> {
+        let under = |limit: usize| move |n: u64| (n < limit as u64).then_some(n + 1);
+        let total = &METRICS.pinned_connections;
+        if total
+            .fetch_update(Relaxed, Relaxed, under(self.config.max_pinned))
+            .is_err()
+        {
+            return Err(Cap::Total);
+        }
+        if (node.pinned)
+            .fetch_update(Relaxed, Relaxed, under(self.config.max_pinned_per_node))
+            .is_err()
+        {
+            total.fetch_sub(1, Relaxed);
+            return Err(Cap::Node);
+        }
+        Ok(())
     }
 
     fn queue_on(&mut self, ci: usize, req: BackendRequest) {
@@ -355,6 +533,9 @@ impl NodeConnections {
         } else {
             self.retire(ci);
         }
+        if !self.waiters.is_empty() {
+            self.serve_waiters();
+        }
     }
 
     /// Connection `ci` is held for a transaction of the client of session `session`.
@@ -380,12 +561,21 @@ impl NodeConnections {
         self.conns[ci].owner = Owner::Spare;
         self.free.push(ci);
         METRICS.pinned_connections.fetch_sub(1, Relaxed);
+        self.conns[ci].node.pinned.fetch_sub(1, Relaxed);
     }
 
     /// The client of session `session` (client id `client`) is gone: close the
     /// connections pinned to it, so a command it is blocked in ends at the node and
     /// nothing is popped for a client that is gone.
     pub fn release_session(&mut self, session: usize, client: u64) {
+        if !self.waiters.is_empty() {
+            // Its requests waiting for a connection: their client is gone.
+            let before = self.waiters.len();
+            self.waiters
+                .retain(|w| (w.session, w.client) != (session, client));
+            let gone = before - self.waiters.len();
+            METRICS.pinned_waiting.fetch_sub(gone as u64, Relaxed);
+        }
         if self.pinned.is_empty() {
             return;
         }
@@ -409,6 +599,92 @@ impl NodeConnections {
             drop(queued);
             self.retire(ci);
         }
+        if !self.waiters.is_empty() {
+            self.serve_waiters();
+        }
+    }
+
+    /// `CLIENT UNBLOCK` of the client of session `session` (client id `client`), blocked
+    /// in the request at place sequence number `seq`: the node of each connection pinned
+    /// to it that carries that request is asked to unblock the connection's own client
+    /// there, as `how` says, so the node answers the request (nothing is popped for a
+    /// client that does not get it). Asked again at each watchdog tick, a few times,
+    /// while the request is still on its way: its connection may still be connecting
+    /// (its node id unknown), or the request not yet blocking when the ask arrived.
+    pub fn unblock(&mut self, session: usize, client: u64, seq: u64, how: Unblock) {
+        let owner = Owner::Pinned { session, client };
+        for waiter in self.waiters.iter_mut() {
+            let carries = waiter.reqs.iter().any(|r| r.reply.place().seq == seq);
+            if (waiter.session, waiter.client) == (session, client) && carries {
+                waiter.unblock = Some((seq, how));
+            }
+        }
+        let mine: Vec<usize> = (self.pinned.iter().copied())
+            .filter(|&ci| self.conns[ci].owner == owner && self.conns[ci].carries(seq))
+            .collect();
+        for ci in mine {
+            let mut entry = Unblocking {
+                ci,
+                owner,
+                seq,
+                how,
+                asks: 0,
+            };
+            self.ask_unblock(&mut entry);
+            self.unblocking.push(entry);
+        }
+    }
+
+    /// Ask for `entry`'s unblock at the node, once the request is written and the node's
+    /// id of the connection known. The ask goes on a shared connection to that node
+    /// only (never retried elsewhere: the id means nothing at another node); its reply
+    /// goes to no session.
+    fn ask_unblock(&mut self, entry: &mut Unblocking) {
+        let conn = &self.conns[entry.ci];
+        let Some(id) = conn.node_client_id.filter(|_| conn.awaits(entry.seq)) else {
+            return;
+        };
+        entry.asks += 1;
+        let node = conn.node_index;
+        let id = id.to_string();
+        let bytes = encode_command(&[
+            b"CLIENT",
+            b"UNBLOCK",
+            id.as_bytes(),
+            entry.how.word().as_bytes(),
+        ])
+        .freeze();
+        let nowhere = Place {
+            session: usize::MAX,
+            client: 0,
+            seq: 0,
+            part: Place::WHOLE,
+        };
+        let mut req = BackendRequest::new(
+            bytes,
+            Target::Any(0),
+            Proto::Resp2,
+            0,
+            ReplyTo::new(nowhere),
+        );
+        // Not retried, not redirected: like a transaction's request.
+        req.hold = Hold::On;
+        self.send(node, req);
+    }
+
+    /// At each watchdog tick: the unblocks whose request is still on its way are asked
+    /// again, at most [`UNBLOCK_ASKS`] times.
+    fn unblock_again(&mut self) {
+        let mut entries = std::mem::take(&mut self.unblocking);
+        entries.retain_mut(|entry| {
+            let conn = &self.conns[entry.ci];
+            if conn.owner != entry.owner || !conn.carries(entry.seq) || entry.asks >= UNBLOCK_ASKS {
+                return false;
+            }
+            self.ask_unblock(entry);
+            true
+        });
+        self.unblocking.append(&mut entries);
     }
 
     #[inline]
@@ -498,6 +774,13 @@ impl NodeConnections {
             self.mark_dirty(ci);
         }
         Some(ci)
+    }
+
+    /// Shared connections connected now (the admin port's gauge; once per tick).
+    pub fn open_shared(&self) -> usize {
+        (self.conns.iter())
+            .filter(|c| c.owner == Owner::Shared && c.state == State::Ready)
+            .count()
     }
 
     /// Some connection has more to read than its last turn took.
@@ -592,6 +875,17 @@ impl NodeConnections {
         let backoff = self.nodes[node].backoff;
         self.nodes[node].backoff = (backoff * 2).min(MAX_BACKOFF);
         let conn = &mut self.conns[ci];
+        // The client's error names the announced address; say where it was dialled.
+        let mapped;
+        let reason = if conn.node.dial != conn.node.addr {
+            mapped = format!(
+                "{reason} (dialled {}, its [address_map] entry)",
+                conn.node.dial
+            );
+            &mapped
+        } else {
+            reason
+        };
         tracing::warn!(node = %conn.addr(), dial = %conn.node.dial, %reason, "backend connect failed");
         conn.node.mark_down(backoff, reason);
         // Only the handshake can be in flight while connecting.
@@ -675,6 +969,12 @@ impl NodeConnections {
     /// reply for the backend timeout, and connects that take too long.
     pub fn watchdog(&mut self) {
         self.tick += 1;
+        if !self.unblocking.is_empty() {
+            self.unblock_again();
+        }
+        if !self.waiters.is_empty() || METRICS.pinned_waiting.load(Relaxed) > 0 {
+            self.pinned_tick();
+        }
         let config = &self.config;
         let tick_ms = WATCHDOG_TICK.as_millis();
         let limit = (config.timeout.as_millis() / tick_ms).max(1) as u64;
@@ -710,6 +1010,48 @@ impl NodeConnections {
             }
         }
     }
+}
+
+/// Which cap a request needing a new pinned connection found reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cap {
+    /// `backend.max_pinned`.
+    Total,
+    /// `backend.max_pinned_per_node`.
+    Node,
+}
+
+/// Requests waiting for a pinned connection to `node`: a blocking command, or the
+/// request that opens a transaction's connection (`lane`) with the requests of that
+/// lane after it.
+struct PinWaiter {
+    node: usize,
+    proto: Proto,
+    session: usize,
+    client: u64,
+    lane: Option<u16>,
+    /// The cap it found reached (for its error, if none frees).
+    cap: Cap,
+    /// The watchdog tick at which it stops waiting.
+    until: u64,
+    /// `CLIENT UNBLOCK` of its client came meanwhile (for the request at this place).
+    unblock: Option<(u64, Unblock)>,
+    reqs: Vec<BackendRequest>,
+}
+
+/// The most times a `CLIENT UNBLOCK` is asked at the node for one request (once, then
+/// at each watchdog tick while the request is still on its way).
+const UNBLOCK_ASKS: u32 = 10;
+
+/// A `CLIENT UNBLOCK` under way on pinned connection `ci` (while `owner` owns it and it
+/// carries the request at `seq`).
+struct Unblocking {
+    ci: usize,
+    owner: Owner,
+    seq: u64,
+    how: Unblock,
+    /// Times asked at the node so far.
+    asks: u32,
 }
 
 /// Which of a client's held connections a transaction request goes on: one per slot

@@ -25,12 +25,18 @@ pub struct NodeShared {
     epoch: Instant,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Pinned connections to this node open now, in use or spare, all workers together
+    /// (against `backend.max_pinned_per_node`).
+    pub pinned: AtomicU64,
     /// Why the last connect failed (for the errors of requests failed while down).
     last_failure: Mutex<String>,
     /// The last connect failed (for the log's up/down lines; `down_until_ms` expires).
     unreachable: AtomicBool,
     /// `dial` looked up, when it is a host name (kept fresh by the refresher).
     resolved: Mutex<Option<SocketAddr>>,
+    /// Why the last lookup of `dial` failed, until one succeeds: workers then fail
+    /// fast with it instead of blocking on the resolver again.
+    unresolved: Mutex<Option<String>>,
 }
 
 impl NodeShared {
@@ -51,12 +57,37 @@ impl NodeShared {
 
     /// Remember where `dial` was found; `by` says who looked (for the log).
     pub fn set_resolved(&self, addr: SocketAddr, by: &str) {
+        if let Ok(mut unresolved) = self.unresolved.lock() {
+            *unresolved = None;
+        }
         if let Ok(mut resolved) = self.resolved.lock() {
             if *resolved != Some(addr) {
                 tracing::info!(node = %self.addr, dial = %self.dial, %addr, %by, "host name resolved");
                 *resolved = Some(addr);
             }
         }
+    }
+
+    /// Remember that looking `dial` up failed, and why; logged when the reason is new.
+    /// An address found before is kept (a resolver hiccup should not cut a node off).
+    pub fn set_unresolved(&self, reason: &str, by: &str) {
+        let Ok(mut unresolved) = self.unresolved.lock() else {
+            return;
+        };
+        if unresolved.as_deref() == Some(reason) {
+            return;
+        }
+        if self.dial == self.addr {
+            tracing::warn!(node = %self.addr, %reason, %by, "cannot resolve the host name the cluster announces for this node; if slotgate cannot reach the nodes by their announced names (Docker, Kubernetes, NAT), map it in [address_map]");
+        } else {
+            tracing::warn!(node = %self.addr, dial = %self.dial, %reason, %by, "cannot resolve the host name [address_map] gives for this node");
+        }
+        *unresolved = Some(reason.to_string());
+    }
+
+    /// Why the last lookup of `dial` failed, if it did and none succeeded since.
+    pub fn unresolved(&self) -> Option<String> {
+        self.unresolved.lock().ok().and_then(|u| u.clone())
     }
 
     /// Why the last connect failed.
@@ -115,12 +146,32 @@ impl NodeRegistry {
                     epoch: Instant::now(),
                     connects: AtomicU64::new(0),
                     connect_failures: AtomicU64::new(0),
+                    pinned: AtomicU64::new(0),
                     last_failure: Mutex::new(String::new()),
                     unreachable: AtomicBool::new(false),
                     resolved: Mutex::new(None),
+                    unresolved: Mutex::new(None),
                 })
             })
             .clone()
+    }
+
+    /// Every node's record, sorted by announced address.
+    pub fn snapshot(&self) -> Vec<Arc<NodeShared>> {
+        let mut nodes: Vec<Arc<NodeShared>> =
+            self.nodes.iter().map(|n| n.value().clone()).collect();
+        nodes.sort_by(|a, b| a.addr.cmp(&b.addr));
+        nodes
+    }
+
+    /// Nodes whose host name could not be looked up (for the refresher to try again,
+    /// whether or not the slot table names them).
+    pub fn unresolved(&self) -> Vec<Arc<NodeShared>> {
+        self.nodes
+            .iter()
+            .filter(|n| n.value().unresolved().is_some())
+            .map(|n| n.value().clone())
+            .collect()
     }
 
     /// The `# Nodes` section of `INFO`: one line per node the proxy has talked to.
@@ -132,12 +183,13 @@ impl NodeRegistry {
         for (i, n) in nodes.iter().enumerate() {
             let _ = write!(
                 out,
-                "node{i}:addr={},dial={},down={},connects={},connect_failures={}\r\n",
+                "node{i}:addr={},dial={},down={},connects={},connect_failures={},pinned={}\r\n",
                 n.addr,
                 n.dial,
                 u8::from(n.is_down()),
                 n.connects.load(Relaxed),
                 n.connect_failures.load(Relaxed),
+                n.pinned.load(Relaxed),
             );
         }
     }
@@ -165,9 +217,33 @@ mod tests {
         registry.info_section(&mut info);
         assert!(
             info.contains(
-                "addr=10.0.0.1:6379,dial=127.0.0.1:7001,down=0,connects=1,connect_failures=1"
+                "addr=10.0.0.1:6379,dial=127.0.0.1:7001,down=0,connects=1,connect_failures=1,pinned=0"
             ),
             "{info}"
         );
+    }
+
+    #[test]
+    fn a_failed_lookup_is_remembered_until_one_succeeds() {
+        let registry = NodeRegistry::default();
+        let a = NodeAddr::parse("redis-node-1:6379").unwrap();
+        let node = registry.get_or_insert(&a, || a.clone());
+        assert_eq!(node.unresolved(), None);
+        assert!(registry.unresolved().is_empty());
+        node.set_unresolved("Name or service not known", "refresher");
+        node.set_unresolved("Name or service not known", "refresher");
+        assert_eq!(
+            node.unresolved().as_deref(),
+            Some("Name or service not known")
+        );
+        assert_eq!(registry.unresolved().len(), 1);
+        let found: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        node.set_resolved(found, "refresher");
+        assert_eq!(node.unresolved(), None);
+        assert_eq!(node.resolved(), Some(found));
+        assert!(registry.unresolved().is_empty());
+        // A later failure keeps the address found before.
+        node.set_unresolved("lookup timed out", "refresher");
+        assert_eq!(node.resolved(), Some(found));
     }
 }

@@ -19,6 +19,20 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 pub struct Shard {
     pub master: NodeAddr,
     pub replicas: Vec<NodeAddr>,
+    /// Connected replicas that do not serve yet ([`ShardInfo::loading_replicas`]).
+    ///
+    /// [`ShardInfo::loading_replicas`]: crate::cluster::topology::ShardInfo::loading_replicas
+    pub loading_replicas: Vec<NodeAddr>,
+}
+
+impl Shard {
+    /// Every replica connected to the master, serving or not: where a command meant for
+    /// every node goes (`CONFIG SET`). [`Target::Replica`]'s index counts in this order.
+    ///
+    /// [`Target::Replica`]: crate::backend::Target::Replica
+    pub fn connected_replicas(&self) -> impl Iterator<Item = &NodeAddr> {
+        self.replicas.iter().chain(self.loading_replicas.iter())
+    }
 }
 
 #[derive(Clone)]
@@ -26,6 +40,11 @@ pub struct SlotTable {
     /// Slot → index into `shards`, or `UNSERVED`.
     owner: Box<[u16]>,
     shards: Vec<Shard>,
+    /// Slots a master is importing (a migration under way: `CLUSTER SETSLOT ...
+    /// IMPORTING` on it), as `(slot, index into shards)`, sorted. The slot's owner is
+    /// still the migration's source; its keys move to the importer one `MIGRATE` at a
+    /// time. Learned from each master's own `CLUSTER NODES` line.
+    importing: Vec<(u16, u16)>,
     generation: u64,
 }
 
@@ -34,8 +53,50 @@ impl SlotTable {
         SlotTable {
             owner: vec![UNSERVED; SLOT_COUNT].into_boxed_slice(),
             shards: Vec::new(),
+            importing: Vec::new(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// This table with the slots each master in `importers` says it imports; a master
+    /// the table does not route to is left out (it owns no slot yet, and a `SCAN`
+    /// cannot name it).
+    pub fn with_importing(mut self, importers: &[(NodeAddr, Vec<u16>)]) -> SlotTable {
+        self.importing.clear();
+        for (master, slots) in importers {
+            let Some(shard) = self.shards.iter().position(|s| &s.master == master) else {
+                continue;
+            };
+            for &slot in slots.iter().filter(|&&s| usize::from(s) < SLOT_COUNT) {
+                self.importing.push((slot, shard as u16));
+            }
+        }
+        self.importing.sort_unstable();
+        self.importing.dedup();
+        self
+    }
+
+    /// Slots being imported, as `(slot, importing shard)`; see [`SlotTable::with_importing`].
+    pub fn importing(&self) -> &[(u16, u16)] {
+        &self.importing
+    }
+
+    /// The shards a `SCAN` must walk again after walking every shard in order, so that a
+    /// key moved during the walk is still returned: those importing a slot whose owner
+    /// (the migration's source) comes after them. A key the walk did not find at the
+    /// source had left it before the source was walked, so it is at the importer by the
+    /// time the walk is over. Sorted, each once.
+    pub fn rescans(&self) -> Vec<u16> {
+        let mut shards: Vec<u16> = (self.importing.iter())
+            .filter(|&&(slot, importer)| {
+                let owner = self.owner[usize::from(slot)];
+                owner != UNSERVED && owner > importer
+            })
+            .map(|&(_, importer)| importer)
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
     }
 
     /// Build from a parsed topology. Slots the topology leaves uncovered keep their owner
@@ -44,7 +105,7 @@ impl SlotTable {
     pub fn build(topology: &Topology, previous: &SlotTable) -> SlotTable {
         let mut table = SlotTable::empty();
         for info in &topology.shards {
-            let index = table.shard_index(&info.master, &info.replicas);
+            let index = table.shard_index(&info.master, &info.replicas, &info.loading_replicas);
             for &(start, end) in &info.slots {
                 for slot in start..=end.min(SLOT_COUNT as u16 - 1) {
                     table.owner[slot as usize] = index;
@@ -54,7 +115,8 @@ impl SlotTable {
         for slot in 0..SLOT_COUNT {
             if table.owner[slot] == UNSERVED {
                 if let Some(shard) = previous.shard_of(slot) {
-                    let index = table.shard_index(&shard.master, &shard.replicas);
+                    let index =
+                        table.shard_index(&shard.master, &shard.replicas, &shard.loading_replicas);
                     table.owner[slot] = index;
                 }
             }
@@ -63,13 +125,19 @@ impl SlotTable {
     }
 
     /// Index of the shard whose master is `master`, adding it when new.
-    fn shard_index(&mut self, master: &NodeAddr, replicas: &[NodeAddr]) -> u16 {
+    fn shard_index(
+        &mut self,
+        master: &NodeAddr,
+        replicas: &[NodeAddr],
+        loading: &[NodeAddr],
+    ) -> u16 {
         if let Some(i) = self.shards.iter().position(|s| &s.master == master) {
             return i as u16;
         }
         self.shards.push(Shard {
             master: master.clone(),
             replicas: replicas.to_vec(),
+            loading_replicas: loading.to_vec(),
         });
         (self.shards.len() - 1) as u16
     }
@@ -102,7 +170,7 @@ impl SlotTable {
     pub fn with_slot_moved(&self, slot: Slot, addr: &NodeAddr) -> SlotTable {
         let mut table = self.clone();
         table.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        let index = table.shard_index(addr, &[]);
+        let index = table.shard_index(addr, &[], &[]);
         table.owner[slot.index()] = index;
         table
     }
@@ -139,6 +207,45 @@ impl SlotTable {
     }
 }
 
+/// Slots that changed owner between two tables: every run from one old owner to one new
+/// owner (`None`: unserved), for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerChange {
+    pub from: Option<NodeAddr>,
+    pub to: Option<NodeAddr>,
+    /// Inclusive ranges, sorted.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl SlotTable {
+    /// What changed owner from `self` to `newer`: one entry per (old owner, new owner)
+    /// pair, in the order of their first slot.
+    pub fn owner_changes(&self, newer: &SlotTable) -> Vec<OwnerChange> {
+        let mut changes: Vec<OwnerChange> = Vec::new();
+        for slot in 0..SLOT_COUNT {
+            let from = self.shard_of(slot).map(|s| &s.master);
+            let to = newer.shard_of(slot).map(|s| &s.master);
+            if from == to {
+                continue;
+            }
+            let slot = slot as u16;
+            let same = |c: &OwnerChange| c.from.as_ref() == from && c.to.as_ref() == to;
+            match changes.iter_mut().find(|c| same(c)) {
+                Some(change) => match change.slots.last_mut() {
+                    Some(last) if last.1 + 1 == slot => last.1 = slot,
+                    _ => change.slots.push((slot, slot)),
+                },
+                None => changes.push(OwnerChange {
+                    from: from.cloned(),
+                    to: to.cloned(),
+                    slots: vec![(slot, slot)],
+                }),
+            }
+        }
+        changes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +265,7 @@ mod tests {
             master: node(master),
             master_id: None,
             replicas: vec![node(replica)],
+            loading_replicas: vec![],
         }
     }
 
@@ -209,6 +317,34 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_walks_again_the_importers_of_slots_owned_further_on() {
+        let table = SlotTable::build(&three_shards(), &SlotTable::empty());
+        assert!(table.rescans().is_empty());
+        let (first, second, third) = (
+            node("10.0.0.1:7000"),
+            node("10.0.0.2:7001"),
+            node("10.0.0.3:7002"),
+        );
+        let table = table.with_importing(&[
+            // Slot 16000 moves from the third to the first: walk the first again.
+            (first.clone(), vec![16000]),
+            // Slot 10 moves from the first to the third: the walk meets the third
+            // after the first, nothing to walk again.
+            (third, vec![10]),
+            // A master the table does not know, and a slot out of range: ignored.
+            (node("10.0.0.9:7009"), vec![1]),
+            (second.clone(), vec![20000]),
+        ]);
+        assert_eq!(table.importing(), [(10, 2), (16000, 0)]);
+        assert_eq!(table.rescans(), [0]);
+        let both = table
+            .clone()
+            .with_importing(&[(first, vec![16000, 16001, 6000]), (second, vec![16002])]);
+        assert_eq!(both.rescans(), [0, 1]);
+        assert!(both.with_importing(&[]).importing().is_empty());
+    }
+
+    #[test]
     fn with_slot_moved_points_one_slot_elsewhere() {
         let table = SlotTable::build(&three_shards(), &SlotTable::empty());
         // To a master the table knows: no new shard.
@@ -240,5 +376,42 @@ mod tests {
         let empty = SlotTable::empty().with_slot_moved(slot(7), &node("10.0.0.1:7000"));
         assert_eq!(empty.master(slot(7)), Some(&node("10.0.0.1:7000")));
         assert_eq!(empty.unserved(), SLOT_COUNT - 1);
+    }
+
+    #[test]
+    fn owner_changes_group_runs_by_old_and_new_owner() {
+        let before = SlotTable::build(&three_shards(), &SlotTable::empty());
+        assert!(before.owner_changes(&before).is_empty());
+        // Slots 0-9 and 20 move to the second master; the third shard fails over.
+        let after = before
+            .with_slot_moved(slot(20), &node("10.0.0.2:7001"))
+            .with_slot_moved(slot(5), &node("10.0.0.2:7001"));
+        let mut topology = three_shards();
+        topology.shards[0].slots = vec![(10, 19), (21, 5460)];
+        topology.shards[1].slots = vec![(0, 9), (20, 20), (5461, 10922)];
+        topology.shards[2].master = node("10.0.0.6:7005");
+        let after = SlotTable::build(&topology, &after);
+        assert_eq!(
+            before.owner_changes(&after),
+            vec![
+                OwnerChange {
+                    from: Some(node("10.0.0.1:7000")),
+                    to: Some(node("10.0.0.2:7001")),
+                    slots: vec![(0, 9), (20, 20)],
+                },
+                OwnerChange {
+                    from: Some(node("10.0.0.3:7002")),
+                    to: Some(node("10.0.0.6:7005")),
+                    slots: vec![(10923, 16383)],
+                },
+            ]
+        );
+        // From and to nothing.
+        let changes = SlotTable::empty().owner_changes(&before);
+        assert_eq!(changes.len(), 3);
+        assert_eq!(changes[0].from, None);
+        assert_eq!(changes[0].slots, vec![(0, 5460)]);
+        let gone = before.owner_changes(&SlotTable::empty());
+        assert_eq!(gone[2].to, None);
     }
 }

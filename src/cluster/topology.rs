@@ -2,15 +2,21 @@
 //! (slot ranges, master, replicas). Pure: decoded frames in, values out.
 //!
 //! Choices shared by both parsers:
-//! - **Address**: the node's `ip` is preferred; when it is missing, empty or `"?"`
-//!   the announced hostname or preferred endpoint is used; when nothing usable is
-//!   announced, the host we queried (Redis leaves the ip empty for a node that does
-//!   not know its own address: "reach me the way you reached me"). These are
-//!   *announced* addresses; mapping them to dialled ones is the address map's job.
+//! - **Address**: the node's preferred endpoint (`CLUSTER SHARDS` `endpoint`, the
+//!   first element of a `CLUSTER SLOTS` node), because that is what `MOVED` and `ASK`
+//!   carry: one node keeps one name whether the proxy learnt it from a refresh or a
+//!   redirect, and `[address_map]` maps that name (with
+//!   `cluster-preferred-endpoint-type hostname`, the host name a container announces,
+//!   not its ip). When the endpoint is missing, empty or `"?"`, the `ip`, then the
+//!   hostname; when nothing usable is announced, the host we queried (Redis leaves the
+//!   ip empty for a node that does not know its own address: "reach me the way you
+//!   reached me"). These are *announced* addresses; mapping them to dialled ones is
+//!   the address map's job.
 //! - **Health** (`CLUSTER SHARDS` only): a node whose health is `fail` is skipped.
-//!   Replicas must be `online`: a `loading` replica has not finished its first sync
-//!   (Redis reports `loading` for a replica whose replication offset is 0) and
-//!   cannot serve reads; `CLUSTER SLOTS` leaves such replicas out too.
+//!   Replicas must be `online` to serve: a `loading` replica has not finished its
+//!   first sync (Redis reports `loading` for a replica whose replication offset is 0)
+//!   and cannot serve reads; `CLUSTER SLOTS` leaves such replicas out too. They are
+//!   kept apart ([`ShardInfo::loading_replicas`]) for admin commands sent to every node.
 //! - A shard with no slots, or with no live master, is dropped: its slots show up in
 //!   [`Topology::uncovered`].
 //! - `CLUSTER SLOTS` has no health for masters: a failed master that still owns
@@ -41,6 +47,10 @@ pub struct ShardInfo {
     pub master_id: Option<String>,
     /// Live, synced replicas.
     pub replicas: Vec<NodeAddr>,
+    /// Replicas `CLUSTER SHARDS` calls `loading`: connected but not synced, or (Redis
+    /// 7.0) synced with a master that has not written yet (its offset is 0). No reads go
+    /// there; admin commands meant for every node (`CONFIG SET`) do.
+    pub loading_replicas: Vec<NodeAddr>,
 }
 
 /// The cluster's shards as one node sees them.
@@ -166,6 +176,7 @@ pub fn parse_cluster_slots(
                     master: master.addr,
                     master_id: master.id,
                     replicas: Vec::new(),
+                    loading_replicas: Vec::new(),
                 });
                 out.last_mut()
             }
@@ -196,6 +207,23 @@ pub fn parse_cluster_slots_resp3(
     queried: &NodeAddr,
 ) -> Result<Topology, TopologyError> {
     parse_cluster_slots(&to_resp2_shape(frame, 0), queried)
+}
+
+/// The slots the node that answered `CLUSTER NODES` imports: the `[slot-<-source]`
+/// entries of its own (`myself`) line. Only a node itself shows its migrations
+/// (Redis 7, Valkey 8); `CLUSTER SHARDS` and `CLUSTER SLOTS` never do. Malformed
+/// entries are skipped.
+pub fn importing_slots(cluster_nodes: &str) -> Vec<u16> {
+    let Some(line) = cluster_nodes.lines().find(|line| {
+        (line.split(' ').nth(2)).is_some_and(|flags| flags.split(',').any(|f| f == "myself"))
+    }) else {
+        return Vec::new();
+    };
+    (line.split(' ').skip(8))
+        .filter_map(|entry| entry.strip_prefix('[')?.split_once("-<-"))
+        .filter_map(|(slot, _)| slot.parse::<u16>().ok())
+        .filter(|&slot| slot <= MAX_SLOT)
+        .collect()
 }
 
 /// Sort ranges within shards and shards by their lowest slot.
@@ -230,6 +258,7 @@ fn parse_shard(frame: &OwnedFrame, queried_host: &str) -> Result<Option<ShardInf
     };
     let mut master: Option<AnnouncedNode> = None;
     let mut replicas = Vec::new();
+    let mut loading_replicas = Vec::new();
     for (j, node) in nodes.iter().enumerate() {
         let node = parse_shard_node(node, queried_host).map_err(|m| format!("node {j}: {m}"))?;
         match (node.role, node.health) {
@@ -241,7 +270,7 @@ fn parse_shard(frame: &OwnedFrame, queried_host: &str) -> Result<Option<ShardInf
                 }
             }
             (Role::Replica, Health::Online) => replicas.push(node.announced.addr),
-            (Role::Replica, Health::Loading) => {}
+            (Role::Replica, Health::Loading) => loading_replicas.push(node.announced.addr),
         }
     }
     let Some(master) = master else {
@@ -251,11 +280,13 @@ fn parse_shard(frame: &OwnedFrame, queried_host: &str) -> Result<Option<ShardInf
         return Ok(None);
     }
     replicas.retain(|replica| *replica != master.addr);
+    loading_replicas.retain(|replica| *replica != master.addr);
     Ok(Some(ShardInfo {
         slots,
         master: master.addr,
         master_id: master.id,
         replicas,
+        loading_replicas,
     }))
 }
 
@@ -298,9 +329,9 @@ fn parse_shard_node(frame: &OwnedFrame, queried_host: &str) -> Result<ShardNode,
         .find(|port| *port != Ok(0))
         .ok_or("no usable \"port\" or \"tls-port\" field")??;
     let host = first_usable([
+        fields.text("endpoint"),
         fields.text("ip"),
         fields.text("hostname"),
-        fields.text("endpoint"),
     ])
     .unwrap_or(queried_host);
     let role = match fields.text("role") {
@@ -383,8 +414,8 @@ fn parse_slots_node(frame: &OwnedFrame, queried_host: &str) -> Result<AnnouncedN
         Some(frame) => Fields::new(frame).map_err(|m| format!("metadata: {m}"))?,
     };
     let host = first_usable([
-        metadata.text("ip"),
         text(endpoint),
+        metadata.text("ip"),
         metadata.text("hostname"),
     ])
     .unwrap_or(queried_host);
@@ -587,6 +618,7 @@ mod tests {
             master: local(master),
             master_id: Some(id.to_owned()),
             replicas: replicas.iter().map(|&port| local(port)).collect(),
+            loading_replicas: vec![],
         }
     }
 
@@ -612,6 +644,18 @@ mod tests {
     }
 
     #[test]
+    fn a_node_shows_the_slots_it_imports_on_its_own_line() {
+        let nodes = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host1 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 myself,master - 0 1426238316232 2 connected 5461-10922 [93-<-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f] [77->-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca] [x-<-y] [99999-<-z] [16383-<-a]
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383 [94-<-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1]
+";
+        assert_eq!(importing_slots(nodes), [93, 16383]);
+        assert!(importing_slots(&nodes.replace("myself,", "")).is_empty());
+        assert!(importing_slots("").is_empty());
+    }
+
+    #[test]
     fn healthy_cluster() {
         let want = healthy();
         assert_eq!(
@@ -627,7 +671,7 @@ mod tests {
     }
 
     #[test]
-    fn announced_hostnames_do_not_displace_the_ip() {
+    fn the_preferred_endpoint_names_each_node_as_redirects_do() {
         // Five nodes announce `node-<port>.example.test`; 27006 announces none.
         let want = healthy();
         // Default endpoint type (ip); CLUSTER SLOTS carries the 7.0 hostname map.
@@ -639,15 +683,27 @@ mod tests {
             slots(include_bytes!("fixtures/hostnames_slots.resp"), 27001),
             want
         );
-        // `cluster-preferred-endpoint-type hostname`: SLOTS leads with the hostname
-        // (`?` for 27006) and moves the ip into the map.
+        // `cluster-preferred-endpoint-type hostname`: the endpoint (and MOVED) is the
+        // hostname, `?` for 27006, which falls back to its ip; SLOTS moves the ip into
+        // the map.
+        let named = |port: u16| NodeAddr::new(&format!("node-{port}.example.test"), port);
+        let mut by_name = want.clone();
+        for shard in &mut by_name.shards {
+            let port = |addr: &NodeAddr| addr.as_str().rsplit_once(':').unwrap().1.parse().unwrap();
+            shard.master = named(port(&shard.master));
+            for replica in &mut shard.replicas {
+                if port(replica) != 27006 {
+                    *replica = named(port(replica));
+                }
+            }
+        }
         assert_eq!(
             shards(include_bytes!("fixtures/prefhost_shards.resp"), 27001),
-            want
+            by_name
         );
         assert_eq!(
             slots(include_bytes!("fixtures/prefhost_slots.resp"), 27001),
-            want
+            by_name
         );
         // `unknown-endpoint`: SLOTS endpoints are null, SHARDS endpoints empty.
         assert_eq!(
@@ -704,10 +760,12 @@ mod tests {
 
         // 27003 restarted and rejoined as 27004's replica, captured before its
         // first sync: SHARDS says health "loading" (offset 0), SLOTS omits it.
-        // Neither counts it as a replica yet.
+        // Neither counts it as a replica yet; SHARDS keeps it as a loading one.
+        let mut loading = want.clone();
+        loading.shards[2].loading_replicas = vec![local(27003)];
         assert_eq!(
             shards(include_bytes!("fixtures/rejoined_shards.resp"), 27001),
-            want
+            loading
         );
         assert_eq!(
             slots(include_bytes!("fixtures/rejoined_slots.resp"), 27001),
@@ -830,7 +888,7 @@ mod tests {
     }
 
     #[test]
-    fn unusable_ip_falls_back_to_hostname_then_endpoint_then_queried_host() {
+    fn unusable_endpoint_falls_back_to_ip_then_hostname_then_queried_host() {
         let node = |pairs: &[(&str, OwnedFrame)]| {
             let mut all = vec![
                 ("port", OwnedFrame::Integer(7001)),
@@ -850,11 +908,28 @@ mod tests {
         );
         assert_eq!(node(&[("ip", OwnedFrame::Null)]), queried_host);
         assert_eq!(node(&[]), queried_host);
+        // The endpoint first: it is what MOVED and ASK carry.
+        assert_eq!(
+            node(&[
+                ("ip", bulk("10.0.0.1")),
+                ("hostname", bulk("a.example")),
+                ("endpoint", bulk("a.example"))
+            ]),
+            NodeAddr::new("a.example", 7001)
+        );
+        assert_eq!(
+            node(&[
+                ("ip", bulk("10.0.0.1")),
+                ("hostname", bulk("a.example")),
+                ("endpoint", bulk("?"))
+            ]),
+            NodeAddr::new("10.0.0.1", 7001)
+        );
         assert_eq!(
             node(&[
                 ("ip", bulk("")),
                 ("hostname", bulk("a.example")),
-                ("endpoint", bulk("b"))
+                ("endpoint", bulk(""))
             ]),
             NodeAddr::new("a.example", 7001)
         );
@@ -907,6 +982,7 @@ mod tests {
                 master: NodeAddr::new("10.1.2.3", 7001),
                 master_id: Some("abc".into()),
                 replicas: vec![],
+                loading_replicas: vec![],
             }]
         );
     }
@@ -963,6 +1039,7 @@ mod tests {
                     NodeAddr::new("10.0.0.2", 7002),
                     NodeAddr::new("10.0.0.6", 7006)
                 ],
+                loading_replicas: vec![NodeAddr::new("10.0.0.3", 7003)],
             }]
         );
         // Only failed or loading nodes: no live master, the shard is dropped.
@@ -1027,10 +1104,19 @@ mod tests {
         assert_eq!(entry(slots_node(OwnedFrame::Null, 7001, None)), local(7001));
         assert_eq!(entry(slots_node(bulk(""), 7001, meta(&[]))), local(7001));
         assert_eq!(entry(slots_node(bulk("?"), 7001, None)), local(7001));
-        // The map's ip wins over the endpoint, the endpoint over the map's hostname.
+        // The endpoint (what MOVED carries) wins over the map's ip and hostname.
         assert_eq!(
             entry(slots_node(
                 bulk("h.example"),
+                7001,
+                meta(&[("ip", "10.0.0.1"), ("hostname", "h.example")])
+            )),
+            NodeAddr::new("h.example", 7001)
+        );
+        // An unknown endpoint: the map's ip, then its hostname.
+        assert_eq!(
+            entry(slots_node(
+                bulk("?"),
                 7001,
                 meta(&[("ip", "10.0.0.1"), ("hostname", "h.example")])
             )),
@@ -1084,12 +1170,14 @@ mod tests {
                     master: NodeAddr::new("10.0.0.3", 7003),
                     master_id: Some("id-7003".into()),
                     replicas: vec![NodeAddr::new("10.0.0.1", 7001)],
+                    loading_replicas: vec![],
                 },
                 ShardInfo {
                     slots: vec![(100, 200), (300, 300)],
                     master: NodeAddr::new("10.0.0.1", 7001),
                     master_id: Some("id-7001".into()),
                     replicas: vec![NodeAddr::new("10.0.0.2", 7002)],
+                    loading_replicas: vec![],
                 },
             ]
         );

@@ -79,86 +79,10 @@ const fn max_name_len() -> usize {
     max
 }
 
-/// Probes from `hash` for the first entry within `range` that `matches`.
+/// Probes from `hash` for the first entry within `range` that `matches`: its position
+/// in `COMMANDS` followed by `SUBCOMMANDS`.
 #[inline]
 fn probe(
-    hash: u32,
-    range: core::ops::Range<usize>,
-    matches: impl Fn(&CommandSpec) -> bool,
-) -> Option<&'static CommandSpec> {
-    let mut slot = slot_of(hash);
-    loop {
-        let entry = INDEX[slot] as usize;
-        if entry == 0 {
-            return None;
-        }
-        let i = entry - 1;
-        if range.contains(&i) {
-            let spec = spec_at(i);
-            if matches(spec) {
-                return Some(spec);
-            }
-        }
-        slot = (slot + 1) & INDEX_MASK;
-    }
-}
-
-/// A top-level command by the name a client sent (never a subcommand, so `client|setname`
-/// as a command name is unknown, as in Redis). Always inlined: with a second caller
-/// (the ACL checks' own `classify`) LLVM outlined it from the data path's, +10
-/// instructions per GET (benches/callgrind.sh).
-#[inline(always)]
-pub(super) fn command(name: &[u8]) -> Option<&'static CommandSpec> {
-    if name.len() > MAX_NAME_LEN {
-        return None;
-    }
-    probe(hash_more(FNV_OFFSET, name), 0..COMMANDS.len(), |spec| {
-        spec.name.as_bytes().eq_ignore_ascii_case(name)
-    })
-}
-
-/// A container's subcommand by the name a client sent.
-#[inline]
-pub(super) fn subcommand(container: &CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
-    let prefix = container.name.len() + 1;
-    if prefix + sub.len() > MAX_NAME_LEN {
-        return None;
-    }
-    let hash = hash_more(
-        hash_more(hash_more(FNV_OFFSET, container.name.as_bytes()), b"|"),
-        sub,
-    );
-    let total = COMMANDS.len() + SUBCOMMANDS.len();
-    probe(hash, COMMANDS.len()..total, |spec| {
-        let full = spec.name.as_bytes();
-        full.len() == prefix + sub.len()
-            && full[prefix..].eq_ignore_ascii_case(sub)
-            && full[..prefix - 1] == *container.name.as_bytes()
-            && full[prefix - 1] == b'|'
-    })
-}
-
-/// Any spec by its full name (`get`, `client|setname`).
-#[inline]
-pub(super) fn any(name: &[u8]) -> Option<&'static CommandSpec> {
-    if name.len() > MAX_NAME_LEN {
-        return None;
-    }
-    let total = COMMANDS.len() + SUBCOMMANDS.len();
-    probe(hash_more(FNV_OFFSET, name), 0..total, |spec| {
-        spec.name.as_bytes().eq_ignore_ascii_case(name)
-    })
-}
-
-/// The spec at `position` (in `COMMANDS` followed by `SUBCOMMANDS`).
-pub(super) fn at(position: usize) -> Option<&'static CommandSpec> {
-    (position < COMMANDS.len() + SUBCOMMANDS.len()).then(|| spec_at(position))
-}
-
-/// Probes from `hash` for the first entry within `range` that `matches`: its position.
-/// ([`probe`] for a position, kept apart so that the request path's lookups compile as
-/// they did.)
-fn probe_position(
     hash: u32,
     range: core::ops::Range<usize>,
     matches: impl Fn(&CommandSpec) -> bool,
@@ -177,17 +101,50 @@ fn probe_position(
     }
 }
 
+/// A top-level command by the name a client sent (never a subcommand, so `client|setname`
+/// as a command name is unknown, as in Redis).
+#[inline]
+pub(super) fn command(name: &[u8]) -> Option<&'static CommandSpec> {
+    command_position(name).map(spec_at)
+}
+
+/// A container's subcommand by the name a client sent.
+#[inline]
+pub(super) fn subcommand(container: &CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
+    subcommand_position(container, sub).map(spec_at)
+}
+
+/// Any spec by its full name (`get`, `client|setname`).
+#[inline]
+pub(super) fn any(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let total = COMMANDS.len() + SUBCOMMANDS.len();
+    probe(hash_more(FNV_OFFSET, name), 0..total, |spec| {
+        spec.name.as_bytes().eq_ignore_ascii_case(name)
+    })
+    .map(spec_at)
+}
+
+/// The spec at `position` (in `COMMANDS` followed by `SUBCOMMANDS`).
+pub(super) fn at(position: usize) -> Option<&'static CommandSpec> {
+    (position < COMMANDS.len() + SUBCOMMANDS.len()).then(|| spec_at(position))
+}
+
 /// [`command`]'s position.
+#[inline]
 pub(super) fn command_position(name: &[u8]) -> Option<usize> {
     if name.len() > MAX_NAME_LEN {
         return None;
     }
-    probe_position(hash_more(FNV_OFFSET, name), 0..COMMANDS.len(), |spec| {
+    probe(hash_more(FNV_OFFSET, name), 0..COMMANDS.len(), |spec| {
         spec.name.as_bytes().eq_ignore_ascii_case(name)
     })
 }
 
 /// [`subcommand`]'s position.
+#[inline]
 pub(super) fn subcommand_position(container: &CommandSpec, sub: &[u8]) -> Option<usize> {
     let prefix = container.name.len() + 1;
     if prefix + sub.len() > MAX_NAME_LEN {
@@ -198,7 +155,7 @@ pub(super) fn subcommand_position(container: &CommandSpec, sub: &[u8]) -> Option
         sub,
     );
     let total = COMMANDS.len() + SUBCOMMANDS.len();
-    probe_position(hash, COMMANDS.len()..total, |spec| {
+    probe(hash, COMMANDS.len()..total, |spec| {
         let full = spec.name.as_bytes();
         full.len() == prefix + sub.len()
             && full[prefix..].eq_ignore_ascii_case(sub)

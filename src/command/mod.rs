@@ -133,6 +133,9 @@ pub enum Local {
     ClusterMyShardId,
     ClusterKeySlot,
     ClientKill,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: a client of this slotgate blocked in a
+    /// command (on any worker) is unblocked at its node.
+    ClientUnblock,
     Monitor,
     /// `ACL WHOAMI`, `USERS`, `LIST`, `GETUSER`, `CAT`: the users slotgate's clients log
     /// in as (never the nodes' own).
@@ -143,67 +146,137 @@ pub enum Local {
     AclCat,
 }
 
-/// Cluster-wide commands: sent to every master and the replies merged.
+/// Cluster-wide commands: sent to every master (or every node) and the replies merged.
+/// Where each goes and how its replies become one is [`FanOut::nodes`] and
+/// [`FanOut::combine`]: the one list both the session (which carries it out) and the
+/// README's support table (which describes it) read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FanOut {
-    /// Sum of the integers.
     DbSize,
-    /// Concatenation of the arrays.
     Keys,
-    /// One node at a time; the cursor encodes the node index.
     Scan,
-    /// `+OK` when every node says so.
     FlushAll,
-    /// `+OK` when every node says so.
     FlushDb,
-    /// Any node's non-nil answer.
     RandomKey,
-    /// The same SHA from every node.
     ScriptLoad,
-    /// `+OK` when every node says so.
     ScriptFlush,
-    /// Element-wise AND of the 0/1 arrays.
     ScriptExists,
-    /// `+OK` if any node killed a script, else the `NOTBUSY` error.
     ScriptKill,
-    /// The same library name from every node.
     FunctionLoad,
-    /// `+OK` when every node says so.
     FunctionDelete,
-    /// `+OK` when every node says so.
     FunctionFlush,
-    /// `+OK` when every node says so.
     FunctionRestore,
-    /// `+OK` if any node killed a function, else the `NOTBUSY` error.
     FunctionKill,
-    /// `+OK` when every node says so.
     MemoryPurge,
-    /// Union of the channel lists (each shard knows its own shard channels).
     PubSubShardChannels,
-    /// Per-channel sum of the counts.
     PubSubShardNumSub,
-    /// Union of the channel lists (each node knows its own subscribers).
     PubSubChannels,
-    /// Per-channel sum of the counts.
     PubSubNumSub,
-    /// Sum of the counts.
     PubSubNumPat,
-    /// Every node's entries, newest first, each saying its node.
     SlowlogGet,
-    /// Sum of the lengths.
     SlowlogLen,
-    /// `+OK` when every node says so.
     SlowlogReset,
-    /// Every master and replica; `+OK` when every node says so.
     ConfigSet,
-    /// Every master and replica; `+OK` when every node says so.
     ConfigResetStat,
-    /// Sum of the events reset.
     LatencyReset,
-    /// Every master's entries, each saying its node.
+    /// LATENCY LATEST, LATENCY HISTORY.
     LatencyEntries,
-    /// Every master's text under a line naming it.
+    /// LATENCY DOCTOR, LATENCY GRAPH.
     LatencyText,
+    LatencyHistogram,
+    FunctionStats,
+}
+
+/// Which nodes a cluster-wide command goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FanOutNodes {
+    /// Every master, at once.
+    Masters,
+    /// Every master and every replica connected to one (a config switch can refuse it).
+    MastersAndReplicas,
+    /// One master after another, one per client call (`SCAN`'s cursor).
+    MastersInTurn,
+}
+
+/// How the replies of a cluster-wide command become the one reply a standalone server
+/// gives; `dispatch::merge` carries each out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Combine {
+    /// The integers summed.
+    Sum,
+    /// The arrays concatenated.
+    Concat,
+    /// `+OK` when every node says so.
+    AllOk,
+    /// The first non-null reply (each call starts at another master).
+    FirstNonNull,
+    /// Every node gives the same reply (a SHA1, a library name): that reply.
+    Same,
+    /// Element-wise: 1 only where every node says 1.
+    AllOnes,
+    /// `+OK` if any node said so, else the first error (`NOTBUSY`).
+    AnyOk,
+    /// The union of the arrays, each element once.
+    Union,
+    /// Subscribers per channel: the nodes' counts summed, slotgate's own subscriptions
+    /// at the nodes replaced by the clients subscribed through slotgate.
+    NumSub,
+    /// Patterns subscribed: likewise.
+    NumPat,
+    /// Entries merged newest first, each naming its node.
+    SlowlogGet,
+    /// Entries concatenated, each naming its node.
+    Tagged,
+    /// Texts joined, each under its node's name.
+    Texts,
+    /// One node's keys behind slotgate's cursor.
+    Scan,
+    /// Per command: calls summed, histogram buckets merged.
+    LatencyHistogram,
+    /// One node's `FUNCTION STATS`, with the running function of any node that runs one.
+    FunctionStats,
+}
+
+impl FanOut {
+    /// Which nodes it goes to.
+    pub const fn nodes(self) -> FanOutNodes {
+        match self {
+            FanOut::ConfigSet | FanOut::ConfigResetStat => FanOutNodes::MastersAndReplicas,
+            FanOut::Scan => FanOutNodes::MastersInTurn,
+            _ => FanOutNodes::Masters,
+        }
+    }
+
+    /// How its replies become one.
+    pub const fn combine(self) -> Combine {
+        match self {
+            FanOut::DbSize | FanOut::SlowlogLen | FanOut::LatencyReset => Combine::Sum,
+            FanOut::Keys => Combine::Concat,
+            FanOut::Scan => Combine::Scan,
+            FanOut::FlushAll
+            | FanOut::FlushDb
+            | FanOut::ScriptFlush
+            | FanOut::FunctionDelete
+            | FanOut::FunctionFlush
+            | FanOut::FunctionRestore
+            | FanOut::MemoryPurge
+            | FanOut::SlowlogReset
+            | FanOut::ConfigSet
+            | FanOut::ConfigResetStat => Combine::AllOk,
+            FanOut::RandomKey => Combine::FirstNonNull,
+            FanOut::ScriptLoad | FanOut::FunctionLoad => Combine::Same,
+            FanOut::ScriptExists => Combine::AllOnes,
+            FanOut::ScriptKill | FanOut::FunctionKill => Combine::AnyOk,
+            FanOut::PubSubChannels | FanOut::PubSubShardChannels => Combine::Union,
+            FanOut::PubSubNumSub | FanOut::PubSubShardNumSub => Combine::NumSub,
+            FanOut::PubSubNumPat => Combine::NumPat,
+            FanOut::SlowlogGet => Combine::SlowlogGet,
+            FanOut::LatencyEntries => Combine::Tagged,
+            FanOut::LatencyText => Combine::Texts,
+            FanOut::LatencyHistogram => Combine::LatencyHistogram,
+            FanOut::FunctionStats => Combine::FunctionStats,
+        }
+    }
 }
 
 /// How a request is routed.

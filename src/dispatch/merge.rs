@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use bytes::{Bytes, BytesMut};
 
 use crate::backend::ReplyResult;
+use crate::clients::SubscriptionCounts;
 use crate::protocol::reply::{Proto, ReplyWriter};
 use crate::protocol::scan::{parse_int, Limits, ReplyScanner};
 
@@ -55,9 +56,13 @@ pub enum Merge {
     /// (NOTBUSY).
     AnyOk,
     /// PUBSUB NUMSUB, PUBSUB SHARDNUMSUB: per-channel sum of counts, channels in the
-    /// request's order (every part lists them so); a flat array `[ch, n, ...]` or a map,
-    /// as the nodes give it (Redis 7.0 gives the flat array in RESP3 too).
-    NumSub,
+    /// request's order (every part lists them so), each adjusted by slotgate's share
+    /// (its hubs' subscriptions out, its clients in; by position, none past the end);
+    /// a flat array `[ch, n, ...]` or a map, as the nodes give it (Redis 7.0 gives the
+    /// flat array in RESP3 too).
+    NumSub(Vec<SubscriptionCounts>),
+    /// PUBSUB NUMPAT: the sum, adjusted by slotgate's share.
+    NumPat(SubscriptionCounts),
     /// SLOWLOG GET \[count\]: every node's entries, newest first by timestamp, at most
     /// `count` (None: Redis's default 10; a negative count given by the client: all),
     /// each entry with the node's address appended as one more element (parts are in
@@ -73,14 +78,22 @@ pub enum Merge {
         count: Option<i64>,
         nodes: Vec<String>,
     },
+    /// LATENCY HISTOGRAM: per command, in first-seen order over the parts, `calls`
+    /// summed and the nodes' cumulative `histogram_usec` buckets merged bucket by
+    /// bucket (at each bucket any node reports, the sum of every node's cumulative
+    /// count up to it). A map in RESP3, flat arrays in RESP2, as Redis gives it.
+    LatencyHistogram,
+    /// FUNCTION STATS: the first part's reply, its `running_script` that of the first
+    /// part whose is not null (a function runs on one node at a time per client).
+    FunctionStats,
     /// SCAN over one node (one part): the node's reply `[cursor, [keys...]]` with its
-    /// cursor replaced by the proxy's [`ScanCursor`]: node cursor 0 moves on to
-    /// `shard + 1` (cursor 0 when that was the last shard). A node cursor of 2^48 or more
-    /// gets an error reply: the proxy's cursor cannot hold it.
+    /// cursor replaced by the proxy's [`ScanCursor`]: a node cursor other than 0 is `at`
+    /// with that node cursor; node cursor 0 moves on to `next` (cursor 0, the scan's
+    /// end, when `None`). A node cursor over [`ScanCursor::NODE_MAX`] gets an error
+    /// reply: the proxy's cursor cannot hold it.
     Scan {
-        shard: u16,
-        shards: u16,
-        fingerprint: u8,
+        at: ScanCursor,
+        next: Option<ScanCursor>,
     },
 }
 
@@ -129,15 +142,18 @@ pub fn merge(merge: &Merge, parts: Vec<ReplyResult>, proto: Proto) -> ReplyResul
         Merge::FirstNonNull => first_non_null(&frames, proto),
         // No part said OK and none failed.
         Merge::AnyOk => none_ok(&frames),
-        Merge::NumSub => numsub(&frames, proto),
+        Merge::NumSub(adjust) => numsub(adjust, &frames, proto),
+        Merge::NumPat(adjust) => sum(&frames, proto).and_then(|total| {
+            let mut out = BytesMut::new();
+            writer(&mut out, proto).int(adjust.adjust(int(&total)?));
+            Ok(out.freeze())
+        }),
         Merge::SlowlogGet { count, nodes } => slowlog_get(*count, nodes, &frames, proto),
         Merge::Tagged { nodes } => tagged(nodes, &frames, proto),
         Merge::Texts { nodes } => texts(nodes, &frames, proto),
-        Merge::Scan {
-            shard,
-            shards,
-            fingerprint,
-        } => scan(*shard, *shards, *fingerprint, &frames, proto),
+        Merge::Scan { at, next } => scan(*at, *next, &frames, proto),
+        Merge::LatencyHistogram => latency_histogram(&frames, proto),
+        Merge::FunctionStats => function_stats(&frames),
     };
     Ok(merged.unwrap_or_else(|why| why.into_reply(proto)))
 }
@@ -596,7 +612,11 @@ fn pairs(frame: &[u8]) -> Result<(u8, Items<'_>), Unexpected> {
     }
 }
 
-fn numsub(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
+fn numsub(
+    adjust: &[SubscriptionCounts],
+    frames: &[Bytes],
+    proto: Proto,
+) -> Result<Bytes, Unexpected> {
     let mut channels: Vec<(&[u8], i64)> = Vec::new();
     let mut kind = b'*';
     for (i, f) in frames.iter().enumerate() {
@@ -620,6 +640,9 @@ fn numsub(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
                 .checked_add(int(items.item()?)?)
                 .ok_or_else(|| Unexpected::new("sum of counts overflows"))?;
         }
+    }
+    for ((_, n), adjust) in channels.iter_mut().zip(adjust) {
+        *n = adjust.adjust(*n);
     }
     let size = channels.iter().map(|(c, _)| c.len() + 24).sum::<usize>() + HEADER_MAX;
     let mut out = BytesMut::with_capacity(size);
@@ -746,10 +769,144 @@ fn texts(nodes: &[String], frames: &[Bytes], proto: Proto) -> Result<Bytes, Unex
     Ok(out.freeze())
 }
 
+/// A string element's bytes (bulk or status).
+fn text(frame: &[u8]) -> Result<&[u8], Unexpected> {
+    match value(frame)? {
+        Value::Bulk(b) | Value::Simple(b) => Ok(b),
+        other => Err(Unexpected::new(format!(
+            "expected a string, got {}",
+            describe(&other)
+        ))),
+    }
+}
+
+/// One command of `LATENCY HISTOGRAM`: its name, calls over the parts, and each part's
+/// cumulative buckets `(usec, count)`.
+struct CommandHistogram<'a> {
+    name: &'a [u8],
+    calls: i64,
+    per_node: Vec<Vec<(i64, i64)>>,
+}
+
+fn latency_histogram(frames: &[Bytes], proto: Proto) -> Result<Bytes, Unexpected> {
+    let mut commands: Vec<CommandHistogram> = Vec::new();
+    for frame in frames {
+        let (_, mut entries) = pairs(frame)?;
+        while let Some(name) = entries.next_item()? {
+            let name = text(name)?;
+            let (_, mut fields) = pairs(entries.item()?)?;
+            let (mut calls, mut buckets) = (0, Vec::new());
+            while let Some(field) = fields.next_item()? {
+                let field_value = fields.item()?;
+                match text(field)? {
+                    b"calls" => calls = int(field_value)?,
+                    b"histogram_usec" => {
+                        let (_, mut items) = pairs(field_value)?;
+                        buckets.reserve(items.bounded_len() / 2);
+                        while let Some(usec) = items.next_item()? {
+                            buckets.push((int(usec)?, int(items.item()?)?));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let at = match commands.iter().position(|c| c.name == name) {
+                Some(at) => at,
+                None => {
+                    commands.push(CommandHistogram {
+                        name,
+                        calls: 0,
+                        per_node: Vec::new(),
+                    });
+                    commands.len() - 1
+                }
+            };
+            let command = &mut commands[at];
+            command.calls = command.calls.saturating_add(calls);
+            command.per_node.push(buckets);
+        }
+    }
+    let mut out = BytesMut::new();
+    let mut w = writer(&mut out, proto);
+    w.map(commands.len());
+    for command in &commands {
+        w.bulk(command.name);
+        w.map(2);
+        w.bulk(b"calls");
+        w.int(command.calls);
+        w.bulk(b"histogram_usec");
+        let merged = merge_cumulative(&command.per_node);
+        w.map(merged.len());
+        for (usec, count) in merged {
+            w.int(usec);
+            w.int(count);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Cumulative histograms (each ascending by bucket) summed: at every bucket any of them
+/// has, the sum of each one's count at its last bucket not above it.
+fn merge_cumulative(histograms: &[Vec<(i64, i64)>]) -> Vec<(i64, i64)> {
+    let mut bounds: Vec<i64> = histograms.iter().flatten().map(|&(usec, _)| usec).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    (bounds.into_iter())
+        .map(|bound| {
+            let count = (histograms.iter())
+                .map(|h| {
+                    (h.iter().take_while(|&&(usec, _)| usec <= bound))
+                        .last()
+                        .map_or(0, |&(_, count)| count)
+                })
+                .fold(0i64, i64::saturating_add);
+            (bound, count)
+        })
+        .collect()
+}
+
+fn function_stats(frames: &[Bytes]) -> Result<Bytes, Unexpected> {
+    let [first, ..] = frames else {
+        return Err(Unexpected::new("no node replied"));
+    };
+    // The first non-null `running_script` over the parts.
+    let mut running: Option<&[u8]> = None;
+    for frame in frames {
+        let (_, mut fields) = pairs(frame)?;
+        while let Some(field) = fields.next_item()? {
+            let field_value = fields.item()?;
+            if text(field)? == b"running_script" && !matches!(value(field_value)?, Value::Null) {
+                running = Some(field_value);
+                break;
+            }
+        }
+        if running.is_some() {
+            break;
+        }
+    }
+    let Some(running) = running else {
+        return Ok(first.clone());
+    };
+    let (_, mut fields) = pairs(first)?;
+    // The map's (or flat array's) header, copied as the node wrote it.
+    let header_len = first.len() - fields.body().len();
+    let mut out = BytesMut::with_capacity(first.len() + running.len());
+    out.extend_from_slice(&first[..header_len]);
+    while let Some(field) = fields.next_item()? {
+        let field_value = fields.item()?;
+        out.extend_from_slice(field);
+        if text(field)? == b"running_script" {
+            out.extend_from_slice(running);
+        } else {
+            out.extend_from_slice(field_value);
+        }
+    }
+    Ok(out.freeze())
+}
+
 fn scan(
-    shard: u16,
-    shards: u16,
-    fingerprint: u8,
+    at: ScanCursor,
+    next: Option<ScanCursor>,
     frames: &[Bytes],
     proto: Proto,
 ) -> Result<Bytes, Unexpected> {
@@ -788,35 +945,17 @@ fn scan(
             )))
         }
     }
-    if shards > ScanCursor::SHARDS_MAX || shard >= shards {
-        return Err(Unexpected::new(format!(
-            "SCAN of shard {shard} of {shards} (a cursor names at most {} shards)",
-            ScanCursor::SHARDS_MAX
-        )));
-    }
     let cursor = if node != 0 {
         if node > ScanCursor::NODE_MAX {
             let mut out = BytesMut::new();
             writer(&mut out, proto).error(&format!(
-                "ERR slotgate: a node's SCAN cursor {node} is too large for the proxy's cursor encoding (at most 2^48-1)"
+                "ERR slotgate: a node's SCAN cursor {node} is too large for the proxy's cursor encoding (at most 2^47-1)"
             ));
             return Ok(out.freeze());
         }
-        ScanCursor {
-            shard,
-            node,
-            fingerprint,
-        }
-        .encode()
-    } else if shard.saturating_add(1) < shards {
-        ScanCursor {
-            shard: shard + 1,
-            node: 0,
-            fingerprint,
-        }
-        .encode()
+        ScanCursor { node, ..at }.encode()
     } else {
-        0
+        next.map_or(0, ScanCursor::encode)
     };
     let mut digits = itoa::Buffer::new();
     let mut out = BytesMut::with_capacity(keys.len() + 2 * HEADER_MAX);
@@ -831,17 +970,21 @@ fn scan(
 // SCAN cursors.
 
 /// The proxy's SCAN cursor: which shard (index in the slot table's shard list), the
-/// node's own cursor, and a fingerprint of the topology the scan started on.
+/// node's own cursor, a fingerprint of the topology the scan started on, and whether the
+/// scan is past its walk over every master, rescanning the masters that import slots
+/// (see `session::fan_out`).
 ///
-/// The client sees one decimal u64: the node's cursor in the top 48 bits, the
-/// fingerprint in the next 8, the shard in the low 8. Shard 0, node cursor 0 (the
-/// start) is `0`, as with Redis; a scan that moves on to the next shard gets a cursor
-/// with node 0 and shard ≥ 1, never `0`, so `0` only ever means "start" or "done".
+/// The client sees one decimal u64: the rescan flag in the top bit, the node's cursor
+/// in the next 47 bits, the fingerprint in the next 8, the shard in the low 8. Shard 0,
+/// node cursor 0 of the walk (the start) is `0`, as with Redis; a scan that moves on
+/// to the next shard gets a cursor with node 0 and shard ≥ 1 or the rescan flag, never
+/// `0`, so `0` only ever means "start" or "done".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanCursor {
     pub shard: u16,
     pub node: u64,
     pub fingerprint: u8,
+    pub rescan: bool,
 }
 
 impl ScanCursor {
@@ -850,21 +993,35 @@ impl ScanCursor {
         shard: 0,
         node: 0,
         fingerprint: 0,
+        rescan: false,
     };
 
     /// Shards a cursor can name (8 bits).
     pub const SHARDS_MAX: u16 = 256;
 
-    /// The largest node cursor the encoding holds (48 bits).
-    pub const NODE_MAX: u64 = (1 << 48) - 1;
+    /// The largest node cursor the encoding holds (47 bits: a node's cursor runs to its
+    /// hash table's size, far below 2^47 slots).
+    pub const NODE_MAX: u64 = (1 << 47) - 1;
 
-    /// As the decimal u64 the client sees: `(node << 16) | (fingerprint << 8) | shard`;
-    /// shard < 256, node < 2^48.
+    /// The first node cursor of `shard`.
+    pub fn shard_start(shard: u16, fingerprint: u8, rescan: bool) -> ScanCursor {
+        ScanCursor {
+            shard,
+            node: 0,
+            fingerprint,
+            rescan,
+        }
+    }
+
+    /// As the decimal u64 the client sees:
+    /// `(rescan << 63) | (node << 16) | (fingerprint << 8) | shard`; shard < 256,
+    /// node < 2^47.
     ///
     /// Bits of `shard` and `node` beyond those widths are dropped; [`merge`] answers an
     /// error rather than build such a cursor.
     pub fn encode(self) -> u64 {
-        ((self.node & Self::NODE_MAX) << 16)
+        (u64::from(self.rescan) << 63)
+            | ((self.node & Self::NODE_MAX) << 16)
             | (u64::from(self.fingerprint) << 8)
             | u64::from(self.shard & 0xff)
     }
@@ -885,8 +1042,9 @@ impl ScanCursor {
             .ok_or(INVALID)?;
         Ok(ScanCursor {
             shard: (v & 0xff) as u16,
-            node: v >> 16,
+            node: (v >> 16) & Self::NODE_MAX,
             fingerprint: ((v >> 8) & 0xff) as u8,
+            rescan: v >> 63 == 1,
         })
     }
 }
@@ -1026,6 +1184,107 @@ mod tests {
         }
     }
 
+    /// One command of a `LATENCY HISTOGRAM` reply: name, calls, `(usec, cumulative)`.
+    type Histogram<'a> = (&'a str, i64, &'a [(i64, i64)]);
+
+    /// A node's `LATENCY HISTOGRAM` reply.
+    fn histogram(proto: Proto, commands: &[Histogram]) -> String {
+        let mut out = BytesMut::new();
+        let mut w = writer(&mut out, proto);
+        w.map(commands.len());
+        for (name, calls, buckets) in commands {
+            w.bulk(name.as_bytes());
+            w.map(2);
+            w.bulk(b"calls");
+            w.int(*calls);
+            w.bulk(b"histogram_usec");
+            w.map(buckets.len());
+            for (usec, count) in *buckets {
+                w.int(*usec);
+                w.int(*count);
+            }
+        }
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn latency_histograms_sum_calls_and_merge_cumulative_buckets() {
+        for proto in [Resp2, Resp3] {
+            let a = histogram(
+                proto,
+                &[("set", 3, &[(1, 1), (4, 3)]), ("get", 1, &[(2, 1)])],
+            );
+            let b = histogram(
+                proto,
+                &[("config|set", 1, &[(16, 1)]), ("set", 4, &[(2, 2), (8, 4)])],
+            );
+            let want = histogram(
+                proto,
+                &[
+                    // At 1: 1+0; at 2: 1+2; at 4: 3+2; at 8: 3+4.
+                    ("set", 7, &[(1, 1), (2, 3), (4, 5), (8, 7)]),
+                    ("get", 1, &[(2, 1)]),
+                    ("config|set", 1, &[(16, 1)]),
+                ],
+            );
+            let merged = run(&Merge::LatencyHistogram, vec![ok(&a), ok(&b)], proto);
+            assert_eq!(merged, want, "{proto:?}");
+            // Nothing recorded anywhere: an empty map.
+            let empty = histogram(proto, &[]);
+            let merged = run(
+                &Merge::LatencyHistogram,
+                vec![ok(&empty), ok(&empty)],
+                proto,
+            );
+            assert_eq!(merged, empty);
+            let text = run(&Merge::LatencyHistogram, vec![ok(":1\r\n")], proto);
+            assert!(is_slotgate_error(&text), "{text}");
+        }
+    }
+
+    fn function_stats_reply(proto: Proto, running: Option<&str>) -> String {
+        let mut out = BytesMut::new();
+        let mut w = writer(&mut out, proto);
+        w.map(2);
+        w.bulk(b"running_script");
+        match running {
+            Some(name) => {
+                w.map(3);
+                w.bulk(b"name");
+                w.bulk(name.as_bytes());
+                w.bulk(b"command");
+                w.array(1);
+                w.bulk(b"fcall");
+                w.bulk(b"duration_ms");
+                w.int(1500);
+            }
+            None => w.null(),
+        }
+        w.bulk(b"engines");
+        w.map(1);
+        w.bulk(b"LUA");
+        w.map(2);
+        w.bulk(b"libraries_count");
+        w.int(1);
+        w.bulk(b"functions_count");
+        w.int(2);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn function_stats_shows_the_function_running_on_any_node() {
+        for proto in [Resp2, Resp3] {
+            let idle = function_stats_reply(proto, None);
+            let busy = function_stats_reply(proto, Some("slow"));
+            let parts = || vec![ok(&idle), ok(&busy), ok(&idle)];
+            assert_eq!(run(&Merge::FunctionStats, parts(), proto), busy);
+            let all_idle = vec![ok(&idle), ok(&idle)];
+            assert_eq!(run(&Merge::FunctionStats, all_idle, proto), idle);
+            let text = run(&Merge::FunctionStats, vec![ok(":1\r\n")], proto);
+            assert!(is_slotgate_error(&text), "{text}");
+        }
+    }
+
     #[test]
     fn latency_entries_and_texts_say_their_node() {
         let nodes = vec!["n1:1".to_string(), "n2:2".to_string()];
@@ -1144,7 +1403,7 @@ mod tests {
             Merge::AllOk,
             Merge::Concat,
             Merge::Same,
-            Merge::NumSub,
+            Merge::NumSub(vec![]),
         ] {
             assert_eq!(
                 run(&m, vec![ok(":1\r\n"), ok(attributed)], Resp3),
@@ -1324,22 +1583,38 @@ mod tests {
         let a = "*6\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n$1\r\nx\r\n:1\r\n";
         let b = "*6\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:5\r\n$1\r\nx\r\n:2\r\n";
         let flat = "*6\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:5\r\n$1\r\nx\r\n:3\r\n";
-        assert_eq!(run(&Merge::NumSub, vec![ok(a), ok(b)], Resp2), flat);
-        assert_eq!(run(&Merge::NumSub, vec![ok(a), ok(b)], Resp3), flat);
+        assert_eq!(run(&Merge::NumSub(vec![]), vec![ok(a), ok(b)], Resp2), flat);
+        assert_eq!(run(&Merge::NumSub(vec![]), vec![ok(a), ok(b)], Resp3), flat);
         // A node that answers a RESP3 map gets its client a map.
         let a = "%2\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n";
         let b = "%2\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:7\r\n";
         assert_eq!(
-            run(&Merge::NumSub, vec![ok(a), ok(b)], Resp3),
+            run(&Merge::NumSub(vec![]), vec![ok(a), ok(b)], Resp3),
             "%2\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:7\r\n"
         );
-        assert_eq!(run(&Merge::NumSub, vec![ok("*0\r\n")], Resp2), "*0\r\n");
+        assert_eq!(
+            run(&Merge::NumSub(vec![]), vec![ok("*0\r\n")], Resp2),
+            "*0\r\n"
+        );
         // Parts that name other channels cannot be merged.
         let c = "%2\r\n$1\r\ny\r\n:2\r\n$1\r\nx\r\n:7\r\n";
-        let text = run(&Merge::NumSub, vec![ok(a), ok(c)], Resp3);
+        let text = run(&Merge::NumSub(vec![]), vec![ok(a), ok(c)], Resp3);
         assert!(is_slotgate_error(&text), "{text}");
-        let odd = run(&Merge::NumSub, vec![ok("*1\r\n$1\r\nx\r\n")], Resp2);
+        let odd = run(&Merge::NumSub(vec![]), vec![ok("*1\r\n$1\r\nx\r\n")], Resp2);
         assert!(is_slotgate_error(&odd), "{odd}");
+        // Slotgate's share: its 2 hub subscriptions to x out, its 5 clients in; y none.
+        let share = |clients, at_nodes| SubscriptionCounts { clients, at_nodes };
+        let a = "*4\r\n$1\r\nx\r\n:2\r\n$1\r\ny\r\n:1\r\n";
+        let b = "*4\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n";
+        let m = Merge::NumSub(vec![share(5, 2), share(0, 0)]);
+        assert_eq!(
+            run(&m, vec![ok(a), ok(b)], Resp2),
+            "*4\r\n$1\r\nx\r\n:6\r\n$1\r\ny\r\n:1\r\n"
+        );
+        // Never below 0 (a hub's subscription not at its node yet).
+        assert_eq!(share(0, 3).adjust(1), 0);
+        let m = Merge::NumPat(share(2, 3));
+        assert_eq!(run(&m, vec![ok(":3\r\n"), ok(":1\r\n")], Resp3), ":3\r\n");
     }
 
     /// A SLOWLOG entry as Redis 7.0 gives it.
@@ -1419,11 +1694,20 @@ mod tests {
         assert!(is_slotgate_error(&run(&short, parts(), Resp2)));
     }
 
-    fn scan_of(shard: u16, shards: u16) -> Merge {
-        Merge::Scan {
+    fn cursor(shard: u16, node: u64, rescan: bool) -> ScanCursor {
+        ScanCursor {
             shard,
-            shards,
+            node,
             fingerprint: 0xab,
+            rescan,
+        }
+    }
+
+    /// SCAN of `shard`, moving on to `next` (a shard's start) when the node is done.
+    fn scan_of(shard: u16, next: Option<(u16, bool)>) -> Merge {
+        Merge::Scan {
+            at: cursor(shard, 0, false),
+            next: next.map(|(shard, rescan)| cursor(shard, 0, rescan)),
         }
     }
 
@@ -1436,36 +1720,43 @@ mod tests {
     fn scan_replaces_the_nodes_cursor() {
         for proto in [Resp2, Resp3] {
             // Mid-node: the same shard, the node's cursor.
-            let mid = ScanCursor {
-                shard: 1,
-                node: 17,
-                fingerprint: 0xab,
-            };
             assert_eq!(
-                run(&scan_of(1, 3), vec![ok(&scan_reply(17))], proto),
-                scan_reply(mid.encode())
+                run(
+                    &scan_of(1, Some((2, false))),
+                    vec![ok(&scan_reply(17))],
+                    proto
+                ),
+                scan_reply(cursor(1, 17, false).encode())
             );
             // The node is done: the next shard, from its start.
-            let next = ScanCursor {
-                shard: 2,
-                node: 0,
-                fingerprint: 0xab,
-            };
             assert_eq!(
-                run(&scan_of(1, 3), vec![ok(&scan_reply(0))], proto),
-                scan_reply(next.encode())
+                run(
+                    &scan_of(1, Some((2, false))),
+                    vec![ok(&scan_reply(0))],
+                    proto
+                ),
+                scan_reply(cursor(2, 0, false).encode())
             );
+            // The walk is done, a master importing slots is to be scanned again: even
+            // shard 0's rescan is not cursor 0.
+            let rescan = run(
+                &scan_of(2, Some((0, true))),
+                vec![ok(&scan_reply(0))],
+                proto,
+            );
+            assert_eq!(rescan, scan_reply(cursor(0, 0, true).encode()));
+            assert_ne!(cursor(0, 0, true).encode(), 0);
             // The last shard is done: the scan is.
             assert_eq!(
-                run(&scan_of(2, 3), vec![ok(&scan_reply(0))], proto),
+                run(&scan_of(2, None), vec![ok(&scan_reply(0))], proto),
                 scan_reply(0)
             );
             // The largest node cursor that fits, and the first that does not.
             let max = ScanCursor::NODE_MAX;
-            let top = run(&scan_of(0, 1), vec![ok(&scan_reply(max))], proto);
-            let cursor = ScanCursor::decode(top.split("\r\n").nth(2).unwrap().as_bytes());
-            assert_eq!(cursor.map(|c| c.node), Ok(max));
-            let text = run(&scan_of(0, 1), vec![ok(&scan_reply(max + 1))], proto);
+            let top = run(&scan_of(0, None), vec![ok(&scan_reply(max))], proto);
+            let got = ScanCursor::decode(top.split("\r\n").nth(2).unwrap().as_bytes());
+            assert_eq!(got.map(|c| (c.node, c.rescan)), Ok((max, false)));
+            let text = run(&scan_of(0, None), vec![ok(&scan_reply(max + 1))], proto);
             assert!(text.contains("too large"), "{text}");
             assert!(text.starts_with("-ERR slotgate: ") && text.ends_with("\r\n"));
             // Malformed replies.
@@ -1474,13 +1765,11 @@ mod tests {
                 "*2\r\n$1\r\nx\r\n*0\r\n",
                 "*2\r\n$1\r\n0\r\n:1\r\n",
             ] {
-                let text = run(&scan_of(0, 1), vec![ok(bad)], proto);
+                let text = run(&scan_of(0, None), vec![ok(bad)], proto);
                 assert!(is_slotgate_error(&text), "{bad:?}: {text}");
             }
             let two = vec![ok(&scan_reply(0)), ok(&scan_reply(0))];
-            assert!(is_slotgate_error(&run(&scan_of(0, 1), two, proto)));
-            let too_many_shards = run(&scan_of(0, 257), vec![ok(&scan_reply(0))], proto);
-            assert!(is_slotgate_error(&too_many_shards));
+            assert!(is_slotgate_error(&run(&scan_of(0, None), two, proto)));
         }
     }
 
@@ -1494,17 +1783,21 @@ mod tests {
                 shard: 255,
                 node: ScanCursor::NODE_MAX,
                 fingerprint: 255,
+                rescan: true,
             },
             ScanCursor {
                 shard: 3,
                 node: 123_456_789,
                 fingerprint: 7,
+                rescan: false,
             },
             ScanCursor {
                 shard: 1,
                 node: 0,
                 fingerprint: 0,
+                rescan: false,
             },
+            ScanCursor::shard_start(0, 0, true),
         ] {
             let text = c.encode().to_string();
             assert_eq!(ScanCursor::decode(text.as_bytes()), Ok(c), "{text}");
@@ -1513,14 +1806,17 @@ mod tests {
             ScanCursor {
                 shard: 2,
                 node: 5,
-                fingerprint: 1
+                fingerprint: 1,
+                rescan: false,
             }
             .encode(),
             (5 << 16) | (1 << 8) | 2
         );
+        assert_eq!(ScanCursor::shard_start(0, 0, true).encode(), 1 << 63);
+        let all_ones = ScanCursor::decode(b"18446744073709551615").unwrap();
         assert_eq!(
-            ScanCursor::decode(b"18446744073709551615").map(|c| c.node),
-            Ok(ScanCursor::NODE_MAX)
+            (all_ones.node, all_ones.rescan),
+            (ScanCursor::NODE_MAX, true)
         );
         for bad in [
             &b"-1"[..],
@@ -1544,7 +1840,12 @@ mod tests {
     #[test]
     fn huge_counts_in_headers_reserve_nothing() {
         let huge = format!("*{}\r\n:1\r\n", i64::MAX);
-        for m in [Merge::AllOnes, Merge::NumSub, Merge::Concat, Merge::Union] {
+        for m in [
+            Merge::AllOnes,
+            Merge::NumSub(vec![]),
+            Merge::Concat,
+            Merge::Union,
+        ] {
             let text = run(&m, vec![ok(&huge), ok(&huge)], Resp3);
             assert!(is_slotgate_error(&text), "{m:?}: {text}");
         }

@@ -13,10 +13,6 @@ use crate::command::learned::{LearnedCommands, LearnedRoute};
 use crate::command::{classify, flags, Args, CommandError, FanOut, Local, Route};
 use crate::slot::Slot;
 
-/// Why `WAIT`/`WAITAOF` (blocking, keyless) are refused, until they follow the
-/// client's last write.
-const WAIT: &str = "WAIT and WAITAOF are not supported by slotgate yet";
-
 /// What the session must do with a request. It borrows nothing, so the session can
 /// decide once and then change its own state (a transaction's) before carrying it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +34,10 @@ pub enum Plan {
     /// A blocking command: to its slot's master on a connection pinned to the client,
     /// waiting as long as its own timeout says.
     Pinned { target: Target, wait: BlockFor },
+    /// `WAIT`, `WAITAOF` (lower-case name): on a connection pinned to the client at the
+    /// master of its last write, after a write there to count from
+    /// (`session::wait`), waiting as long as its own timeout says.
+    Wait { name: &'static str, wait: BlockFor },
     /// Answer `ERR 'NAME' is not supported: reason` ([`Plan::refusal`]). `name` is the
     /// lower-case command name (`container|sub` for a subcommand); `None` for a learned
     /// command, whose name is the request's first argument.
@@ -95,13 +95,35 @@ pub fn plan(
     learned: Option<&LearnedCommands>,
     client: u32,
 ) -> Result<Plan, PlanError> {
+    plan_with_flags(request, learned, client).0
+}
+
+/// [`plan`], with the command's [`flags`] (0 when it is unknown or learned), for the
+/// counters by class.
+#[inline]
+pub fn plan_with_flags(
+    request: &(impl Args + ?Sized),
+    learned: Option<&LearnedCommands>,
+    client: u32,
+) -> (Result<Plan, PlanError>, u32) {
     let classified = match classify(request) {
         Ok(classified) => classified,
         Err(unknown @ CommandError::Unknown { .. }) => {
-            return plan_learned(request, learned, unknown, client)
+            return (plan_learned(request, learned, unknown, client), 0)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return (Err(e.into()), 0),
     };
+    let flags = classified.spec.flags;
+    (plan_classified(request, classified, client), flags)
+}
+
+/// [`plan`] of a command the built-in table knows.
+#[inline]
+fn plan_classified(
+    request: &(impl Args + ?Sized),
+    classified: crate::command::Classified,
+    client: u32,
+) -> Result<Plan, PlanError> {
     let name = classified.spec.name;
     let refuse = |reason| Plan::Refuse {
         name: Some(name),
@@ -123,7 +145,10 @@ pub fn plan(
         Route::AnyNode => node(Target::Any(client)),
         Route::FanOut(kind) => Plan::FanOut(kind),
         Route::SlotArgument => Plan::Node(slot_argument(request, client)),
-        Route::Blocking if classified.keys.is_empty() => refuse(WAIT),
+        Route::Blocking if classified.keys.is_empty() => Plan::Wait {
+            name,
+            wait: block_for(name, request),
+        },
         Route::Blocking => match target(request, classified.keys.iter(), client) {
             Ok(target) => Plan::Pinned {
                 target,
@@ -383,8 +408,19 @@ mod tests {
             Err(PlanError::CrossSlot)
         );
         assert_eq!(
-            refused(plan_of(&["WAIT", "1", "0"])),
-            "ERR 'WAIT' is not supported: WAIT and WAITAOF are not supported by slotgate yet"
+            plan_of(&["WAIT", "1", "0"]),
+            Ok(Plan::Wait {
+                name: "wait",
+                wait: BlockFor::Forever
+            }),
+            "no key: the session knows the slot of the client's last write"
+        );
+        assert_eq!(
+            plan_of(&["waitaof", "0", "1", "100"]),
+            Ok(Plan::Wait {
+                name: "waitaof",
+                wait: BlockFor::For(std::time::Duration::from_millis(100))
+            })
         );
         assert_eq!(
             plan_of(&["XREAD", "STREAMS", "s", "0"]),

@@ -49,7 +49,8 @@ pub enum Kind {
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Channel, Kind::Pattern, Kind::Shard];
 
-    fn index(self) -> usize {
+    /// 0, 1, 2: its place in [`Kind::ALL`] (and in the client registry's counts).
+    pub fn index(self) -> usize {
         self as usize
     }
 
@@ -243,9 +244,16 @@ impl PubSubIo<'_> {
         self.deliveries.push((reply.into_place(), result));
     }
 
+    /// Tell the client registry how many of this worker's clients want `name` (what
+    /// `PUBSUB NUMSUB` counts across the workers).
+    fn note_subscribers(&self, kind: Kind, name: &[u8], clients: usize) {
+        (self.shared.clients).note_subscribers(self.worker, kind.index(), name, clients);
+    }
+
     /// Ask the control plane for a fresh slot table.
     fn want_refresh(&self) {
-        self.shared.refresh_wanted.notify_one();
+        self.shared
+            .want_refresh(crate::admin::metrics::RefreshCause::PubSub);
     }
 }
 
@@ -290,6 +298,7 @@ impl PubSub {
         let map = &mut self.wanted[kind.index()];
         if let Some(wanted) = map.get_mut(name) {
             wanted.subscribers.push(who);
+            io.note_subscribers(kind, name, wanted.subscribers.len());
             return wanted.confirmed;
         }
         let wanted = Wanted {
@@ -297,6 +306,7 @@ impl PubSub {
             ..Wanted::default()
         };
         map.insert(name.clone(), wanted);
+        io.note_subscribers(kind, name, 1);
         self.place(io, kind, name);
         false
     }
@@ -344,6 +354,7 @@ impl PubSub {
         {
             wanted.subscribers.swap_remove(i);
         }
+        io.note_subscribers(kind, name, wanted.subscribers.len());
         if wanted.subscribers.is_empty() && wanted.waiters.is_empty() {
             self.drop_wanted(io, kind, name);
         }
@@ -445,14 +456,16 @@ impl PubSub {
         let masters: Vec<NodeAddr> = io.table.masters().cloned().collect();
         let mut chosen = None;
         for i in 0..masters.len() {
-            let node = io.node(&masters[(io.worker + i) % masters.len()]);
+            let addr = &masters[(io.worker + i) % masters.len()];
+            let node = io.node(addr);
             if !io.conns.node_is_down(node) {
-                chosen = Some(node);
+                chosen = Some((node, addr));
                 break;
             }
         }
-        self.plain_node = chosen;
-        chosen
+        (io.shared.clients).note_plain_node(io.worker, chosen.map(|(_, addr)| addr));
+        self.plain_node = chosen.map(|(node, _)| node);
+        self.plain_node
     }
 
     /// The index of the link to `node`, opened when there is none.
@@ -509,6 +522,7 @@ impl PubSub {
         let Some((name, wanted)) = self.wanted[kind.index()].remove_entry(name) else {
             return;
         };
+        io.note_subscribers(kind, &name, 0);
         if let Some(link) = wanted
             .at
             .and_then(|node| self.links.iter().position(|l| l.node == node))

@@ -295,6 +295,7 @@ mod tests {
                     master: NodeAddr::parse("127.0.0.1:1").unwrap(),
                     master_id: None,
                     replicas: Vec::new(),
+                    loading_replicas: Vec::new(),
                 }],
             };
             Arc::new(SlotTable::build(&topology, &SlotTable::empty()))

@@ -27,7 +27,9 @@ use redis_protocol::resp2::types::OwnedFrame;
 
 use super::plan::{plan, refusal, Plan, PlanError};
 use crate::command::learned::LearnedCommands;
-use crate::command::{all, classify, CommandSpec, FanOut, KeySpec, NumKeysRule, Route};
+use crate::command::{
+    all, classify, Combine, CommandSpec, FanOut, FanOutNodes, KeySpec, NumKeysRule, Route,
+};
 
 /// One row of the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +49,8 @@ const ONE_SLOT: &str = "keys must share a slot";
 /// The note for a list command whose keys in several slots are served one slot after
 /// another.
 const ACROSS: &str = "keys in several slots: one slot after another, not atomic (see List commands across slots above)";
+/// The phrase for `WAIT` and `WAITAOF`.
+const WAIT: &str = "pinned connection to the master of the client's last write, after a write there to count from (see Blocking commands above)";
 /// The note for a command whose request carries a script slotgate remembers.
 const SCRIPT: &str = "the script is remembered, to heal a `NOSCRIPT`";
 
@@ -56,7 +60,7 @@ pub fn route_phrase(route: Route) -> String {
         Route::Local(_) => "answered by slotgate".into(),
         Route::Slot => "by key (its slot's master)".into(),
         Route::AnyNode => "any master".into(),
-        Route::FanOut(kind) => fan_out_phrase(kind).into(),
+        Route::FanOut(kind) => fan_out_phrase(kind),
         Route::SlotArgument => "the master of the slot it names".into(),
         Route::Blocking => "pinned connection to its slot's master".into(),
         Route::Transaction => "slotgate's transaction handling (see Transactions above)".into(),
@@ -65,40 +69,34 @@ pub fn route_phrase(route: Route) -> String {
     }
 }
 
-/// Where a cluster-wide command goes and how the replies become one.
-pub fn fan_out_phrase(kind: FanOut) -> &'static str {
-    match kind {
-        FanOut::DbSize | FanOut::PubSubNumPat | FanOut::SlowlogLen | FanOut::LatencyReset => {
-            "every master, summed"
-        }
-        FanOut::Keys => "every master, concatenated",
-        FanOut::Scan => "every master in turn, behind one cursor",
-        FanOut::FlushAll
-        | FanOut::FlushDb
-        | FanOut::ScriptFlush
-        | FanOut::FunctionDelete
-        | FanOut::FunctionFlush
-        | FanOut::FunctionRestore
-        | FanOut::MemoryPurge
-        | FanOut::SlowlogReset => "every master, `OK` when all say so",
-        FanOut::ConfigSet | FanOut::ConfigResetStat => {
-            "every master and replica, `OK` when all say so"
-        }
-        FanOut::RandomKey => "every master, the first key found",
-        FanOut::ScriptLoad => {
-            "every master, the same SHA1; the script is remembered, to heal a `NOSCRIPT`"
-        }
-        FanOut::FunctionLoad => "every master, the same library name",
-        FanOut::ScriptExists => "every master, 1 where all have it",
-        FanOut::ScriptKill | FanOut::FunctionKill => "every master, `OK` if one killed it",
-        FanOut::PubSubChannels | FanOut::PubSubShardChannels => "every master, their union",
-        FanOut::PubSubNumSub | FanOut::PubSubShardNumSub => {
-            "every master, counts summed per channel"
-        }
-        FanOut::SlowlogGet => "every master, newest first, each entry naming its node",
-        FanOut::LatencyEntries => "every master, each entry naming its node",
-        FanOut::LatencyText => "every master, each text under its node's name",
-    }
+/// Where a cluster-wide command goes and how the replies become one: one phrase per
+/// kind of node set and per [`Combine`], from the command's [`FanOut::nodes`] and
+/// [`FanOut::combine`].
+pub fn fan_out_phrase(kind: FanOut) -> String {
+    let nodes = match kind.nodes() {
+        FanOutNodes::Masters => "every master",
+        FanOutNodes::MastersAndReplicas => "every master and replica",
+        FanOutNodes::MastersInTurn => "every master in turn",
+    };
+    let combined = match kind.combine() {
+        Combine::Sum => "summed",
+        Combine::Concat => "concatenated",
+        Combine::AllOk => "`OK` when all say so",
+        Combine::FirstNonNull => "the first key found",
+        Combine::Same => "the same reply from each",
+        Combine::AllOnes => "1 where all have it",
+        Combine::AnyOk => "`OK` if one killed it",
+        Combine::Union => "their union",
+        Combine::NumSub => "subscribers per channel, slotgate's clients counted",
+        Combine::NumPat => "patterns summed, slotgate's clients' patterns counted",
+        Combine::SlowlogGet => "newest first, each entry naming its node",
+        Combine::Tagged => "each entry naming its node",
+        Combine::Texts => "each text under its node's name",
+        Combine::Scan => "behind one cursor",
+        Combine::LatencyHistogram => "calls summed and histograms merged per command",
+        Combine::FunctionStats => "the libraries of one, the running function of any that runs one",
+    };
+    format!("{nodes}, {combined}")
 }
 
 fn refused(reason: &str) -> String {
@@ -136,6 +134,7 @@ impl Probe {
         match &self.plan {
             Ok(Plan::Refuse { reason, .. }) => refused(reason),
             Ok(Plan::Split) => SPLIT.into(),
+            Ok(Plan::Wait { .. }) => WAIT.into(),
             _ => route_phrase(self.route),
         }
     }
@@ -154,7 +153,10 @@ fn row(spec: &'static CommandSpec) -> Row {
     };
     let mut served = probe.served();
     let mut notes = Vec::new();
-    if matches!(probe.plan, Ok(Plan::Script(_))) {
+    if matches!(
+        probe.plan,
+        Ok(Plan::Script(_)) | Ok(Plan::FanOut(FanOut::ScriptLoad))
+    ) {
         notes.push(SCRIPT.to_string());
     }
     if let Some(across) = across_slots(&one) {
@@ -521,7 +523,7 @@ mod tests {
             ]
         );
         assert_eq!(row_of("XREADGROUP").served, "by key (its slot's master)");
-        assert!(row_of("SCRIPT LOAD").served.contains("remembered"));
+        assert_eq!(row_of("SCRIPT LOAD").notes, [SCRIPT]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! shared with other threads.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,11 +17,15 @@ use mio::{Registry, Token};
 use super::decide::{self, decide, Cause, Decision, Failure, Outcome, Policy, RequestState};
 use super::pubsub::{PubSub, PubSubIo};
 use super::retry::{Due, RetryQueue, When};
-use crate::admin::{Metrics, WorkerStats, METRICS};
+use crate::admin::metrics::RefreshCause;
+use crate::admin::{
+    bump, ErrorKind, Latency, Metrics, Redirect, RequestClass, WorkerStats, METRICS, SAMPLE_EVERY,
+};
 use crate::backend::{
     take_dropped, BackendError, BackendRequest, Hold, NodeConnections, Place, Push, ReplyResult,
-    ReplyTo, Target,
+    ReplyTo, Side, Target,
 };
+use crate::clients::Unblock;
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
 use crate::shared::Shared;
@@ -70,6 +74,23 @@ pub struct Worker {
     read_buffers: Vec<BytesMut>,
     /// The subscriptions of this worker's clients, shared at the nodes.
     pubsub: PubSub,
+    /// The clock the latency samples are read on (microseconds since this).
+    clock: Instant,
+    /// Requests to send before the next one is timed.
+    until_sample: u32,
+    /// This worker's latency histogram of each node (by node index), once it timed one.
+    node_latency: Vec<Option<Arc<Latency>>>,
+}
+
+/// The slot table as a `SCAN` sees it.
+pub struct ScanView {
+    /// Shards the walk goes through, in order.
+    pub shards: usize,
+    /// A fingerprint of which node owns which slots: a scan started on one fingerprint
+    /// starts over on another.
+    pub fingerprint: u8,
+    /// The shards to walk again after the walk ([`SlotTable::rescans`]).
+    pub rescans: Vec<u16>,
 }
 
 impl Worker {
@@ -87,6 +108,9 @@ impl Worker {
             replies: Vec::new(),
             read_buffers: Vec::new(),
             pubsub: PubSub::default(),
+            clock: Instant::now(),
+            until_sample: SAMPLE_EVERY,
+            node_latency: Vec::new(),
         }
     }
 
@@ -140,21 +164,88 @@ impl Worker {
 
     /// Add `n` to this worker's counter `which`.
     #[inline]
-    fn add(&self, which: impl Fn(&WorkerStats) -> &AtomicU64, n: u64) {
-        let counter = which(&self.shared.stats[self.index % self.shared.stats.len()]);
-        counter.store(counter.load(Relaxed) + n, Relaxed);
+    pub fn add(&self, which: impl Fn(&WorkerStats) -> &AtomicU64, n: u64) {
+        bump(which(self.stats()), n);
     }
 
-    /// Count one client request.
+    /// This worker's counters.
+    #[inline(always)]
+    pub fn stats(&self) -> &WorkerStats {
+        &self.shared.stats[self.index % self.shared.stats.len()]
+    }
+
+    /// Count one client request of `class`.
     #[inline]
-    pub fn count_request(&self) {
-        self.count(|s| &s.requests);
+    pub fn count_request(&self, class: RequestClass) {
+        self.stats().request(class);
+    }
+
+    /// Count one error reply to a request of `class`.
+    #[inline]
+    pub fn count_error(&self, class: RequestClass, kind: ErrorKind) {
+        self.stats().error(class, kind);
     }
 
     /// Answer a place of a session (through the event loop, which owns the sessions).
     #[inline]
     pub fn deliver(&mut self, reply: ReplyTo, result: ReplyResult) {
+        if reply.sent_at() != 0 || result.is_err() {
+            self.account(&reply, &result);
+        }
         self.deliveries.push((reply.into_place(), result));
+    }
+
+    /// Count an answer that is an error, and time a request that was sampled.
+    #[cold]
+    #[inline(never)]
+    fn account(&mut self, reply: &ReplyTo, result: &ReplyResult) {
+        let class = reply.class();
+        if let Err(e) = result {
+            let kind = match e.side() {
+                Side::Proxy => ErrorKind::Proxy,
+                Side::Node | Side::Client => ErrorKind::Node,
+            };
+            self.count_error(class, kind);
+        }
+        if reply.sent_at() != 0 {
+            let micros = self.micros().wrapping_sub(reply.sent_at());
+            self.stats().classes[class as usize]
+                .latency
+                .record(u64::from(micros));
+        }
+    }
+
+    /// Microseconds on this worker's sampling clock (wrapping after 71 minutes).
+    #[inline]
+    fn micros(&self) -> u32 {
+        self.clock.elapsed().as_micros() as u32
+    }
+
+    /// Time one request in [`SAMPLE_EVERY`]: note when it leaves.
+    #[inline(always)]
+    fn sample(&mut self, reply: &mut ReplyTo) {
+        self.until_sample -= 1;
+        if self.until_sample == 0 {
+            self.until_sample = SAMPLE_EVERY;
+            reply.set_sent_at(self.micros().max(1));
+        }
+    }
+
+    /// A timed request's reply came from connection `conn`, and is not an error: record
+    /// its latency for its class and its node.
+    #[cold]
+    #[inline(never)]
+    fn time_reply(&mut self, reply: &ReplyTo, conn: usize) {
+        let micros = u64::from(self.micros().wrapping_sub(reply.sent_at()));
+        let stats = &self.shared.stats[self.index % self.shared.stats.len()];
+        stats.classes[reply.class() as usize].latency.record(micros);
+        let node = self.conns.conn_node(conn);
+        if self.node_latency.len() <= node {
+            self.node_latency.resize(node + 1, None);
+        }
+        let latency = self.node_latency[node]
+            .get_or_insert_with(|| stats.node_latency(self.conns.conn_addr(conn)));
+        latency.record(micros);
     }
 
     /// Queue an error for every place whose handle was dropped unanswered.
@@ -168,7 +259,8 @@ impl Worker {
     /// Send a request to the node its target names in the current table, or queue it
     /// behind a request for the same slot that waits to be retried.
     #[inline]
-    pub fn dispatch(&mut self, req: BackendRequest) {
+    pub fn dispatch(&mut self, mut req: BackendRequest) {
+        self.sample(&mut req.reply);
         if self.retry.holds(req.target) {
             self.retry.push(req, When::Now, Err(BackendError::Dropped));
             return;
@@ -230,22 +322,21 @@ impl Worker {
         self.by_shard = (table.generation(), nodes);
     }
 
-    /// The node of replica `i` of shard `shard` (fan-out to replicas).
+    /// The node of connected replica `i` of shard `shard` (fan-out to replicas).
     #[cold]
     #[inline(never)]
     fn replica_node(&mut self, shard: u16, i: u16) -> Option<usize> {
         let table = self.table.load();
-        let addr = table
-            .shards()
-            .get(shard as usize)?
-            .replicas
-            .get(i as usize)?
+        let addr = (table.shards().get(shard as usize)?)
+            .connected_replicas()
+            .nth(i as usize)?
             .clone();
         Some(self.node(&addr))
     }
 
     /// The parts of a cluster-wide command, from the current slot table: every master
-    /// in shard order (then every replica when `replicas`), each with its address.
+    /// in shard order (then every connected replica, `loading` ones too, when
+    /// `replicas`), each with its address.
     pub fn every_node(&mut self, replicas: bool) -> Vec<(Target, String)> {
         let table = self.table.load();
         let mut nodes: Vec<(Target, String)> = (table.shards().iter().enumerate())
@@ -253,7 +344,7 @@ impl Worker {
             .collect();
         if replicas {
             for (i, shard) in table.shards().iter().enumerate() {
-                for (r, addr) in shard.replicas.iter().enumerate() {
+                for (r, addr) in shard.connected_replicas().enumerate() {
                     nodes.push((Target::Replica(i as u16, r as u16), addr.to_string()));
                 }
             }
@@ -261,9 +352,8 @@ impl Worker {
         nodes
     }
 
-    /// How many shards the current slot table has, and a fingerprint of which node
-    /// owns which slots (a `SCAN` started on one fingerprint starts over on another).
-    pub fn shards_and_fingerprint(&mut self) -> (usize, u8) {
+    /// What a `SCAN` step needs of the current slot table.
+    pub fn scan_view(&mut self) -> ScanView {
         let table = self.table.load();
         if self.fingerprint.0 != table.generation() {
             use std::hash::{Hash, Hasher};
@@ -273,7 +363,11 @@ impl Worker {
             let fp = h.iter().fold(0u8, |a, b| a ^ b);
             self.fingerprint = (table.generation(), fp);
         }
-        (table.shards().len(), self.fingerprint.1)
+        ScanView {
+            shards: table.shards().len(),
+            fingerprint: self.fingerprint.1,
+            rescans: table.rescans(),
+        }
     }
 
     /// Queue a request on a connection to `node`: a shared one, or one pinned to its
@@ -293,7 +387,8 @@ impl Worker {
     /// connection is, whatever the slot table says now (a slot that moved meanwhile is
     /// the node's to report). Never queued for a retry: the transaction's requests must
     /// reach their connection in the order the client sent them.
-    pub fn dispatch_held(&mut self, req: BackendRequest) {
+    pub fn dispatch_held(&mut self, mut req: BackendRequest) {
+        self.sample(&mut req.reply);
         let node = if req.hold == Hold::Open {
             match self.target_node(req.target) {
                 Some(node) => Some(node),
@@ -317,6 +412,13 @@ impl Worker {
     /// connections pinned to it.
     pub fn release_session(&mut self, session: usize, client: u64) {
         self.conns.release_session(session, client);
+    }
+
+    /// `CLIENT UNBLOCK` of the client of session `session` (client id `client`),
+    /// blocked in its request at place `seq`: unblocked at its node
+    /// ([`NodeConnections::unblock`]).
+    pub fn unblock_pinned(&mut self, session: usize, client: u64, seq: u64, how: Unblock) {
+        self.conns.unblock(session, client, seq, how);
     }
 
     /// Write every connection that has something queued (once per turn of the loop).
@@ -356,6 +458,10 @@ impl Worker {
     /// The watchdog, once per tick: time out overdue replies and slow connects.
     pub fn watchdog(&mut self) {
         self.conns.watchdog();
+        let open = self.conns.open_shared() as u64;
+        self.stats()
+            .shared_connections
+            .store(open, std::sync::atomic::Ordering::Relaxed);
         self.take_reports();
         let (hub, mut io) = self.pubsub();
         hub.tick(&mut io);
@@ -406,9 +512,12 @@ impl Worker {
                 self.conns.unsent = unsent;
             }
         }
-        for (reply, err) in self.conns.failed.drain(..) {
-            self.deliveries.push((reply.into_place(), Err(err)));
+        let mut failed = std::mem::take(&mut self.conns.failed);
+        for (reply, err) in failed.drain(..) {
+            self.deliver(reply, Err(err));
         }
+        // Keep the capacity for next time.
+        self.conns.failed = failed;
     }
 
     /// A node's reply to `req`, read from connection `conn`: [`decide()`] what happens
@@ -418,7 +527,11 @@ impl Worker {
         // What `decide` does with a reply that is not an error, without reading the clock
         // or parsing anything. An error reply costs one clock read.
         if !decide::is_error(&frame) {
-            self.deliver(req.reply, Ok(frame));
+            if req.reply.sent_at() != 0 {
+                self.time_reply(&req.reply, conn);
+            }
+            // Not `deliver`: this is no error, and it is timed already.
+            self.deliveries.push((req.reply.into_place(), Ok(frame)));
             return;
         }
         if frame.starts_with(b"-NOSCRIPT") && !req.pinned {
@@ -433,16 +546,16 @@ impl Worker {
         };
         let decision = decide(outcome, &state, &self.policy, Instant::now());
         // Counted whatever became of the request (over the budget, past the deadline).
-        let counter = match decision.cause() {
-            Some(Cause::Moved) => Some(&METRICS.redirects_moved),
-            Some(Cause::Ask) => Some(&METRICS.redirects_ask),
-            Some(Cause::TryAgain) => Some(&METRICS.retries_tryagain),
-            Some(Cause::ClusterDown) => Some(&METRICS.retries_clusterdown),
+        let redirect = match decision.cause() {
+            Some(Cause::Moved) => Some(Redirect::Moved),
+            Some(Cause::Ask) => Some(Redirect::Ask),
+            Some(Cause::TryAgain) => Some(Redirect::TryAgain),
+            Some(Cause::ClusterDown) => Some(Redirect::ClusterDown),
             // Delivered as it is; no reply is `NotSent`.
             None | Some(Cause::NotSent) => None,
         };
-        if let Some(counter) = counter {
-            Metrics::inc(counter);
+        if let Some(kind) = redirect {
+            self.stats().redirect(kind);
         }
         match &decision {
             Decision::PatchAndResend { slot, to, .. } => {
@@ -487,7 +600,12 @@ impl Worker {
     /// Do what [`decide()`] said with `req`.
     fn carry_out(&mut self, mut req: BackendRequest, decision: Decision) {
         match decision {
-            Decision::Deliver(frame) => self.deliver(req.reply, Ok(frame)),
+            Decision::Deliver(frame) => {
+                if decide::is_error(&frame) {
+                    self.count_error(req.reply.class(), ErrorKind::Reply);
+                }
+                self.deliver(req.reply, Ok(frame))
+            }
             Decision::Resend {
                 to, asking, state, ..
             } => {
@@ -505,7 +623,7 @@ impl Worker {
                 let node = self.node(&to);
                 self.send(node, req);
                 self.patch_slot(slot, &to);
-                self.shared.refresh_wanted.notify_one();
+                self.shared.want_refresh(RefreshCause::Moved);
             }
             Decision::RetryAfter {
                 at,
@@ -520,11 +638,17 @@ impl Worker {
                 not_before,
                 state,
                 on_deadline,
-                ..
+                cause,
             } => {
                 state.write_to(&mut req);
                 let seen = *self.shared.refreshed.borrow();
-                self.shared.refresh_wanted.notify_one();
+                self.shared.want_refresh(match cause {
+                    Cause::ClusterDown => RefreshCause::ClusterDown,
+                    Cause::NotSent => RefreshCause::Unreachable,
+                    Cause::Moved => RefreshCause::Moved,
+                    Cause::Ask => RefreshCause::Ask,
+                    Cause::TryAgain => RefreshCause::Other,
+                });
                 let when = When::Refresh { seen, not_before };
                 self.retry.push(req, when, on_deadline.into_result());
             }
@@ -532,19 +656,31 @@ impl Worker {
                 if let Failure::Proxy(BackendError::TooManyRedirects { last }) = &failure {
                     tracing::warn!(%last, "redirect budget spent");
                 }
-                self.deliver(req.reply, failure.into_result());
+                let result = failure.into_result();
+                if result.is_ok() {
+                    // A node's own error reply (`-TRYAGAIN ...`), the last one it gave.
+                    self.count_error(req.reply.class(), ErrorKind::Reply);
+                }
+                self.deliver(req.reply, result);
             }
             Decision::Unfollowed {
                 frame,
                 cause,
                 moved,
             } => {
+                self.count_error(req.reply.class(), ErrorKind::Reply);
                 self.deliver(req.reply, Ok(frame));
                 if let Some((slot, to)) = moved {
                     self.patch_slot(slot, &to);
                 }
-                if matches!(cause, Cause::Moved | Cause::Ask | Cause::ClusterDown) {
-                    self.shared.refresh_wanted.notify_one();
+                let refresh = match cause {
+                    Cause::Moved => Some(RefreshCause::Moved),
+                    Cause::Ask => Some(RefreshCause::Ask),
+                    Cause::ClusterDown => Some(RefreshCause::ClusterDown),
+                    Cause::TryAgain | Cause::NotSent => None,
+                };
+                if let Some(cause) = refresh {
+                    self.shared.want_refresh(cause);
                 }
             }
         }

@@ -27,6 +27,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::Session;
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
+use crate::clients::Unblock;
 use crate::command::blocking::{block_for, BlockFor};
 use crate::dispatch::Worker;
 use crate::protocol::reply::{encode_command, ReplyWriter};
@@ -52,6 +53,8 @@ pub(super) struct Across {
     /// [`ACROSS`]).
     visible: u64,
     op: Op,
+    /// `CLIENT UNBLOCK` chose the client: a pop ends with the step under way.
+    unblocked: Option<Unblock>,
 }
 
 /// Which end of a list.
@@ -135,7 +138,15 @@ impl Session {
                 None => return Some(request),
             },
         };
-        self.across.push(Across { visible, op });
+        if let Op::Move { dst, .. } = &op {
+            // Where `WAIT` counts from: the push comes last.
+            self.last_write = Slot::of_key(dst).get();
+        }
+        self.across.push(Across {
+            visible,
+            op,
+            unblocked: None,
+        });
         let req = self.across_request(visible, bytes, slot, deadline);
         self.submit(w, req);
         None
@@ -151,7 +162,26 @@ impl Session {
         };
         self.sent = self.sent.saturating_sub(1);
         let visible = place.seq;
-        let next = advance(&mut self.across[i].op, reply, Instant::now());
+        let popping = match &self.across[i].op {
+            Op::Pop { groups, at, .. } => Some(groups[*at].0),
+            Op::Move { .. } => None,
+        };
+        let next = match self.across[i].unblocked {
+            Some(how) if popping.is_some() && matches!(&reply, Ok(frame) if is_nil(frame)) => {
+                // Unblocked: the step's nil (the node's, or its own short wait's) ends
+                // the pop, as the client's timeout would.
+                match (how, reply) {
+                    (Unblock::Timeout, reply) => Next::Done(reply),
+                    (Unblock::Error, _) => Next::Fail(super::unblock::UNBLOCKED.to_string()),
+                }
+            }
+            _ => advance(&mut self.across[i].op, reply, Instant::now()),
+        };
+        if let (Some(slot), Next::Done(Ok(frame))) = (popping, &next) {
+            if !is_nil(frame) {
+                self.last_write = slot.get();
+            }
+        }
         let reply = match next {
             Next::Step(bytes, slot, deadline) => {
                 let req = self.across_request(visible, bytes, slot, deadline);
@@ -173,6 +203,14 @@ impl Session {
         };
         self.across.swap_remove(i);
         self.fill_place(visible, reply)
+    }
+
+    /// `CLIENT UNBLOCK` of the client, blocked in the across-slots command at place `seq`
+    /// (if that is one): a pop ends with the step under way.
+    pub(super) fn unblock_across(&mut self, seq: u64, how: Unblock) {
+        if let Some(across) = self.across.iter_mut().find(|a| a.visible == seq) {
+            across.unblocked = Some(how);
+        }
     }
 
     /// A step: on a connection pinned to the client while it runs, at `slot`'s master.

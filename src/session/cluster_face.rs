@@ -394,6 +394,7 @@ mod tests {
             master: node(master),
             master_id: None,
             replicas: vec![],
+            loading_replicas: vec![],
         }
     }
 

@@ -81,7 +81,7 @@ impl Session {
                 "cpu" => info_cpu(&mut out),
                 "cluster" => self.info_cluster(&mut out, nodes),
                 "keyspace" => info_keyspace(&mut out, nodes),
-                "proxy" => METRICS.info_section(&mut out, self.shared.stats_total()),
+                "proxy" => METRICS.info_section(&mut out, &self.shared.stats_total()),
                 "nodes" => self.shared.registry.info_section(&mut out),
                 _ => {}
             }
@@ -114,9 +114,10 @@ impl Session {
         let table = self.shared.table.load();
         let _ = write!(
             out,
-            "# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\nslotgate_learned_commands:{}\r\nslotgate_info_nodes:{}\r\nslotgate_info_nodes_failed:{}\r\n",
+            "# Cluster\r\ncluster_enabled:0\r\nslotgate_masters:{}\r\nslotgate_unserved_slots:{}\r\nslotgate_importing_slots:{}\r\nslotgate_learned_commands:{}\r\nslotgate_info_nodes:{}\r\nslotgate_info_nodes_failed:{}\r\n",
             table.masters().count(),
             table.unserved(),
+            table.importing().len(),
             self.shared.learned.get().map_or(0, |l| l.len()),
             nodes.nodes,
             nodes.failed,

@@ -87,6 +87,7 @@ impl Session {
             Local::ClientInfo => self.client_info(req),
             Local::ClientList => self.client_list(req),
             Local::ClientKill => self.client_kill(req),
+            Local::ClientUnblock => self.client_unblock(req),
             Local::ClientReply => self.client_reply(req),
             Local::ClientNoEvict => self.client_no_evict(req),
             Local::ClientNoTouch => self.client_no_touch(req),

@@ -23,6 +23,8 @@ mod local;
 mod monitor;
 mod pubsub;
 mod transaction;
+mod unblock;
+mod wait;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -32,11 +34,12 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::admin::{Metrics, METRICS};
+use crate::admin::{ErrorKind, Metrics, RequestClass, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
+use crate::command::flags;
 use crate::dispatch::merge::{merge, Merge};
-use crate::dispatch::plan::{plan, Plan};
+use crate::dispatch::plan::{plan_with_flags, Plan, PlanError};
 use crate::dispatch::Worker;
 use crate::net::{read_some, write_all_now, write_chunks, ReadSome, Transport, Written};
 use crate::protocol::reply::{Proto, ReplyWriter};
@@ -166,6 +169,9 @@ pub struct Session {
     across: Vec<across::Across>,
     /// What the client subscribes to, while it has something ([`pubsub`]).
     subscriptions: Option<Box<pubsub::Subscriptions>>,
+    /// The slot of the client's last write ([`wait::NO_WRITE`] before one): where
+    /// `WAIT` counts from ([`wait`]).
+    last_write: u16,
     /// No more requests are read (QUIT, protocol error, shutdown); the session ends once
     /// the pending replies are written.
     closing: bool,
@@ -183,6 +189,10 @@ pub struct Session {
     guarded: bool,
     /// The worker's coarse clock (ms) when the client was last seen busy (`timeout`).
     busy_at: u64,
+    /// Bytes written to the client.
+    pub written: u64,
+    /// The class of the request being handled, given to what it sends to nodes.
+    class: RequestClass,
 }
 
 impl Session {
@@ -232,10 +242,13 @@ impl Session {
             txn: None,
             across: Vec::new(),
             subscriptions: None,
+            last_write: wait::NO_WRITE,
             closing: false,
             read_paused: false,
             dirty: false,
             writes: 0,
+            written: 0,
+            class: RequestClass::default(),
             client: clients::ClientState::default(),
             user,
             guarded,
@@ -276,7 +289,10 @@ impl Session {
                 return true;
             }
             let n = match read_some(&mut self.stream, w.scratch()) {
-                ReadSome::Data(n) => n,
+                ReadSome::Data(n) => {
+                    w.add(|s| &s.bytes_in, n as u64);
+                    n
+                }
                 ReadSome::Drained => break,
                 ReadSome::Closed => return false,
                 ReadSome::Failed(e) => {
@@ -421,6 +437,9 @@ impl Session {
             if place.part == across::ACROSS {
                 return self.fill_across(place, reply);
             }
+            if place.part == wait::WAIT || place.part == wait::PRELUDE {
+                return self.fill_wait(place, reply);
+            }
             return self.fill_part(place, reply);
         }
         if self.txn.is_some() {
@@ -457,6 +476,7 @@ impl Session {
         if self.blocked_at == Some(seq) {
             self.blocked_at = None;
             METRICS.blocked_clients.fetch_sub(1, Relaxed);
+            self.note_blocked(false);
         }
         index == 0
     }
@@ -542,6 +562,7 @@ impl Session {
         self.held -= written;
         if written > 0 {
             self.writes += 1;
+            self.written += written as u64;
         }
         match end {
             Written::All => Flushed::Done,
@@ -671,25 +692,31 @@ impl Session {
     /// Carry out one request's [`plan`]: answer it here, send it to a node, refuse it,
     /// or answer its error.
     fn handle(&mut self, w: &mut Worker, mut request: Request) {
-        w.count_request();
         if (self.client.special || self.shared.clients.monitored()) && self.screen(&request) {
-            return;
+            return w.count_request(RequestClass::Rejected);
         }
         if self.guarded && self.refuse_access(&request) {
             return;
         }
         // Decided once: the plan borrows nothing, and the transaction's state is changed
         // (its requests queued) by what it says.
-        let planned = plan(&request, self.shared.learned.get(), self.id.0 as u32);
+        let (planned, flags) =
+            plan_with_flags(&request, self.shared.learned.get(), self.id.0 as u32);
         if self.txn.is_some() {
+            self.class = RequestClass::Transaction;
             match self.transaction_request(w, request, &planned) {
                 Some(given_back) => request = given_back,
-                None => return,
+                None => return w.count_request(RequestClass::Transaction),
             }
         }
-        if self.subscriptions.is_some() && self.subscribed_takes(w, &request) {
-            return;
+        if self.subscriptions.is_some() {
+            self.class = RequestClass::PubSub;
+            if self.subscribed_takes(w, &request) {
+                return w.count_request(RequestClass::PubSub);
+            }
         }
+        self.class = class_of(&planned, flags);
+        w.count_request(self.class);
         match planned {
             Ok(Plan::Local(crate::command::Local::Info)) => {
                 Metrics::inc(&METRICS.requests_local);
@@ -702,12 +729,22 @@ impl Session {
             // One call of `forward`, so that it stays inlined.
             Ok(planned @ (Plan::Node(target) | Plan::Script(target))) => {
                 if let Plan::Script(_) = planned {
-                    self.remember_script(&request);
+                    self.remember_script(&request, target);
+                } else if flags & crate::command::flags::WRITE != 0 {
+                    // The one cost of `WAIT` on the common path: where it counts from.
+                    if let Target::Slot(slot) = target {
+                        self.last_write = slot.get();
+                    }
                 }
                 self.forward(w, request, target)
             }
             Ok(Plan::Split) => {
                 let split = crate::dispatch::split::split(&request);
+                if flags & crate::command::flags::WRITE != 0 {
+                    if let Some((_, slot)) = split.parts.last() {
+                        self.last_write = slot.get();
+                    }
+                }
                 let parts = (split.parts.into_iter())
                     .map(|(bytes, slot)| (bytes, Target::Slot(slot)))
                     .collect();
@@ -720,11 +757,19 @@ impl Session {
                     BlockFor::For(wait) => ReplyDeadline::Extra(wait),
                     BlockFor::Invalid => ReplyDeadline::Backend,
                 };
+                // Every blocking command but XREAD may write (a pop, XREADGROUP's PEL).
+                if let Target::Slot(slot) = target {
+                    if !request.arg(0).eq_ignore_ascii_case(b"xread") {
+                        self.last_write = slot.get();
+                    }
+                }
                 self.forward_pinned(w, request, target, deadline);
             }
+            Ok(Plan::Wait { name, wait }) => self.wait(w, request, name, wait),
             Ok(Plan::Refuse { name, reason }) => {
                 let text = Plan::refusal(name, reason, &request);
                 crate::log_limit::refused(&text);
+                w.count_error(self.class, ErrorKind::Client);
                 self.push_error(&text);
             }
             Ok(Plan::Transaction(name)) => self.transaction(w, request, name),
@@ -733,18 +778,26 @@ impl Session {
                 if self.across_slots(w, request).is_some() {
                     // Not in a form served across slots (a bad LEFT/RIGHT or timeout):
                     // what Redis Cluster answers first.
-                    self.push_error(&crate::dispatch::plan::PlanError::CrossSlot.to_string());
+                    w.count_error(self.class, ErrorKind::Client);
+                    self.push_error(&PlanError::CrossSlot.to_string());
                 }
             }
-            Err(e) => self.push_error(&e.to_string()),
+            Err(e) => {
+                w.count_error(self.class, ErrorKind::Client);
+                self.push_error(&e.to_string())
+            }
         }
     }
 
-    /// An `EVAL`'s body, kept to heal a `NOSCRIPT` later.
+    /// An `EVAL`'s body, kept to heal a `NOSCRIPT` later; a script with keys may write
+    /// (where `WAIT` counts from).
     #[cold]
     #[inline(never)]
-    fn remember_script(&self, request: &Request) {
+    fn remember_script(&mut self, request: &Request, target: Target) {
         self.shared.scripts.remember(request.arg(1));
+        if let Target::Slot(slot) = target {
+            self.last_write = slot.get();
+        }
     }
 
     /// Send to a node, or queue behind the requests waiting for room in the reply
@@ -829,7 +882,8 @@ impl Session {
     }
 
     /// Send `req` now if nothing waits before it and the window allows, else queue it.
-    fn submit(&mut self, w: &mut Worker, req: BackendRequest) {
+    fn submit(&mut self, w: &mut Worker, mut req: BackendRequest) {
+        req.reply.set_class(self.class);
         if self.waiting.is_empty() && self.may_send_this(&req) {
             self.send_now(w, req);
         } else {
@@ -850,6 +904,9 @@ impl Session {
     fn send_now(&mut self, w: &mut Worker, req: BackendRequest) {
         self.sent += 1;
         if req.pinned {
+            if req.reply.place().part == wait::WAIT {
+                return self.send_wait(w, req);
+            }
             if req.in_transaction() {
                 // Not a blocked client: its transaction's next requests may follow.
                 self.blocked_at = Some(req.reply.place().seq);
@@ -857,6 +914,7 @@ impl Session {
             }
             if self.blocked_at.is_none() {
                 Metrics::inc(&METRICS.blocked_clients);
+                self.note_blocked(true);
             }
             self.blocked_at = Some(req.reply.place().seq);
         }
@@ -884,6 +942,22 @@ impl Session {
     fn push_error(&mut self, text: &str) {
         Metrics::inc(&METRICS.proxy_errors);
         self.push_local(|w| w.error(text));
+    }
+}
+
+/// The class a request is counted in, from its plan and its command's flags.
+fn class_of(planned: &Result<Plan, PlanError>, command: u32) -> RequestClass {
+    match planned {
+        Ok(Plan::Local(_)) => RequestClass::Local,
+        Ok(Plan::Node(_) | Plan::Script(_)) if command & flags::PUBSUB != 0 => RequestClass::PubSub,
+        Ok(Plan::Node(_) | Plan::Script(_)) if command & flags::READONLY != 0 => RequestClass::Read,
+        Ok(Plan::Node(_) | Plan::Script(_)) => RequestClass::Write,
+        Ok(Plan::Split | Plan::AcrossSlots) => RequestClass::MultiSlot,
+        Ok(Plan::FanOut(_)) => RequestClass::FanOut,
+        Ok(Plan::Pinned { .. } | Plan::Wait { .. }) => RequestClass::Blocking,
+        Ok(Plan::Transaction(_)) => RequestClass::Transaction,
+        Ok(Plan::PubSub(_)) => RequestClass::PubSub,
+        Ok(Plan::Refuse { .. }) | Err(_) => RequestClass::Rejected,
     }
 }
 

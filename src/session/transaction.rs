@@ -499,7 +499,10 @@ impl Session {
                     ..
                 },
             ) => Step::Keyed(slot),
-            Ok(Plan::Node(_) | Plan::Script(_) | Plan::Pinned { .. }) => Step::Keyless,
+            // WAIT inside MULTI answers at once at the node, as in Redis.
+            Ok(Plan::Node(_) | Plan::Script(_) | Plan::Pinned { .. } | Plan::Wait { .. }) => {
+                Step::Keyless
+            }
             // Their results belong in EXEC's reply: the node answers them there.
             Ok(Plan::Local(Local::Ping | Local::Echo | Local::Select)) => Step::Keyless,
             Ok(Plan::Local(Local::Quit | Local::Reset)) => Step::Now,
@@ -662,6 +665,10 @@ impl Session {
             return;
         };
         let failed = txn.aborted || txn.broken_now().is_some();
+        if let Some(slot) = txn.groups.last().and_then(|g| g.slot) {
+            // Where `WAIT` counts from.
+            self.last_write = slot.get();
+        }
         txn.aborted = false;
         txn.held_bytes = 0;
         let lone = txn.has_lone();
@@ -1081,6 +1088,7 @@ fn after_first(reply: &ReplyResult, first: &str, others: &str) -> Option<Outcome
         Err(
             e @ (BackendError::HeldGone
             | BackendError::TooManyPinned { .. }
+            | BackendError::TooManyPinnedAt { .. }
             | BackendError::Unreachable { .. }
             | BackendError::SlotNotServed(_)
             | BackendError::NoNodes),
@@ -1219,6 +1227,7 @@ fn judge(expect: Expect, reply: &ReplyResult, broken: Option<&str>) -> (Verdict,
                 Err(
                     e @ (BackendError::HeldGone
                     | BackendError::TooManyPinned { .. }
+                    | BackendError::TooManyPinnedAt { .. }
                     | BackendError::Unreachable { .. }
                     | BackendError::SlotNotServed(_)
                     | BackendError::NoNodes),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use redis::{FromRedisValue, Value};
 
-use super::ports::free_cluster_port;
+use super::gateway::{Admit, Gateway};
+use super::ports::{free_cluster_port, free_port, BUS_OFFSET};
 use super::{require_redis, tail_file};
 
 /// How many lines of each node's log a failure prints.
@@ -31,6 +33,11 @@ pub struct ClusterConfig {
     pub node_timeout_ms: u64,
     /// Extra `redis.conf` lines (e.g. `"requirepass secret"`), appended verbatim.
     pub extra_config: Vec<String>,
+    /// Lines for one node's `redis.conf`, after `extra_config`: called with the node's
+    /// index in start order (0, 1, ...) and its port (e.g. a host name to announce).
+    pub node_config: Option<fn(usize, u16) -> Vec<String>>,
+    /// How the nodes reach each other and what they announce.
+    pub network: Network,
 }
 
 impl Default for ClusterConfig {
@@ -38,18 +45,59 @@ impl Default for ClusterConfig {
         ClusterConfig {
             node_timeout_ms: 1500,
             extra_config: Vec::new(),
+            node_config: None,
+            network: Network::Direct,
         }
     }
 }
 
+/// How the nodes reach each other and what they announce. Every address is loopback.
+///
+/// Beyond `Direct`, each node connects out from a source address of its own,
+/// `127.0.0.<10 + index>` (`bind-source-addr`), so a [`Gateway`] can tell the nodes apart
+/// from each other and from the test and slotgate (which connect from 127.0.0.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// Every node listens on 127.0.0.1 and announces `127.0.0.1:<port>`.
+    #[default]
+    Direct,
+    /// Each node announces, for clients, `127.0.0.2:<a port of its own>` that only the
+    /// other nodes can reach (a gateway there admits them, not 127.0.0.1), as a
+    /// container's address is reachable inside its network and not from the host. The
+    /// node really listens on `127.0.0.1:<port>` (and on 127.0.0.2 for the cluster bus,
+    /// which is announced as it is). [`Cluster::announced`] names the address; the
+    /// harness translates announced ports back to real ones wherever it reads a node's
+    /// view.
+    HiddenAddress,
+    /// Each node's cluster bus runs through a gateway on `port + 10000` (the node's own
+    /// bus listens on a port nobody is told), so [`Cluster::partition`] can cut a node
+    /// off from the others while clients (slotgate) still reach it.
+    PartitionableBus,
+}
+
 struct Node {
     port: u16,
+    /// Its index in start order.
+    index: usize,
+    /// The client port it announces (its `port` unless the network hides it).
+    announced_port: u16,
     dir: PathBuf,
     /// `None` once killed (and reaped) by the test.
     child: Option<Child>,
+    /// The relay in front of its announced client address ([`Network::HiddenAddress`])
+    /// or of its cluster bus ([`Network::PartitionableBus`]).
+    gateway: Option<Gateway>,
+    /// The real bus port behind the gateway ([`Network::PartitionableBus`]).
+    hidden_bus_port: Option<u16>,
 }
 
 impl Node {
+    /// The address this node connects out from (`bind-source-addr`) on a network
+    /// other than [`Network::Direct`].
+    fn source(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + self.index as u8))
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("redis.log")
     }
@@ -68,6 +116,16 @@ pub struct Cluster {
     tmp: tempfile::TempDir,
     masters: usize,
     config: ClusterConfig,
+    /// Announced client port → real port, for the nodes whose differ.
+    ports: PortMap,
+}
+
+/// Announced client port → real port ([`Network::HiddenAddress`]); empty otherwise.
+type PortMap = BTreeMap<u16, u16>;
+
+/// The real port of a node announced on `port`.
+fn real(ports: &PortMap, port: u16) -> u16 {
+    ports.get(&port).copied().unwrap_or(port)
 }
 
 /// `(first slot, last slot, master port)` ranges, sorted: who owns what.
@@ -106,6 +164,7 @@ impl Cluster {
             tmp,
             masters,
             config,
+            ports: PortMap::new(),
         };
         // Spawn everything first, then wait: nodes boot in parallel.
         for _ in 0..masters * (1 + replicas) {
@@ -114,10 +173,11 @@ impl Cluster {
         for i in 0..cluster.nodes.len() {
             cluster.wait_node_ready(i, true);
         }
-        if masters >= 3 {
+        if masters >= 3 && cluster.config.network == Network::Direct {
             cluster.create_with_redis_cli(replicas);
         } else {
-            // `redis-cli --cluster create` refuses fewer than 3 masters.
+            // `redis-cli --cluster create` refuses fewer than 3 masters, and would try
+            // to reach the nodes by the addresses they announce.
             cluster.create_by_hand(masters, replicas);
         }
         let n = cluster.nodes.len();
@@ -167,7 +227,7 @@ impl Cluster {
     pub fn master_ports(&self) -> Vec<u16> {
         let mut masters: Vec<(u32, u16)> = Vec::new();
         for port in self.live_ports() {
-            let Ok(nodes) = cluster_nodes(port) else {
+            let Ok(nodes) = cluster_nodes(port, &self.ports) else {
                 continue;
             };
             let Some(me) = nodes.iter().find(|l| l.myself) else {
@@ -185,7 +245,7 @@ impl Cluster {
     pub fn replica_of(&self, master_port: u16) -> Option<u16> {
         let master_id = self.node_id_of(master_port)?;
         self.live_ports().into_iter().find(|&port| {
-            cluster_nodes(port)
+            cluster_nodes(port, &self.ports)
                 .ok()
                 .and_then(|nodes| nodes.into_iter().find(|l| l.myself))
                 .is_some_and(|me| me.master_id.as_deref() == Some(master_id.as_str()))
@@ -219,7 +279,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             for port in self.live_ports() {
-                if let Ok(view) = view_of(port) {
+                if let Ok(view) = view_of(port, &self.ports) {
                     if owner_in(&view.slots, slot) == Some(port) {
                         return port;
                     }
@@ -237,7 +297,8 @@ impl Cluster {
     pub fn owners_by_slot(&self) -> Vec<u16> {
         let mut owners = vec![0u16; 16384];
         let port = self.master_ports()[0];
-        let view = view_of(port).unwrap_or_else(|e| panic!("CLUSTER SLOTS of {port}: {e}"));
+        let view =
+            view_of(port, &self.ports).unwrap_or_else(|e| panic!("CLUSTER SLOTS of {port}: {e}"));
         for (first, last, owner) in view.slots {
             for slot in first..=last {
                 owners[usize::from(slot)] = owner;
@@ -404,6 +465,46 @@ impl Cluster {
             .map(Child::id)
     }
 
+    /// The client address the node on `port` announces: `127.0.0.2:<port of its own>`
+    /// on [`Network::HiddenAddress`], else `127.0.0.1:<port>` (a host name given by
+    /// `node_config` is not known here).
+    pub fn announced(&self, port: u16) -> String {
+        let node = &self.nodes[self.index_of(port)];
+        match self.config.network {
+            Network::HiddenAddress => format!("127.0.0.2:{}", node.announced_port),
+            _ => format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Cuts the node on `port` off the cluster bus ([`Network::PartitionableBus`]):
+    /// nobody reaches its bus and it reaches nobody's, while clients still reach it.
+    /// Replication (over the client port) is not cut.
+    pub fn partition(&self, port: u16) {
+        assert_eq!(
+            self.config.network,
+            Network::PartitionableBus,
+            "partition needs Network::PartitionableBus"
+        );
+        let cut = &self.nodes[self.index_of(port)];
+        for node in &self.nodes {
+            let Some(gateway) = &node.gateway else {
+                continue;
+            };
+            if node.port == port {
+                gateway.cut_all();
+            } else {
+                gateway.cut(cut.source());
+            }
+        }
+    }
+
+    /// Ends every partition: each gateway admits everyone again.
+    pub fn heal(&self) {
+        for gateway in self.nodes.iter().filter_map(|n| n.gateway.as_ref()) {
+            gateway.heal();
+        }
+    }
+
     // ---- internals ----
 
     fn index_of(&self, port: u16) -> usize {
@@ -431,7 +532,7 @@ impl Cluster {
             }
         }
         self.live_ports().into_iter().find_map(|p| {
-            cluster_nodes(p)
+            cluster_nodes(p, &self.ports)
                 .ok()?
                 .into_iter()
                 .find(|l| l.port == port)
@@ -441,19 +542,58 @@ impl Cluster {
 
     fn spawn_new_node(&mut self) {
         let port = free_cluster_port();
+        let index = self.nodes.len();
         let dir = self.tmp.path().join(format!("node-{port}"));
         fs::create_dir_all(&dir).expect("create node dir");
-        let node = Node {
+        let mut node = Node {
             port,
+            index,
+            announced_port: port,
             dir,
             child: None,
+            gateway: None,
+            hidden_bus_port: None,
         };
+        self.set_up_network(&mut node);
         write_config(&node, &self.config);
-        let child = spawn_redis(&node);
-        self.nodes.push(Node {
-            child: Some(child),
-            ..node
-        });
+        node.child = Some(spawn_redis(&node));
+        self.nodes.push(node);
+    }
+
+    /// Opens the node's gateway and picks its announced or hidden ports, as the
+    /// network asks; records an announced port that differs from the real one.
+    fn set_up_network(&mut self, node: &mut Node) {
+        let loopback = |last: u8, port: u16| SocketAddr::from(([127, 0, 0, last], port));
+        match self.config.network {
+            Network::Direct => {}
+            Network::HiddenAddress => {
+                // Slotgate and the test connect from 127.0.0.1: refused, as the host
+                // is outside a container network.
+                let (announced, gateway) = (0..100)
+                    .find_map(|_| {
+                        let announced = free_port();
+                        let admit = Admit::AllBut(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                        Gateway::start(loopback(2, announced), loopback(1, node.port), admit)
+                            .ok()
+                            .map(|gateway| (announced, gateway))
+                    })
+                    .expect("a free port on 127.0.0.2 for a node's announced address");
+                node.announced_port = announced;
+                node.gateway = Some(gateway);
+                self.ports.insert(announced, node.port);
+            }
+            Network::PartitionableBus => {
+                let hidden = free_port();
+                let gateway = Gateway::start(
+                    loopback(1, node.port + BUS_OFFSET),
+                    loopback(1, hidden),
+                    Admit::All,
+                )
+                .unwrap_or_else(|e| panic!("gateway for the bus of node {}: {e}", node.port));
+                node.hidden_bus_port = Some(hidden);
+                node.gateway = Some(gateway);
+            }
+        }
     }
 
     /// Waits until node `i` answers PING. If another process took its port in the
@@ -478,11 +618,23 @@ impl Cluster {
                     let new_port = free_cluster_port();
                     let new_dir = self.tmp.path().join(format!("node-{new_port}"));
                     fs::rename(&self.nodes[i].dir, &new_dir).expect("rename node dir");
-                    self.nodes[i].port = new_port;
-                    self.nodes[i].dir = new_dir;
-                    let _ = fs::remove_file(self.nodes[i].log_path());
-                    write_config(&self.nodes[i], &self.config);
-                    self.nodes[i].child = Some(spawn_redis(&self.nodes[i]));
+                    let mut node = Node {
+                        port: new_port,
+                        index: self.nodes[i].index,
+                        announced_port: new_port,
+                        dir: new_dir,
+                        child: None,
+                        gateway: None,
+                        hidden_bus_port: None,
+                    };
+                    let _ = fs::remove_file(node.log_path());
+                    // The old gateway goes first, freeing its ports.
+                    self.nodes[i].gateway = None;
+                    self.ports.retain(|_, real| *real != port);
+                    self.set_up_network(&mut node);
+                    write_config(&node, &self.config);
+                    node.child = Some(spawn_redis(&node));
+                    self.nodes[i] = node;
                     continue;
                 }
                 panic!("redis-server on port {port} exited with {status}; log:\n{log}");
@@ -582,7 +734,7 @@ impl Cluster {
         let mut reference: Option<(u16, SlotMap)> = None;
         let mut roles_reference: Option<(u16, Vec<(u16, bool)>)> = None;
         for &port in &live {
-            let view = view_of(port).map_err(|e| format!("node {port}: {e}"))?;
+            let view = view_of(port, &self.ports).map_err(|e| format!("node {port}: {e}"))?;
             match &roles_reference {
                 None => roles_reference = Some((port, view.roles.clone())),
                 Some((ref_port, roles)) if *roles != view.roles => {
@@ -880,7 +1032,27 @@ fn write_config(node: &Node, config: &ClusterConfig) {
         log = node.log_path().display(),
         timeout = config.node_timeout_ms,
     );
-    for line in &config.extra_config {
+    let mut lines = config.extra_config.clone();
+    let source = node.source();
+    match config.network {
+        Network::Direct => {}
+        Network::HiddenAddress => lines.extend([
+            "bind 127.0.0.1 127.0.0.2".to_string(),
+            "cluster-announce-ip 127.0.0.2".to_string(),
+            format!("cluster-announce-port {}", node.announced_port),
+            format!("cluster-announce-bus-port {}", node.port + BUS_OFFSET),
+            format!("bind-source-addr {source}"),
+        ]),
+        Network::PartitionableBus => lines.extend([
+            format!("cluster-port {}", node.hidden_bus_port.unwrap_or(0)),
+            format!("cluster-announce-bus-port {}", node.port + BUS_OFFSET),
+            format!("bind-source-addr {source}"),
+        ]),
+    }
+    if let Some(per_node) = config.node_config {
+        lines.extend(per_node(node.index, node.port));
+    }
+    for line in &lines {
         text.push_str(line);
         text.push('\n');
     }
@@ -917,9 +1089,17 @@ struct NodeLine {
     first_slot: Option<u16>,
 }
 
-fn cluster_nodes(port: u16) -> Result<Vec<NodeLine>, String> {
+/// The node's `CLUSTER NODES`, ports translated back to real ones.
+fn cluster_nodes(port: u16, ports: &PortMap) -> Result<Vec<NodeLine>, String> {
     let text: String = query(port, &["CLUSTER", "NODES"])?;
-    Ok(text.lines().filter_map(parse_node_line).collect())
+    Ok(text
+        .lines()
+        .filter_map(parse_node_line)
+        .map(|line| NodeLine {
+            port: real(ports, line.port),
+            ..line
+        })
+        .collect())
 }
 
 /// `<id> <ip:port@cport[,hostname]> <flags> <master|-> <ping> <pong> <epoch> <link> <slot>...`
@@ -948,7 +1128,8 @@ fn parse_node_line(line: &str) -> Option<NodeLine> {
     })
 }
 
-fn view_of(port: u16) -> Result<View, String> {
+/// The node's view, ports translated back to real ones.
+fn view_of(port: u16, ports: &PortMap) -> Result<View, String> {
     let mut con = connect(port).map_err(|e| e.to_string())?;
     let info: String = redis::cmd("CLUSTER")
         .arg("INFO")
@@ -984,7 +1165,7 @@ fn view_of(port: u16) -> Result<View, String> {
             let Some(p) = master.get(1).and_then(as_int) else {
                 continue;
             };
-            slots.push((a as u16, b as u16, p as u16));
+            slots.push((a as u16, b as u16, real(ports, p as u16)));
         }
     }
     slots.sort();
@@ -1002,7 +1183,7 @@ fn view_of(port: u16) -> Result<View, String> {
     };
     let replica_of = (repl_field("role") == "slave").then(|| {
         (
-            repl_field("master_port").parse().unwrap_or(0),
+            real(ports, repl_field("master_port").parse().unwrap_or(0)),
             repl_field("master_link_status") == "up",
         )
     });
@@ -1020,7 +1201,7 @@ fn view_of(port: u16) -> Result<View, String> {
                 return None;
             }
             let port = addr.split('@').next()?.rsplit(':').next()?.parse().ok()?;
-            Some((port, flags.contains("master")))
+            Some((real(ports, port), flags.contains("master")))
         })
         .collect();
     roles.sort();

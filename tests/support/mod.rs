@@ -19,6 +19,8 @@
 //! # Layout
 //! - `ports`   — free 127.0.0.1 ports (and cluster bus ports), never handed out twice per process.
 //! - `cluster` — [`Cluster`]: starts, inspects, kills, restarts and reshards redis-server nodes.
+//! - `gateway` — a TCP relay that admits peers by source address and can cut them off:
+//!   hidden announced addresses and network partitions on loopback.
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
 //! - `python`  — venvs under target/ with packages from PyPI (redis-py, RQ, Celery), and
@@ -29,15 +31,33 @@
 //! Every process is started as a child of the test and killed by pid on drop.
 
 // Each test binary uses a different part of this module.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unused_macros)]
+
+/// `query!(con, "NAME", arg, ...)`: the command's reply on `con` (`&mut` a connection),
+/// as the type the caller asks for; panics on an error reply. Needs `#[macro_use] mod
+/// support;`.
+macro_rules! query {
+    ($con:expr, $name:expr $(, $arg:expr)* $(,)?) => {
+        redis::cmd($name)$(.arg($arg))*.query($con).unwrap()
+    };
+}
+
+/// `query_err!(con, "NAME", arg, ...)`: the error the command gets on `con`; panics if
+/// it succeeds.
+macro_rules! query_err {
+    ($con:expr, $name:expr $(, $arg:expr)* $(,)?) => {
+        redis::cmd($name)$(.arg($arg))*.query::<redis::Value>($con).unwrap_err()
+    };
+}
 
 mod cluster;
+mod gateway;
 mod ports;
 mod proxy;
 mod python;
 mod raw;
 
-pub use cluster::{Cluster, ClusterConfig};
+pub use cluster::{Cluster, ClusterConfig, Network};
 pub use ports::{free_cluster_port, free_port};
 pub use proxy::Proxy;
 pub use python::{
@@ -65,6 +85,33 @@ pub fn require_redis() {
             );
         }
     }
+}
+
+/// Polls `cond` every 20 ms until it holds, for at most 10 s; panics naming `what`.
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(std::time::Duration::from_secs(10), what, cond);
+}
+
+/// [`wait_until`], for at most `limit`.
+pub fn wait_until_within(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The usual start of a test: `redis-server` is there, a cluster of `masters` masters
+/// with `replicas` replicas each runs, and slotgate runs in front of it with `args`
+/// ([`Proxy::start`]).
+pub fn cluster_and_proxy(masters: usize, replicas: usize, args: &[&str]) -> (Cluster, Proxy) {
+    require_redis();
+    let cluster = Cluster::start(masters, replicas);
+    let proxy = Proxy::start(&cluster.seeds(), args);
+    (cluster, proxy)
 }
 
 /// The last `lines` lines of a text file, or a note saying why there are none.

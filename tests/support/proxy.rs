@@ -164,8 +164,13 @@ impl Proxy {
 
     /// A plain (non-cluster) `redis` connection to the proxy with 10 s read/write timeouts.
     pub fn client(&self) -> redis::Connection {
-        let client = redis::Client::open(format!("redis://{}/", self.addr()))
-            .expect("redis client for the proxy");
+        self.client_in("resp2")
+    }
+
+    /// [`Proxy::client`] speaking `protocol`: `"resp2"`, or `"resp3"` (`HELLO 3`).
+    pub fn client_in(&self, protocol: &str) -> redis::Connection {
+        let url = format!("redis://{}/?protocol={protocol}", self.addr());
+        let client = redis::Client::open(url).expect("redis client for the proxy");
         let con = client
             .get_connection_with_timeout(CLIENT_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to slotgate at {}: {e}", self.addr()));
@@ -195,6 +200,16 @@ impl Proxy {
             log.push_str(&rest);
         }
         log
+    }
+
+    /// `http://ADDR` of the admin port, from the `slotgate admin on http://ADDR` line the
+    /// proxy prints before it listens (start it with `--admin 127.0.0.1:0`); `None` when
+    /// it runs without one.
+    pub fn admin_url(&self) -> Option<String> {
+        let rest = self.stdout_rest.lock().ok()?;
+        rest.lines()
+            .find_map(|l| l.trim().strip_prefix("slotgate admin on "))
+            .map(str::to_string)
     }
 
     /// The proxy's resident memory now, in bytes (`VmRSS` from /proc).

@@ -77,6 +77,26 @@ impl RawClient {
         replies
     }
 
+    /// Sends `requests` (inline, one per line) in one write; their replies, one each
+    /// (waiting at most 10 s).
+    pub fn pipeline(&mut self, requests: &[&str]) -> Vec<String> {
+        let text: String = requests.iter().map(|r| format!("{r}\r\n")).collect();
+        self.write(text.as_bytes());
+        let replies = self.read_replies(requests.len(), Duration::from_secs(10));
+        assert_eq!(replies.len(), requests.len(), "{requests:?} -> {replies:?}");
+        replies
+    }
+
+    /// [`RawClient::pipeline`] of `MULTI`, `commands`, `EXEC`: every reply, `MULTI`'s
+    /// first and `EXEC`'s last.
+    pub fn transaction(&mut self, commands: &[&str]) -> Vec<String> {
+        let mut requests = Vec::with_capacity(commands.len() + 2);
+        requests.push("MULTI");
+        requests.extend_from_slice(commands);
+        requests.push("EXEC");
+        self.pipeline(&requests)
+    }
+
     /// True when the proxy has closed this connection (within 2 s).
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
@@ -118,6 +138,26 @@ pub fn keys_on_every_master(cluster: &Cluster, prefix: &str, per_master: usize) 
         assert!(i < 1_000_000, "could not find keys for every master");
     }
     by_master.into_values().flatten().collect()
+}
+
+/// A key (`{tagN}k`) whose slot master `port` owns.
+pub fn key_on(cluster: &Cluster, port: u16, tag: &str) -> String {
+    (0..10_000)
+        .map(|i| format!("{{{tag}{i}}}k"))
+        .find(|k| cluster.node_for_key(k) == port)
+        .expect("a key on every master")
+}
+
+/// One key per tag, the i-th owned by the i-th master ([`Cluster::master_ports`]'s
+/// order), so each is in a slot of its own on a master of its own.
+pub fn keys_on_masters<const N: usize>(cluster: &Cluster, tags: [&str; N]) -> [String; N] {
+    let ports = cluster.master_ports();
+    assert!(ports.len() >= N, "{N} keys need {N} masters");
+    let mut i = 0;
+    tags.map(|tag| {
+        i += 1;
+        key_on(cluster, ports[i - 1], tag)
+    })
 }
 
 /// Write a config file into a fresh temp dir (kept for the life of the process) and
