@@ -263,7 +263,10 @@ fn metrics_move_with_requests_and_promtool_accepts_them() {
             let base = name.strip_suffix(suffix).unwrap_or(name);
             timed.contains(&format!("# TYPE {base} "))
         });
-        assert!(declared, "the dashboard queries {name}, which /metrics lacks");
+        assert!(
+            declared,
+            "the dashboard queries {name}, which /metrics lacks"
+        );
     }
 
     // Prometheus itself asks for OpenMetrics and gets it.
