@@ -170,7 +170,7 @@ impl NodeConnections {
 
     /// Queue a request on one of the node's shared connections (chosen by its
     /// `conn_hint`); it is written at the end of this turn of the event loop.
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, node: usize, req: BackendRequest) {
         let node = &self.nodes[node];
         let conns = match req.proto {

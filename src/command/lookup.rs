@@ -81,7 +81,7 @@ const fn max_name_len() -> usize {
 
 /// Probes from `hash` for the first entry within `range` that `matches`: its position
 /// in `COMMANDS` followed by `SUBCOMMANDS`.
-#[inline]
+#[inline(always)]
 fn probe(
     hash: u32,
     range: core::ops::Range<usize>,
@@ -102,8 +102,10 @@ fn probe(
 }
 
 /// A top-level command by the name a client sent (never a subcommand, so `client|setname`
-/// as a command name is unknown, as in Redis).
-#[inline]
+/// as a command name is unknown, as in Redis). Always inlined, with
+/// [`command_position`]: it is on every request's path (`classify`), and its other
+/// callers (`position`) would otherwise make it a call of its own.
+#[inline(always)]
 pub(super) fn command(name: &[u8]) -> Option<&'static CommandSpec> {
     command_position(name).map(spec_at)
 }
@@ -133,7 +135,7 @@ pub(super) fn at(position: usize) -> Option<&'static CommandSpec> {
 }
 
 /// [`command`]'s position.
-#[inline]
+#[inline(always)]
 pub(super) fn command_position(name: &[u8]) -> Option<usize> {
     if name.len() > MAX_NAME_LEN {
         return None;
