@@ -41,8 +41,8 @@ pub(super) fn first_user(shared: &Shared) -> (Option<Arc<User>>, bool) {
 
 /// A request seen through another type for the checks here, so that they make their
 /// own copies of `plan` and `classify`: the data path's copies keep their one call site
-/// and stay inlined (a second caller of `plan::<Request>` cost 71 instructions per GET,
-/// benches/callgrind.sh).
+/// and compile as without the checks (a second caller of `plan::<Request>` changed
+/// what was inlined there: +71 instructions per GET on one build, benches/callgrind.sh).
 struct Checked<'a>(&'a Request);
 
 impl Args for Checked<'_> {
