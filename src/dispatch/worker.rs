@@ -262,7 +262,9 @@ impl Worker {
 
     /// Send a request to the node its target names in the current table, or queue it
     /// behind a request for the same slot that waits to be retried.
-    #[inline]
+    // Always inlined: it has several callers (a plain request, WAIT, the retry tests),
+    // and outlined it costs the hot path a call and the spills around it.
+    #[inline(always)]
     pub fn dispatch(&mut self, mut req: BackendRequest) {
         self.sample(&mut req.reply);
         if self.retry.holds(req.target) {
