@@ -33,7 +33,12 @@ fn read(path: &Path) -> String {
 fn load_yaml(path: &Path) -> Yaml {
     let mut docs = YamlLoader::load_from_str(&read(path))
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
-    assert_eq!(docs.len(), 1, "{}: expected one YAML document", path.display());
+    assert_eq!(
+        docs.len(),
+        1,
+        "{}: expected one YAML document",
+        path.display()
+    );
     docs.remove(0)
 }
 
@@ -454,7 +459,9 @@ fn k8s_config() -> Config {
 
 /// The container port a probe or Service names (by name or number).
 fn container_port(container: &Yaml, port: &Yaml) -> u16 {
-    let ports = container["ports"].as_vec().expect("the container has no ports");
+    let ports = container["ports"]
+        .as_vec()
+        .expect("the container has no ports");
     match port {
         Yaml::Integer(n) => u16::try_from(*n).unwrap(),
         Yaml::String(name) => ports
@@ -485,7 +492,10 @@ fn k8s_probes_hit_healthz_and_readyz_on_the_configured_admin_port() {
         admin.ip().is_unspecified(),
         "admin.listen = {admin}: the kubelet probes the pod's address, so 0.0.0.0"
     );
-    assert!(config.listen.ip().is_unspecified(), "listen must be 0.0.0.0 in a pod");
+    assert!(
+        config.listen.ip().is_unspecified(),
+        "listen must be 0.0.0.0 in a pod"
+    );
 
     let deployment = k8s("deployment.yaml");
     assert_eq!(deployment["kind"].as_str(), Some("Deployment"));
@@ -551,7 +561,10 @@ fn k8s_runs_several_locked_down_replicas_behind_one_selector() {
     );
     let labels = &spec["template"]["metadata"]["labels"];
     let selects = |selector: &Yaml, what: &str| {
-        for (k, v) in selector.as_hash().unwrap_or_else(|| panic!("{what}: no selector")) {
+        for (k, v) in selector
+            .as_hash()
+            .unwrap_or_else(|| panic!("{what}: no selector"))
+        {
             assert_eq!(
                 &labels[str_of(k, "label")],
                 v,
@@ -585,7 +598,10 @@ fn k8s_runs_several_locked_down_replicas_behind_one_selector() {
         "runAsUser differs from the image's USER"
     );
     let resources = &container["resources"];
-    assert!(!resources["requests"]["cpu"].is_badvalue(), "no CPU request");
+    assert!(
+        !resources["requests"]["cpu"].is_badvalue(),
+        "no CPU request"
+    );
     assert!(
         !resources["limits"]["memory"].is_badvalue(),
         "no memory limit"
@@ -621,12 +637,7 @@ fn kustomization_lists_every_manifest() {
         );
         let docs = YamlLoader::load_from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
         let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-        for kind in [
-            "ConfigMap",
-            "Deployment",
-            "Service",
-            "PodDisruptionBudget",
-        ] {
+        for kind in ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"] {
             assert!(kinds.contains(kind), "kubectl kustomize lacks a {kind}");
         }
     }
@@ -649,7 +660,10 @@ fn dockerfile_user() -> (String, usize) {
             user = Some(spec.split(':').next().unwrap().to_string());
         }
     }
-    (user.expect("the final stage sets no USER: it would run as root"), stages)
+    (
+        user.expect("the final stage sets no USER: it would run as root"),
+        stages,
+    )
 }
 
 #[test]
@@ -749,8 +763,5 @@ fn systemd_unit_is_hardened_and_verifies() {
         .lines()
         .filter(|l| l.contains("slotgate.service"))
         .collect();
-    assert!(
-        findings.is_empty(),
-        "systemd-analyze verify: {findings:#?}"
-    );
+    assert!(findings.is_empty(), "systemd-analyze verify: {findings:#?}");
 }
