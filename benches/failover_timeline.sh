@@ -81,6 +81,8 @@ events="$work_dir/events.txt"
 : >"$events"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+# Other work on the machine shows in the rates: the header gives the load average.
+load_before="$(cut -d ' ' -f 1-3 /proc/loadavg)"
 start_ms="$(now_ms)"
 echo "load $start_ms" >>"$events"
 timeout "$seconds" redis-benchmark -p "$port" -c "$clients" -P "$pipeline" -d 64 -r 100000 \
@@ -94,13 +96,15 @@ while :; do
   t="$(now_ms)"
   [ "$t" -lt "$end_ms" ] || break
   if [ "$failed_over" = 0 ] && [ "$t" -ge $((start_ms + fail_at * 1000)) ]; then
+    asked="$(now_ms)"
     reply="$(timeout 5 redis-cli -p "$replica" CLUSTER FAILOVER 2>&1 || true)"
-    echo "failover $(now_ms) $replica $reply" >>"$events"
+    echo "failover $asked $replica $reply" >>"$events"
     note "CLUSTER FAILOVER on replica 127.0.0.1:$replica: $reply"
     failed_over=1
   fi
   {
-    echo "@ $t"
+    # The time of the scrape itself, not of the loop's start (the failover may lie between).
+    echo "@ $(now_ms)"
     curl -fsS --max-time 1 "$metrics_url" | grep -E '^slotgate_(requests_total|errors_total|redirects_total|retries_unreachable_total|topology_refreshes_total|ready)[{ ]' || true
   } >>"$scrapes"
   next=$((t + interval_ms))
@@ -114,7 +118,7 @@ new_role="$(timeout 5 redis-cli -p "$replica" ROLE | head -n 1)"
 old_role="$(timeout 5 redis-cli -p "$slot0_master" ROLE | head -n 1)"
 
 echo "# slotgate failover timeline, $(date -u '+%F %T UTC')"
-echo "# slotgate $("$SLOTGATE_BIN" --version 2>/dev/null | head -n 1), $(redis-server --version | awk '{print $3}'), $(nproc) cores"
+echo "# $("$SLOTGATE_BIN" --version 2>/dev/null | head -n 1) ($SLOTGATE_BIN), redis-server $(redis-server --version | awk '{print $3}' | sed 's/^v=//'), $(nproc) cores, load average before the run: $load_before"
 echo "# cluster: 3 masters + 3 replicas on 127.0.0.1:$base..$((base + 5)); slotgate on 127.0.0.1:$port, admin 127.0.0.1:$admin"
 echo "# load: redis-benchmark -c $clients -P $pipeline -d 64 -r 100000 -t set,get -l for ${seconds}s"
 echo "# at +${fail_at}s: CLUSTER FAILOVER on 127.0.0.1:$replica (replica of 127.0.0.1:$slot0_master, which owned slot 0)"
@@ -197,7 +201,7 @@ for (t0, a), (t1, b) in zip(samples, samples[1:]):
         rates_after.append((t, req / dt))
     if red["moved"] and first_moved is None:
         first_moved = t
-    if ref and failover is not None and t0 >= failover - 250 and first_refresh is None:
+    if ref and failover is not None and t1 >= failover and first_refresh is None:
         first_refresh = t
     totals["requests"] += req
     totals["errors"] += err
@@ -223,13 +227,14 @@ if failover is not None:
         print(f"first refresh after it in the interval ending {first_refresh:.2f}s")
     if rates_before:
         base = sorted(rates_before)[len(rates_before) // 2]
-        print(f"median rate before: {base:.0f} req/s")
-        low = min(rates_after, key=lambda x: x[1]) if rates_after else None
-        if low:
-            print(f"lowest rate after: {low[1]:.0f} req/s (interval ending {low[0]:.2f}s)")
-            back = next((t for t, r in rates_after if t > low[0] and r >= 0.8 * base), None)
-            if back is not None:
-                print(f"back to >= 80% of the median rate in the interval ending {back:.2f}s")
+        print(f"median rate before the failover: {base:.0f} req/s")
+        soon = [(t, r) for t, r in rates_after if t <= fo + 2.0]
+        later = [r for t, r in rates_after if t > fo + 2.0]
+        if soon:
+            low = min(soon, key=lambda x: x[1])
+            print(f"lowest rate in the 2 s after it: {low[1]:.0f} req/s (interval ending {low[0]:.2f}s)")
+        if later:
+            print(f"median rate from 2 s after it: {sorted(later)[len(later) // 2]:.0f} req/s")
 EOF
 echo
 echo "# redis-benchmark's own last lines (rates per test; it is killed by the time bound):"
