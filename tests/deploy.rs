@@ -7,10 +7,15 @@
 //! `/readyz` on the admin port the ConfigMap's config sets; the image runs as a user
 //! other than root; the systemd unit passes `systemd-analyze verify`.
 //!
+//! One check runs against a live cluster: the image's HEALTHCHECK command, pointed at
+//! a slotgate's admin port, passes, and fails where nothing listens.
+//!
 //! Tools that are not installed are skipped with a line on stderr saying so (run with
 //! `--nocapture` to see them): `docker-compose`/`docker compose` (validates the compose
 //! file), `kubectl` (builds the kustomization), `systemd-analyze`. No image is built
 //! and nothing is started: that needs a Docker daemon.
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -19,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use slotgate::config::Config;
+use support::{cluster_and_proxy, free_port};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn deploy_dir() -> PathBuf {
@@ -701,6 +707,52 @@ fn dockerfile_is_multi_stage_and_runs_as_non_root() {
             "Dockerfile.dockerignore drops {needed}"
         );
     }
+}
+
+/// The HEALTHCHECK's command, in exec form: `CMD ["/bin/bash", "-c", "..."]`.
+fn dockerfile_healthcheck() -> Vec<String> {
+    let text = read(&deploy_dir().join("Dockerfile"));
+    // Join continuation lines, then find the HEALTHCHECK instruction.
+    let joined = text.replace("\\\n", " ");
+    let line = joined
+        .lines()
+        .find(|l| l.trim_start().starts_with("HEALTHCHECK"))
+        .expect("no HEALTHCHECK");
+    let exec = &line[line.find("CMD").expect("HEALTHCHECK without CMD") + 3..];
+    let doc = YamlLoader::load_from_str(exec.trim()).expect("CMD is not a JSON array");
+    strings(&doc[0], "HEALTHCHECK CMD")
+}
+
+#[test]
+fn dockerfile_healthcheck_passes_against_a_live_admin_port() {
+    let cmd = dockerfile_healthcheck();
+    assert_eq!(cmd[0], "/bin/bash");
+    let script = &cmd[2];
+    assert!(
+        script.contains("/9380"),
+        "the HEALTHCHECK does not ask port 9380"
+    );
+    let (_cluster, proxy) = cluster_and_proxy(3, 0, &["--admin", "127.0.0.1:0"]);
+    let admin = proxy.admin_url().expect("no admin port");
+    let admin_port = admin.rsplit(':').next().unwrap();
+    let run = |port: &str| {
+        Command::new("bash")
+            .args(["-c", &script.replace("/9380", &format!("/{port}"))])
+            .output()
+            .unwrap()
+    };
+    let out = run(admin_port);
+    assert!(
+        out.status.success(),
+        "the HEALTHCHECK fails against {admin}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Where nothing answers, it fails (a check that cannot fail proves nothing).
+    let closed = free_port().to_string();
+    assert!(
+        !run(&closed).status.success(),
+        "the HEALTHCHECK passes with nothing on port {closed}"
+    );
 }
 
 // ---- systemd ----
