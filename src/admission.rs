@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// How many connections each client address has open.
 pub struct PerAddress {
-    /// Connections allowed from one address; 0: no limit (and no counting).
-    limit: usize,
+    /// Connections allowed from one address; 0: no limit (and no counting). Set at
+    /// start-up and by a reload ([`PerAddress::set_limit`]); read per accept and close.
+    limit: AtomicUsize,
     /// Open connections by address: a worker adds one when it accepts a client and takes
     /// it away when that client's session ends; addresses at zero are removed.
     open: Mutex<HashMap<IpAddr, usize>>,
@@ -19,7 +21,7 @@ pub struct PerAddress {
 impl PerAddress {
     pub fn new(limit: usize) -> PerAddress {
         PerAddress {
-            limit,
+            limit: AtomicUsize::new(limit),
             open: Mutex::new(HashMap::new()),
         }
     }
@@ -27,12 +29,13 @@ impl PerAddress {
     /// A client from `addr` connects: true (and counted) when it is under the limit.
     /// Each admitted client must be [`PerAddress::leave`]d once.
     pub fn admit(&self, addr: IpAddr) -> bool {
-        if self.limit == 0 {
+        let limit = self.limit();
+        if limit == 0 {
             return true;
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(addr).or_insert(0);
-        if *count >= self.limit {
+        if *count >= limit {
             return false;
         }
         *count += 1;
@@ -41,7 +44,7 @@ impl PerAddress {
 
     /// An admitted client from `addr` is gone.
     pub fn leave(&self, addr: IpAddr) {
-        if self.limit == 0 {
+        if self.limit() == 0 {
             return;
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,7 +57,16 @@ impl PerAddress {
     }
 
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Relaxed)
+    }
+
+    /// A reload's limit. Connections open while no limit was set were not counted, so
+    /// a limit set (or set again) by a reload counts the connections made from then
+    /// on: it may admit more than the limit from an address, never fewer.
+    pub fn set_limit(&self, limit: usize) {
+        if self.limit.swap(limit, Relaxed) != limit && limit == 0 {
+            self.open.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
     }
 }
 

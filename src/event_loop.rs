@@ -163,6 +163,9 @@ impl EventLoop {
             if (woken || tick) && self.worker.shared.clients.has_mail(self.worker.index) {
                 self.take_mail();
             }
+            if tick && self.worker.config_changed() {
+                self.take_config();
+            }
             if tick {
                 // The sessions' coarse clock (`CLIENT LIST`'s idle): a wait in epoll
                 // never outlasts the tick, so it is at most a tick behind.
@@ -223,7 +226,7 @@ impl EventLoop {
         let Some(listener) = self.listener.as_ref() else {
             return;
         };
-        let max_clients = self.worker.shared.config.max_clients as u64;
+        let max_clients = self.worker.config.max_clients as u64;
         loop {
             let (mut stream, peer) = match listener.accept() {
                 Ok((stream, peer)) => (Transport::from(stream), peer),
@@ -267,6 +270,7 @@ impl EventLoop {
             entry
                 .insert(Session::new(
                     self.worker.shared.clone(),
+                    self.worker.config.clone(),
                     id,
                     key,
                     stream,
@@ -425,7 +429,7 @@ impl EventLoop {
             .sum();
         let stats = &shared.stats[self.worker.index % shared.stats.len()];
         stats.output_bytes.store(mine as u64, Relaxed);
-        let cap = shared.config.max_output_total;
+        let cap = self.worker.config.max_output_total;
         if cap == 0 {
             return;
         }
@@ -505,6 +509,32 @@ impl EventLoop {
         }
     }
 
+    /// A reload swapped in a new configuration: the worker takes it, then every session
+    /// (which keeps its connection; one whose user the reload removed or disabled is
+    /// closed, logged), then the reload is told it is in force here.
+    #[cold]
+    #[inline(never)]
+    fn take_config(&mut self) {
+        self.worker.take_config();
+        let config = self.worker.config.clone();
+        let mut closing = Vec::new();
+        for (key, session) in self.sessions.iter_mut() {
+            if !session.reconfigure(&config) {
+                tracing::info!(
+                    client = session.id.0,
+                    peer = %session.peer(),
+                    user = %session.user_name_for_log(),
+                    "closing a client: a reload removed or disabled its user"
+                );
+                closing.push(key);
+            }
+        }
+        for key in closing {
+            self.close_session(key);
+        }
+        self.worker.config_taken();
+    }
+
     fn close_session(&mut self, key: usize) {
         if let Some(mut session) = self.sessions.try_remove(key) {
             session.leave_pubsub(&mut self.worker);
@@ -525,7 +555,7 @@ impl EventLoop {
     #[cold]
     fn close_idle(&mut self, now: Instant) {
         self.idle_check_at = now + Duration::from_secs(1);
-        let Some(timeout) = self.worker.shared.config.timeout else {
+        let Some(timeout) = self.worker.config.timeout else {
             return;
         };
         let idle: Vec<usize> = (self.sessions.iter_mut())

@@ -48,8 +48,12 @@
 //! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
 //!   periodically, on request; several nodes asked at once, every owner change logged),
 //!   and learns the server version and commands.
+//! - [`reload`]: `SIGHUP` and `POST /reload`: the config file read again, what changed
+//!   ([`reload::diff`], pure), what applies live and what needs a restart, swapped in for
+//!   the workers to take at their next tick; which login a client keeps
+//!   ([`reload::rebind`], pure; the sessions call it).
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
-//!   refresh, signals, the admin port), shutdown.
+//!   refresh, signals, reload, the admin port), shutdown.
 //! - [`admin`]: counters shown by `INFO` and `/metrics`, process-wide and per worker
 //!   (underneath all); beside [`server`] on the control runtime, the admin HTTP port
 //!   (`admin::http`: metrics, health, readiness, the status page) and what it reports
@@ -71,6 +75,7 @@ pub mod log_limit;
 pub mod net;
 pub mod protocol;
 pub mod refresh;
+pub mod reload;
 pub mod scripts;
 pub mod server;
 pub mod session;

@@ -2,6 +2,9 @@
 
 use clap::Parser;
 use slotgate::config::{log_filter, Cli, Config, LogFormat};
+use slotgate::reload::Reloader;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// mimalloc rather than the system allocator: after a burst of big replies, glibc's
 /// malloc kept the freed memory (RSS stayed at 405 MiB ten seconds after ten slow
@@ -38,16 +41,22 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // The filter can be swapped by a reload (`log_level`); interest is cached per
+    // call site and rebuilt on a swap, so a disabled line costs what it did.
+    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => registry.with(logs).init(),
+        LogFormat::Json => registry.with(logs.json()).init(),
     }
+    let set_log_filter = move |filter| filter_handle.reload(filter).map_err(|e| e.to_string());
+    let reloader = Reloader::new(cli, Some(Box::new(set_log_filter)));
 
-    if let Err(e) = slotgate::server::run(config) {
+    if let Err(e) = slotgate::server::run(config, reloader) {
         tracing::error!(error = %e, "slotgate stopped");
         eprintln!("slotgate: {e}");
         std::process::exit(1);

@@ -51,7 +51,7 @@ pub enum QueryError {
 /// Learn the topology from the seeds and publish the first table; fails when no seed
 /// answers or slots are uncovered.
 pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
-    let seeds = shared.config.seeds.clone();
+    let seeds = shared.config.load_full().seeds.clone();
     let started = Instant::now();
     let fetched = gather::merged_topology(shared, &seeds).await;
     let complete = fetched.as_ref().is_ok_and(|(t, _)| t.covers_all());
@@ -75,7 +75,7 @@ pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
     let mut owners = owners::OwnerLog::new(shared.table.load_full());
     loop {
-        let interval = shared.config.refresh_interval;
+        let interval = shared.config.load_full().refresh_interval;
         let timer = tokio::select! {
             _ = shared.refresh_wanted.notified() => false,
             _ = tokio::time::sleep(interval) => true,
@@ -149,10 +149,11 @@ pub async fn refresh(shared: &Arc<Shared>) -> bool {
     let mut candidates: Vec<NodeAddr> = Vec::new();
     {
         let table = shared.table.load();
+        let config = shared.config.load_full();
         for addr in table
             .masters()
             .chain(table.replicas())
-            .chain(shared.config.seeds.iter())
+            .chain(config.seeds.iter())
         {
             if !candidates.contains(addr) {
                 candidates.push(addr.clone());
@@ -225,8 +226,8 @@ pub async fn query(
     addr: &NodeAddr,
     args: &[&[u8]],
 ) -> Result<OwnedFrame, QueryError> {
-    let dial = shared.config.dial_addr(addr);
-    match control::query(dial, &shared.config.backend, args).await {
+    let config = shared.config.load_full();
+    match control::query(config.dial_addr(addr), &config.backend, args).await {
         Ok(frame) => Ok(frame.to_owned_frame()),
         Err(source) => Err(QueryError::Node {
             addr: addr.clone(),
@@ -281,8 +282,9 @@ async fn resolve_names(shared: &Arc<Shared>) {
         if node.dial_ip().is_some() {
             continue;
         }
-        let lookup = tokio::net::lookup_host(node.dial.as_str().to_string());
-        match tokio::time::timeout(shared.config.backend.connect_timeout, lookup).await {
+        let lookup = tokio::net::lookup_host(node.dial().as_str().to_string());
+        match tokio::time::timeout(shared.config.load_full().backend.connect_timeout, lookup).await
+        {
             Ok(Ok(found)) => {
                 let found: Vec<std::net::SocketAddr> = found.collect();
                 match crate::backend::connection::prefer_ipv4(&found) {

@@ -4,8 +4,9 @@
 //! (`SO_REUSEPORT`, so the kernel spreads clients), its own sessions and its own
 //! backend connections: a request never crosses threads, takes no lock and wakes no
 //! other thread. Only the slot table, the node registry and counters are shared. The
-//! main thread runs the control runtime: the topology refresher, the signals and the
-//! admin port.
+//! main thread runs the control runtime: the topology refresher, the signals (`SIGHUP`
+//! reloads the configuration, `SIGTERM`/`SIGINT` stop), the reload task and the admin
+//! port.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::cluster::NodeAddr;
 use crate::config::Config;
 use crate::event_loop::{EventLoop, WAKER};
 use crate::refresh;
+use crate::reload::{self, Reloader};
 use crate::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +44,26 @@ pub enum ServerError {
 /// Run the proxy until SIGTERM/SIGINT. Prints `slotgate listening on ADDR` on stdout
 /// once clients can connect (scripts and tests wait for that line). On a signal every
 /// worker stops accepting, lets its sessions finish the requests they have read, and
-/// returns.
-pub fn run(config: Config) -> Result<(), ServerError> {
+/// returns. `SIGHUP` (and the admin port's `POST /reload`) reloads the configuration
+/// with `reloader` ([`crate::reload`]).
+pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
     let listen = config.listen;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chosen = config.workers;
     let shared = Shared::new(config, chosen.unwrap_or(cores));
     let control = runtime()?;
+    // SIGHUP's handler from the start (its default ends the process); a reload it asks
+    // for before the workers run waits for them. `reload_asks`: the admin port's
+    // `POST /reload`s, received by the reload task.
+    #[cfg(unix)]
+    let hangup = control.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(
+                |e| tracing::warn!(error = %e, "cannot watch SIGHUP: reload by POST /reload only"),
+            )
+            .ok()
+    });
+    let (reload_tx, reload_asks) = tokio::sync::mpsc::channel(16);
 
     // Bind the first socket before asking the cluster anything (a port in use fails at
     // once), then one more per worker on the same port (so a port-0 listen resolves to
@@ -63,7 +78,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         })?;
         // The admin port first, so /healthz and /readyz answer while the cluster is
         // being learned. Scripts and tests read this line for the address.
-        if let Some(admin) = crate::admin::http::start(&shared).await? {
+        if let Some(admin) = crate::admin::http::start(&shared, reload_tx).await? {
             println!("slotgate admin on http://{admin}");
             let _ = std::io::stdout().flush();
         }
@@ -130,12 +145,19 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     shared.clients.set_wakers(wakers.clone());
     let workers = threads.len();
     tracing::info!(%local, workers, masters = shared.table.load().masters().count(), "slotgate ready");
-    log_posture(&shared.config.users, local);
+    log_posture(&shared.config.load().users, local);
     println!("slotgate listening on {local}");
     let _ = std::io::stdout().flush();
 
     control.block_on(async move {
         tokio::spawn(refresh::run(shared.clone()));
+        tokio::spawn(reload::run(
+            shared.clone(),
+            reloader,
+            reload_asks,
+            #[cfg(unix)]
+            hangup,
+        ));
         shutdown_signal().await;
         tracing::info!(
             open = METRICS.connections_open.load(Relaxed),
@@ -175,7 +197,8 @@ pub fn auto_workers(cores: usize, local_nodes: usize) -> usize {
 fn nodes_on_this_host(shared: &Shared) -> usize {
     let table = shared.table.load();
     let dialed = table.masters().chain(table.replicas());
-    loopback_count(dialed.map(|addr| shared.config.dial_addr(addr)))
+    let config = shared.config.load();
+    loopback_count(dialed.map(|addr| config.dial_addr(addr)))
 }
 
 /// How many distinct addresses in `dialed` are loopback addresses.

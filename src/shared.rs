@@ -6,6 +6,7 @@
 //! through `ArcSwap`, a watch channel or a `OnceLock`, never a lock held across network
 //! calls.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -24,7 +25,18 @@ use crate::scripts::Scripts;
 
 /// Shared by every worker thread and the control plane.
 pub struct Shared {
-    pub config: Config,
+    /// The configuration in force. The control plane loads it where it needs it; a
+    /// reload ([`crate::reload`]) swaps in a new one, then bumps `config_generation`.
+    /// The data path never loads it: each worker keeps its own `Arc<Config>` (the
+    /// worker's, and a copy in each of its sessions) and takes the new one at its next
+    /// tick once the generation moved.
+    pub config: ArcSwap<Config>,
+    /// How many reloads have been applied: written by the reload after swapping
+    /// `config`, read by each worker at its ticks (one load per tick, none per request).
+    pub config_generation: AtomicU64,
+    /// The generation each worker has in force, by worker index: written by that worker
+    /// when it took a new config, read by the reload to know when it is in force.
+    pub config_applied: Box<[AtomicU64]>,
     /// The published slot table: readers `load()` without locking; the refresher and
     /// `MOVED` handling swap in a new table.
     pub table: ArcSwap<SlotTable>,
@@ -65,7 +77,9 @@ impl Shared {
     pub fn new(config: Config, workers: usize) -> Arc<Shared> {
         Arc::new(Shared {
             per_address: PerAddress::new(config.max_clients_per_ip),
-            config,
+            config: ArcSwap::from_pointee(config),
+            config_generation: AtomicU64::new(0),
+            config_applied: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
             table: ArcSwap::from_pointee(SlotTable::empty()),
             refresh_wanted: Notify::new(),
             refresh_causes: RefreshCauses::default(),
@@ -88,7 +102,7 @@ impl Shared {
     /// the address to dial (through `[address_map]`).
     pub fn node_record(&self, addr: &NodeAddr) -> Arc<NodeShared> {
         self.registry
-            .get_or_insert(addr, || self.config.dial_addr(addr).clone())
+            .get_or_insert(addr, || self.config.load().dial_addr(addr).clone())
     }
 
     pub fn stats_total(&self) -> StatsTotal {

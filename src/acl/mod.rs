@@ -80,6 +80,14 @@ impl User {
         line
     }
 
+    /// The same user: name, password, on/off and rules (for a reload's comparison).
+    pub fn same_as(&self, other: &User) -> bool {
+        self.name == other.name
+            && self.secret == other.secret
+            && self.enabled == other.enabled
+            && self.rules.describe() == other.rules.describe()
+    }
+
     /// `ACL GETUSER`'s flags.
     pub fn flags(&self) -> Vec<&'static str> {
         let mut flags = vec![if self.enabled { "on" } else { "off" }];

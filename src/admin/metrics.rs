@@ -546,6 +546,32 @@ impl Collector for SlotgateCollector {
                 )
             }),
         )?;
+        counters(
+            e,
+            "slotgate_config_reloads",
+            "Configuration reloads (SIGHUP, POST /reload), by result: ok (applied), error \
+             (a bad file, refused: the configuration in force stayed).",
+            [
+                ([("result", "ok")], at(&METRICS.config_reloads_ok)),
+                ([("result", "error")], at(&METRICS.config_reloads_failed)),
+            ],
+        )?;
+        gauge(
+            e,
+            "slotgate_config_last_reload_successful",
+            "0 when the last configuration reload was refused, else 1 (also before any).",
+            if at(&METRICS.config_last_reload_failed) == 0 {
+                1.0
+            } else {
+                0.0
+            },
+        )?;
+        gauge(
+            e,
+            "slotgate_config_last_reload_timestamp_seconds",
+            "When the last configuration reload was tried (Unix time; 0 before any).",
+            at(&METRICS.config_last_reload_unix) as f64,
+        )?;
         gauge(
             e,
             "slotgate_ready",

@@ -386,6 +386,14 @@ pub struct Metrics {
     /// failed or was replaced, a shard channel's slot moved), without the clients'
     /// doing anything.
     pub pubsub_resubscribes: AtomicU64,
+    /// Configuration reloads applied (`SIGHUP`, `POST /reload`; [`crate::reload`]).
+    pub config_reloads_ok: AtomicU64,
+    /// Configuration reloads refused (a bad file): the old configuration stayed.
+    pub config_reloads_failed: AtomicU64,
+    /// When the last reload was tried (Unix seconds; 0: none yet).
+    pub config_last_reload_unix: AtomicU64,
+    /// 1 when the last reload was refused.
+    pub config_last_reload_failed: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -408,6 +416,10 @@ pub static METRICS: Metrics = Metrics {
     blocked_clients: AtomicU64::new(0),
     subscriber_connections: AtomicU64::new(0),
     pubsub_resubscribes: AtomicU64::new(0),
+    config_reloads_ok: AtomicU64::new(0),
+    config_reloads_failed: AtomicU64::new(0),
+    config_last_reload_unix: AtomicU64::new(0),
+    config_last_reload_failed: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -469,6 +481,10 @@ impl Metrics {
             ("scripts_healed", &self.scripts_healed),
             ("subscriber_connections", &self.subscriber_connections),
             ("pubsub_resubscribes", &self.pubsub_resubscribes),
+            ("config_reloads_ok", &self.config_reloads_ok),
+            ("config_reloads_failed", &self.config_reloads_failed),
+            ("config_last_reload_unix", &self.config_last_reload_unix),
+            ("config_last_reload_failed", &self.config_last_reload_failed),
         ] {
             let _ = write!(out, "{name}:{}\r\n", at(value));
         }

@@ -115,18 +115,17 @@ pub async fn probe_nodes(shared: Arc<Shared>, health: Arc<Health>) {
                 .chain(table.replicas().map(|a| (a.clone(), "replica")))
                 .collect()
         };
-        let limit = shared.config.backend.connect_timeout + Duration::from_secs(1);
+        let limit = shared.config.load_full().backend.connect_timeout + Duration::from_secs(1);
         let mut probes = tokio::task::JoinSet::new();
         for (addr, role) in nodes.iter().cloned() {
             let shared = Arc::clone(&shared);
             probes.spawn(async move {
-                let dial = shared.config.dial_addr(&addr).clone();
+                let config = shared.config.load_full();
+                let dial = config.dial_addr(&addr);
                 let started = Instant::now();
-                let answer = tokio::time::timeout(
-                    limit,
-                    control::query(&dial, &shared.config.backend, &[b"PING"]),
-                )
-                .await;
+                let answer =
+                    tokio::time::timeout(limit, control::query(dial, &config.backend, &[b"PING"]))
+                        .await;
                 let error = match answer {
                     Ok(Ok(BytesFrame::SimpleString(_))) => None,
                     Ok(Ok(BytesFrame::Error(text))) => Some(text.to_string()),
@@ -229,13 +228,17 @@ async fn migrations(shared: &Arc<Shared>, health: &Health) -> Vec<Migration> {
         }
     }
     let masters: Vec<NodeAddr> = shared.table.load().masters().cloned().collect();
-    let limit = shared.config.backend.connect_timeout + Duration::from_secs(1);
+    let limit = shared.config.load_full().backend.connect_timeout + Duration::from_secs(1);
     let mut asks = tokio::task::JoinSet::new();
     for addr in masters {
         let shared = Arc::clone(shared);
         asks.spawn(async move {
-            let dial = shared.config.dial_addr(&addr).clone();
-            let ask = control::query(&dial, &shared.config.backend, &[b"CLUSTER", b"NODES"]);
+            let config = shared.config.load_full();
+            let ask = control::query(
+                config.dial_addr(&addr),
+                &config.backend,
+                &[b"CLUSTER", b"NODES"],
+            );
             match tokio::time::timeout(limit, ask).await {
                 Ok(Ok(BytesFrame::BulkString(text))) => {
                     parse_migrations(&String::from_utf8_lossy(&text), addr.as_str())
@@ -329,7 +332,7 @@ pub async fn status(shared: &Arc<Shared>, health: &Health) -> Status {
         };
         NodeStatus {
             addr: addr.to_string(),
-            dial: shared.config.dial_addr(addr).to_string(),
+            dial: shared.config.load_full().dial_addr(addr).to_string(),
             role,
             master: master.map(NodeAddr::to_string),
             slots,

@@ -451,7 +451,7 @@ fn resolve(node: &NodeShared) -> Result<SocketAddr, ConnError> {
     if let Some(addr) = node.dial_ip().or_else(|| node.resolved()) {
         return Ok(addr);
     }
-    let dial = &node.dial;
+    let dial = &*node.dial();
     if let Some(reason) = node.unresolved() {
         return Err(ConnError::Unresolved {
             dial: dial.clone(),

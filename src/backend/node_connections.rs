@@ -58,7 +58,7 @@ pub const SCRATCH: usize = 64 * 1024;
 /// [`NodeConnections::unsent`] and [`NodeConnections::failed`] for the owner to take.
 pub struct NodeConnections {
     /// `backend` of the configuration: connections per node, pinned cap, timeouts,
-    /// credentials for the handshake.
+    /// credentials for the handshake. A reload replaces it ([`NodeConnections::reconfigure`]).
     config: BackendConfig,
     limits: Limits,
     registry: Registry,
@@ -127,6 +127,22 @@ impl NodeConnections {
             sub_down: Vec::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
         }
+    }
+
+    /// A reload's configuration: caps, timeouts and credentials apply from the next
+    /// check or connect; connections open stay. `connections_per_node` needs a restart
+    /// (the connections of every node are made with the count), so it stays.
+    #[cold]
+    pub fn reconfigure(&mut self, config: &Config) {
+        let per_node = self.config.connections_per_node;
+        self.config = config.backend.clone();
+        self.config.connections_per_node = per_node;
+        self.limits = config.limits;
+    }
+
+    /// `backend` of the configuration in force on this worker.
+    pub fn config(&self) -> &BackendConfig {
+        &self.config
     }
 
     /// Did the last calls leave requests for the owner in `unsent` or `failed`?
@@ -877,16 +893,14 @@ impl NodeConnections {
         let conn = &mut self.conns[ci];
         // The client's error names the announced address; say where it was dialled.
         let mapped;
-        let reason = if conn.node.dial != conn.node.addr {
-            mapped = format!(
-                "{reason} (dialled {}, its [address_map] entry)",
-                conn.node.dial
-            );
+        let dial = conn.node.dial();
+        let reason = if *dial != conn.node.addr {
+            mapped = format!("{reason} (dialled {dial}, its [address_map] entry)");
             &mapped
         } else {
             reason
         };
-        tracing::warn!(node = %conn.addr(), dial = %conn.node.dial, %reason, "backend connect failed");
+        tracing::warn!(node = %conn.addr(), dial = %dial, %reason, "backend connect failed");
         conn.node.mark_down(backoff, reason);
         // Only the handshake can be in flight while connecting.
         drop(conn.close(&self.registry));

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use crate::cluster::NodeAddr;
@@ -17,8 +18,10 @@ use crate::cluster::NodeAddr;
 pub struct NodeShared {
     /// The address the cluster announces.
     pub addr: NodeAddr,
-    /// The address to dial: `addr` after the configured address map.
-    pub dial: NodeAddr,
+    /// The address to dial: `addr` after the configured address map. Read when a
+    /// connection opens; a reload that changes the node's `[address_map]` entry swaps
+    /// it ([`NodeShared::set_dial`]).
+    dial: ArcSwap<NodeAddr>,
     /// Milliseconds after `epoch` until which the node counts as down (a connect just
     /// failed); 0 when up. Any worker's failure makes every worker fail fast.
     down_until_ms: AtomicU64,
@@ -40,6 +43,29 @@ pub struct NodeShared {
 }
 
 impl NodeShared {
+    /// The address to dial: `addr` after the configured address map.
+    pub fn dial(&self) -> Arc<NodeAddr> {
+        self.dial.load_full()
+    }
+
+    /// A reload changed the node's `[address_map]` entry: dial `dial` from now on
+    /// (connections open stay as they are). What was known of the old address (looked
+    /// up, down) is forgotten, so the next connect tries the new one at once.
+    pub fn set_dial(&self, dial: NodeAddr) {
+        if *self.dial.load_full() == dial {
+            return;
+        }
+        tracing::info!(node = %self.addr, old = %self.dial.load(), new = %dial, "dial address changed by a reload");
+        self.dial.store(Arc::new(dial));
+        if let Ok(mut resolved) = self.resolved.lock() {
+            *resolved = None;
+        }
+        if let Ok(mut unresolved) = self.unresolved.lock() {
+            *unresolved = None;
+        }
+        self.down_until_ms.store(0, Relaxed);
+    }
+
     pub fn is_down(&self) -> bool {
         let until = self.down_until_ms.load(Relaxed);
         until != 0 && (self.epoch.elapsed().as_millis() as u64) < until
@@ -47,7 +73,7 @@ impl NodeShared {
 
     /// `dial` as a socket address when it is an IP literal (no lookup needed).
     pub fn dial_ip(&self) -> Option<SocketAddr> {
-        self.dial.as_str().parse().ok()
+        self.dial.load().as_str().parse().ok()
     }
 
     /// The last address `dial` (a host name) was found at.
@@ -62,7 +88,7 @@ impl NodeShared {
         }
         if let Ok(mut resolved) = self.resolved.lock() {
             if *resolved != Some(addr) {
-                tracing::info!(node = %self.addr, dial = %self.dial, %addr, %by, "host name resolved");
+                tracing::info!(node = %self.addr, dial = %self.dial.load(), %addr, %by, "host name resolved");
                 *resolved = Some(addr);
             }
         }
@@ -77,10 +103,11 @@ impl NodeShared {
         if unresolved.as_deref() == Some(reason) {
             return;
         }
-        if self.dial == self.addr {
+        let dial = self.dial.load();
+        if **dial == self.addr {
             tracing::warn!(node = %self.addr, %reason, %by, "cannot resolve the host name the cluster announces for this node; if slotgate cannot reach the nodes by their announced names (Docker, Kubernetes, NAT), map it in [address_map]");
         } else {
-            tracing::warn!(node = %self.addr, dial = %self.dial, %reason, %by, "cannot resolve the host name [address_map] gives for this node");
+            tracing::warn!(node = %self.addr, dial = %dial, %reason, %by, "cannot resolve the host name [address_map] gives for this node");
         }
         *unresolved = Some(reason.to_string());
     }
@@ -104,7 +131,7 @@ impl NodeShared {
         }
         // One line per change, whichever worker saw it first.
         if !self.unreachable.swap(true, Relaxed) {
-            tracing::info!(node = %self.addr, dial = %self.dial, %reason, "node unreachable");
+            tracing::info!(node = %self.addr, dial = %self.dial.load(), %reason, "node unreachable");
         }
         let until = self.epoch.elapsed() + for_how_long;
         self.down_until_ms
@@ -114,7 +141,7 @@ impl NodeShared {
 
     pub fn mark_up(&self) {
         if self.unreachable.swap(false, Relaxed) {
-            tracing::info!(node = %self.addr, dial = %self.dial, "node reachable again");
+            tracing::info!(node = %self.addr, dial = %self.dial.load(), "node reachable again");
         }
         self.down_until_ms.store(0, Relaxed);
         self.connects.fetch_add(1, Relaxed);
@@ -141,7 +168,7 @@ impl NodeRegistry {
             .or_insert_with(|| {
                 Arc::new(NodeShared {
                     addr: addr.clone(),
-                    dial: dial(),
+                    dial: ArcSwap::from_pointee(dial()),
                     down_until_ms: AtomicU64::new(0),
                     epoch: Instant::now(),
                     connects: AtomicU64::new(0),
@@ -185,7 +212,7 @@ impl NodeRegistry {
                 out,
                 "node{i}:addr={},dial={},down={},connects={},connect_failures={},pinned={}\r\n",
                 n.addr,
-                n.dial,
+                n.dial.load(),
                 u8::from(n.is_down()),
                 n.connects.load(Relaxed),
                 n.connect_failures.load(Relaxed),
@@ -206,7 +233,7 @@ mod tests {
         let first = registry.get_or_insert(&a, || NodeAddr::parse("127.0.0.1:7001").unwrap());
         let again = registry.get_or_insert(&a, || unreachable!("made twice"));
         assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!(first.dial.as_str(), "127.0.0.1:7001");
+        assert_eq!(first.dial().as_str(), "127.0.0.1:7001");
         assert!(!first.is_down());
         first.mark_down(Duration::from_secs(60), "refused");
         assert_eq!(again.last_failure(), "refused");

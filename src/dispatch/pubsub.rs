@@ -782,7 +782,7 @@ impl PubSub {
     /// Answer the confirmations that waited longer than `backend.timeout_ms` with an
     /// error; the subscription itself stays wanted (and is made when a node takes it).
     fn expire_waiters(&mut self, io: &mut PubSubIo<'_>) {
-        let timeout = io.shared.config.backend.timeout;
+        let timeout = io.conns.config().timeout;
         let limit = (timeout.as_millis() / WATCHDOG_TICK.as_millis()).max(1) as u64;
         let now = self.tick;
         for (kind, map) in Kind::ALL.iter().zip(&mut self.wanted) {

@@ -6,7 +6,7 @@
 //! shared with other threads.
 
 use std::ops::Deref;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,6 +28,7 @@ use crate::backend::{
 use crate::clients::Unblock;
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
+use crate::config::Config;
 use crate::shared::Shared;
 use crate::slot::Slot;
 
@@ -50,6 +51,12 @@ const KEEP_READ_BUFFERS: usize = 64;
 /// it routes them with.
 pub struct Worker {
     pub shared: Arc<Shared>,
+    /// The configuration in force on this worker (its sessions hold the same): taken
+    /// from `shared.config` at start and at the first tick after a reload
+    /// ([`Worker::take_config`]), so the data path reads a plain field.
+    pub config: Arc<Config>,
+    /// The reload generation `config` came with (`shared.config_generation`).
+    config_generation: u64,
     /// Position among the worker threads (for per-worker counters).
     pub index: usize,
     /// This worker's block in `shared.stats` (its index, taken once: no division per
@@ -98,10 +105,14 @@ pub struct ScanView {
 
 impl Worker {
     pub fn new(shared: Arc<Shared>, index: usize, registry: Registry) -> Worker {
+        let config_generation = shared.config_generation.load(Acquire);
+        let config = shared.config.load_full();
         Worker {
             table: Cache::new(PublishedTable(Arc::clone(&shared))),
-            conns: NodeConnections::new(&shared.config, registry),
-            policy: Policy::new(&shared.config),
+            conns: NodeConnections::new(&config, registry),
+            policy: Policy::new(&config),
+            config,
+            config_generation,
             stats_at: index % shared.stats.len(),
             shared,
             index,
@@ -116,6 +127,32 @@ impl Worker {
             until_sample: SAMPLE_EVERY,
             node_latency: Vec::new(),
         }
+    }
+
+    /// A reload swapped in a new configuration since this worker took its own: one
+    /// load, at a tick or a wake, never per request.
+    #[inline]
+    pub fn config_changed(&self) -> bool {
+        self.shared.config_generation.load(Acquire) != self.config_generation
+    }
+
+    /// Take the configuration in force for this worker's node connections and routing;
+    /// returns the one it replaces (the event loop then updates the sessions and calls
+    /// [`Worker::config_taken`]).
+    #[cold]
+    pub fn take_config(&mut self) -> Arc<Config> {
+        self.config_generation = self.shared.config_generation.load(Acquire);
+        let config = self.shared.config.load_full();
+        self.conns.reconfigure(&config);
+        self.policy = Policy::new(&config);
+        std::mem::replace(&mut self.config, config)
+    }
+
+    /// Tell the reload that this worker's sessions have the config of its generation.
+    #[cold]
+    pub fn config_taken(&self) {
+        let applied = &self.shared.config_applied;
+        applied[self.index % applied.len()].store(self.config_generation, Release);
     }
 
     /// The pub/sub hub, with what it works with.

@@ -89,14 +89,15 @@ async fn gather(shared: &Arc<Shared>, candidates: &[NodeAddr]) -> Result<Vec<Vie
 /// `CLUSTER SLOTS` on servers that lack it), then `CLUSTER NODES` for the config
 /// epochs (a view without them still counts, with every epoch 0).
 async fn fetch_view(shared: &Arc<Shared>, addr: &NodeAddr) -> Result<View, QueryError> {
-    let config = &shared.config.backend;
+    let current = shared.config.load_full();
+    let config = &current.backend;
     let limit = config.timeout + config.connect_timeout;
     let node_error = |source: ControlError| QueryError::Node {
         addr: addr.clone(),
         source,
     };
     let exchange = async {
-        let mut conn = ControlConnection::open(shared.config.dial_addr(addr), config).await?;
+        let mut conn = ControlConnection::open(current.dial_addr(addr), config).await?;
         let shards = conn
             .request(&[b"CLUSTER", b"SHARDS"])
             .await?

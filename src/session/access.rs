@@ -15,7 +15,6 @@ use crate::acl::{self, categories, Denied, User};
 use crate::command::{Args, CommandError, Local};
 use crate::dispatch::plan::{plan, PlanError};
 use crate::protocol::scan::Request;
-use crate::shared::Shared;
 
 /// Commands a client may send before it authenticates: Redis's `no_auth` commands, and
 /// `PING` (for load balancers' health checks).
@@ -29,8 +28,7 @@ const OPEN_DEFAULT: &str = "user default on nopass ~* &* +@all";
 
 /// A session's user when it starts (and after `RESET`): with auth configured, the
 /// `default` user if it has `nopass`, else nobody; and whether its requests need a look.
-pub(super) fn first_user(shared: &Shared) -> (Option<Arc<User>>, bool) {
-    let users = &shared.config.users;
+pub(super) fn first_user(users: &acl::Users) -> (Option<Arc<User>>, bool) {
     if !users.enforced() {
         return (None, false);
     }
@@ -110,13 +108,13 @@ impl Session {
 
     /// Auth is configured and this client has not logged in.
     fn needs_auth(&self) -> bool {
-        self.user.is_none() && self.shared.config.users.enforced()
+        self.user.is_none() && self.config.users.enforced()
     }
 
     /// Log in as `user` with `password` (`AUTH`, `HELLO ... AUTH`); on failure the
     /// client stays who it was, and the reason is `WRONGPASS`.
     pub(super) fn log_in(&mut self, user: &[u8], password: &[u8]) -> Result<(), &'static str> {
-        let users = self.shared.config.users.clone();
+        let users = self.config.users.clone();
         if !users.enforced() {
             // No users configured: `default` takes any password (Redis's `nopass`).
             return if user == b"default" {
@@ -149,7 +147,7 @@ impl Session {
     pub(super) fn auth(&mut self, req: &Request) {
         let result = match req.argc() {
             2 => {
-                let users = &self.shared.config.users;
+                let users = &self.config.users;
                 if !users.enforced() || users.default_is_nopass() {
                     Err(NO_PASSWORD)
                 } else {
@@ -173,7 +171,7 @@ impl Session {
 
     /// `RESET`: back to the user a new connection has.
     pub(super) fn reset_user(&mut self) {
-        (self.user, self.guarded) = first_user(&self.shared);
+        (self.user, self.guarded) = first_user(&self.config.users);
     }
 
     /// The user `CLIENT LIST` shows, unless `default`.
@@ -191,7 +189,7 @@ impl Session {
 
     /// `ACL WHOAMI|USERS|LIST|GETUSER|CAT`.
     pub(super) fn acl(&mut self, which: Local, req: &Request) {
-        let users = self.shared.config.users.clone();
+        let users = self.config.users.clone();
         match which {
             Local::AclWhoAmI => {
                 let name = self.user_name();
@@ -295,6 +293,28 @@ impl Session {
                 w.bulk(name.as_bytes());
             }
         })
+    }
+
+    /// A reload: take the worker's new configuration. When the users changed, the
+    /// client stays logged in as its user, whose new rules apply at once (Redis keeps
+    /// clients logged in when `requirepass` changes, and `ACL SETUSER` applies to them);
+    /// false when its user was removed or disabled: the worker then closes it, as Redis
+    /// closes the clients of a user `ACL DELUSER` removes ([`crate::reload::rebind`]).
+    #[cold]
+    pub fn reconfigure(&mut self, config: &Arc<crate::config::Config>) -> bool {
+        if !Arc::ptr_eq(&self.config.users, &config.users) {
+            match crate::reload::rebind(self.user.as_ref(), &self.config.users, &config.users) {
+                Some((user, guarded)) => (self.user, self.guarded) = (user, guarded),
+                None => return false,
+            }
+        }
+        self.config = Arc::clone(config);
+        true
+    }
+
+    /// The user the client is logged in as, for the log (`default` when none is).
+    pub fn user_name_for_log(&self) -> String {
+        self.user_name()
     }
 
     /// Whether this client has been idle longer than `timeout` (Redis's `timeout`): it

@@ -286,7 +286,7 @@ impl Session {
     /// is written.
     pub(super) fn client_kill(&mut self, request: &Request) {
         let args: Vec<&[u8]> = request.args().skip(2).collect();
-        let users = &self.shared.config.users;
+        let users = &self.config.users;
         let known = |user: &[u8]| match users.enforced() {
             true => users.get(user).is_some(),
             false => user == b"default",

@@ -25,7 +25,7 @@ impl Session {
             FanOutNodes::Masters => false,
             FanOutNodes::MastersAndReplicas => true,
         };
-        if replicas && !self.shared.config.config_commands {
+        if replicas && !self.config.config_commands {
             let sub = String::from_utf8_lossy(request.arg(1)).to_lowercase();
             let text = refusal(
                 &format!("config|{sub}"),

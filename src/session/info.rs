@@ -71,7 +71,7 @@ impl Session {
             }
             match section.as_str() {
                 "server" => self.info_server(&mut out),
-                "clients" => info_clients(&mut out, self.shared.config.max_clients),
+                "clients" => info_clients(&mut out, self.config.max_clients),
                 "memory" => info_memory(&mut out, nodes),
                 "persistence" => out.push_str("# Persistence\r\nloading:0\r\nasync_loading:0\r\n"),
                 "stats" => info_stats(&mut out, nodes),

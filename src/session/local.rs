@@ -216,7 +216,7 @@ impl Session {
     /// the slots the published table serves.
     fn cluster_face(&self) -> ClusterFace {
         let served = cluster_face::served_runs(&self.shared.table.load());
-        ClusterFace::new(self.shared.config.listen, self.local_addr, served)
+        ClusterFace::new(self.config.listen, self.local_addr, served)
     }
 
     pub(super) fn server_version(&self) -> String {

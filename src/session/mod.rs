@@ -38,6 +38,7 @@ use crate::admin::{ErrorKind, Metrics, RequestClass, METRICS};
 use crate::backend::{BackendRequest, Place, ReplyDeadline, ReplyResult, ReplyTo, Target};
 use crate::command::blocking::BlockFor;
 use crate::command::flags;
+use crate::config::Config;
 use crate::dispatch::merge::{merge, Merge};
 use crate::dispatch::plan::{plan_with_flags, Plan, PlanError};
 use crate::dispatch::Worker;
@@ -106,6 +107,9 @@ struct Gather {
 /// client costs little memory.
 pub struct Session {
     shared: Arc<Shared>,
+    /// The configuration in force: its worker's, replaced by the worker after a reload
+    /// ([`Session::reconfigure`]), so reading a limit costs what a plain field does.
+    config: Arc<Config>,
     pub id: ClientId,
     /// The session's key in its worker's session table (names its reply places).
     key: usize,
@@ -198,6 +202,7 @@ pub struct Session {
 impl Session {
     pub fn new(
         shared: Arc<Shared>,
+        config: Arc<Config>,
         id: ClientId,
         key: usize,
         stream: Transport,
@@ -206,12 +211,12 @@ impl Session {
         let local_addr = stream
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-        let limits = shared.config.limits;
-        let reply_estimate =
-            (shared.config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
-        let (user, guarded) = access::first_user(&shared);
+        let limits = config.limits;
+        let reply_estimate = (config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
+        let (user, guarded) = access::first_user(&config.users);
         Session {
             shared,
+            config,
             id,
             key,
             stream,
@@ -279,7 +284,7 @@ impl Session {
     }
 
     fn read_requests(&mut self, w: &mut Worker) -> bool {
-        let max_pipeline = self.shared.config.max_pipeline;
+        let max_pipeline = self.config.max_pipeline;
         loop {
             if self.closing {
                 return true;
@@ -365,15 +370,14 @@ impl Session {
     pub fn may_resume(&self) -> bool {
         self.read_paused
             && !self.closing
-            && self.places.len() < self.shared.config.max_pipeline
+            && self.places.len() < self.config.max_pipeline
             && !self.waiting_full()
     }
 
     /// Enough requests wait for room in the reply window: reading more would only queue
     /// them here rather than in the client's socket.
     fn waiting_full(&self) -> bool {
-        self.waiting.len() >= WAITING_AT_MOST
-            || self.waiting_bytes > self.shared.config.reply_window
+        self.waiting.len() >= WAITING_AT_MOST || self.waiting_bytes > self.config.reply_window
     }
 
     /// The client's address.
@@ -396,7 +400,7 @@ impl Session {
     /// The replies held plus those on their way, at the estimated size, leave room for
     /// one more.
     fn fits_window(&self) -> bool {
-        let window = self.shared.config.reply_window;
+        let window = self.config.reply_window;
         if self.sent == 0 {
             return self.held < window;
         }
@@ -589,7 +593,7 @@ impl Session {
     /// The client holds more than `limits.max_output_buffer`, not counting the rest of
     /// the reply being written (one reply may be bigger than the limit); logged.
     fn over_output_limit(&self) -> bool {
-        let limit = self.shared.config.max_output_buffer;
+        let limit = self.config.max_output_buffer;
         let writing = self
             .unwritten
             .front()
@@ -975,7 +979,6 @@ mod tests {
 
     use super::*;
     use crate::backend::{take_dropped, BackendError};
-    use crate::config::Config;
 
     /// A session on one end of a loopback connection, and the other end.
     fn session_and_peer() -> (Session, std::net::TcpStream) {
@@ -986,7 +989,11 @@ mod tests {
         let (server, addr) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
         let stream = Transport::from(mio::net::TcpStream::from_std(server));
-        (Session::new(shared, ClientId(7), 3, stream, addr), peer)
+        let config = shared.config.load_full();
+        (
+            Session::new(shared, config, ClientId(7), 3, stream, addr),
+            peer,
+        )
     }
 
     /// Place `seq` of the test session, for a request sent whole.

@@ -632,7 +632,7 @@ impl Session {
     /// A keyless command inside `MULTI`: with the first group, or held here until the
     /// transaction's first slot is known.
     fn queue_keyless(&mut self, w: &mut Worker, request: Request) {
-        let config = &self.shared.config;
+        let config = &self.config;
         let (max_count, max_bytes) = (config.max_pipeline, config.reply_window);
         let Some(txn) = self.txn.as_mut() else {
             return;
