@@ -5,7 +5,7 @@
 //! # Layout
 //! Modules import downwards in this order: `server` → `event_loop` → `session` →
 //! `dispatch` → `shared` → `clients`/`backend` → `cluster`/`command`/`protocol`/`slot`, with
-//! `refresh` beside `server` and `config`, `admin` and `net` underneath all.
+//! `refresh` and `reload` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
 //! - [`acl`]: client users, their passwords (SHA-256 digests, compared in constant
 //!   time) and their Redis ACL rules compiled per user (pure).
