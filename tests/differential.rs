@@ -9,7 +9,8 @@
 //! replies.
 //!
 //! - `SLOTGATE_DIFF_SEED=N` runs only seed N (in both protocols), to replay a failure;
-//! - `SLOTGATE_DIFF_STEPS=N` runs N units per seed instead of the default.
+//! - `SLOTGATE_DIFF_STEPS=N` runs N units per seed instead of the default;
+//! - `SLOTGATE_DIFF_TRACE=1` prints every command and slotgate's reply.
 //!
 //! The generator is `tests/support/diff_gen.rs`.
 
@@ -533,6 +534,11 @@ fn run_unit(
                         None => gate_compared.push(reply.clone()),
                     }
                 }
+                if trace() {
+                    for (cmd, reply) in cmds.iter().zip(&gate_replies) {
+                        eprintln!("{index}.{step} {:?} {} -> {reply:?}", conn, cmd.text());
+                    }
+                }
                 let a = normalize_step(&to_std, &std_replies);
                 let b = normalize_step(&to_std, &gate_compared);
                 for (i, cmd) in to_std.iter().enumerate() {
@@ -625,6 +631,11 @@ fn run_seed(
             return;
         }
     }
+}
+
+/// `SLOTGATE_DIFF_TRACE=1`: every command and slotgate's reply on stderr.
+fn trace() -> bool {
+    std::env::var_os("SLOTGATE_DIFF_TRACE").is_some()
 }
 
 fn env_u64(name: &str) -> Option<u64> {
