@@ -5,7 +5,7 @@
 //! # Layout
 //! Modules import downwards in this order: `server` → `event_loop` → `session` →
 //! `dispatch` → `shared` → `clients`/`backend` → `cluster`/`command`/`protocol`/`slot`, with
-//! `refresh` beside `server` and `config`, `admin` and `net` underneath all.
+//! `refresh` and `replicas` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
 //! - [`acl`]: client users, their passwords (SHA-256 digests, compared in constant
 //!   time) and their Redis ACL rules compiled per user (pure).
@@ -48,6 +48,8 @@
 //! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
 //!   periodically, on request; several nodes asked at once, every owner change logged),
 //!   and learns the server version and commands.
+//! - [`replicas`]: the replica poller (tokio): each node's round trip, each replica's
+//!   lag and fitness for reads, once a second while reads may go to replicas.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals, the admin port), shutdown.
 //! - [`admin`]: counters shown by `INFO` and `/metrics`, process-wide and per worker
@@ -71,6 +73,7 @@ pub mod log_limit;
 pub mod net;
 pub mod protocol;
 pub mod refresh;
+pub mod replicas;
 pub mod scripts;
 pub mod server;
 pub mod session;

@@ -136,6 +136,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 
     control.block_on(async move {
         tokio::spawn(refresh::run(shared.clone()));
+        tokio::spawn(crate::replicas::run(shared.clone()));
         shutdown_signal().await;
         tracing::info!(
             open = METRICS.connections_open.load(Relaxed),

@@ -386,6 +386,9 @@ pub struct Metrics {
     /// failed or was replaced, a shard channel's slot moved), without the clients'
     /// doing anything.
     pub pubsub_resubscribes: AtomicU64,
+    /// Reads meant for a replica sent to the master instead: the replica could not be
+    /// reached, lost the connection or answered too late (`replica_timeout_ms`).
+    pub replica_read_fallbacks: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -408,6 +411,7 @@ pub static METRICS: Metrics = Metrics {
     blocked_clients: AtomicU64::new(0),
     subscriber_connections: AtomicU64::new(0),
     pubsub_resubscribes: AtomicU64::new(0),
+    replica_read_fallbacks: AtomicU64::new(0),
 };
 
 impl Metrics {

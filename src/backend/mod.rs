@@ -10,6 +10,7 @@ pub mod connection;
 pub mod control;
 pub mod handshake;
 pub mod node_connections;
+pub mod read_health;
 pub mod registry;
 
 use std::cell::{Cell, RefCell};
@@ -20,6 +21,7 @@ use bytes::Bytes;
 
 use crate::admin::RequestClass;
 use crate::cluster::NodeAddr;
+use crate::config::ReadFrom;
 use crate::protocol::reply::Proto;
 use crate::slot::Slot;
 
@@ -263,6 +265,9 @@ pub struct BackendRequest {
     /// for the transaction, and no redirect is followed and nothing retried, since the
     /// transaction's state lives on that one connection.
     pub hold: Hold,
+    /// Where a read may go (`dispatch::reads`): [`ReadFrom::Master`] for every request
+    /// but a client's reads under `read_from` or after its `READONLY`.
+    pub reads: ReadFrom,
     pub reply: ReplyTo,
 }
 
@@ -328,6 +333,7 @@ impl BackendRequest {
             deadline: ReplyDeadline::Backend,
             pinned: false,
             hold: Hold::No,
+            reads: ReadFrom::Master,
             reply,
         }
     }
