@@ -249,8 +249,11 @@ pub struct BackendRequest {
     pub conn_hint: u32,
     /// Send `ASKING` first (after an `ASK` redirect).
     pub asking: bool,
-    /// Redirects (`MOVED`, `ASK`) followed so far, against the redirect budget.
-    pub redirects: u32,
+    /// Redirects (`MOVED`, `ASK`) followed so far, against the redirect budget (at
+    /// most 100). A `u16`: with [`BackendRequest::reads`] the request stays 128 bytes,
+    /// two cache lines (a `u32` here made it 136 and cost about 25 instructions per
+    /// GET in moves, callgrind -c 50 -P 16).
+    pub redirects: u16,
     /// Retries after `TRYAGAIN`/`LOADING` so far (sets the backoff).
     pub retries: u32,
     /// Retries (refresh, `TRYAGAIN`, unreachable node) stop at this instant; set at the
@@ -336,5 +339,17 @@ impl BackendRequest {
             reads: ReadFrom::Master,
             reply,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_fits_two_cache_lines() {
+        // Moved by value from the session to the connection's queue and in-flight list;
+        // past 128 bytes every GET paid for a third cache line (see `redirects`).
+        assert!(std::mem::size_of::<BackendRequest>() <= 128);
     }
 }

@@ -288,6 +288,7 @@ impl Worker {
 
     /// Send a request to the node its target names in the current table (a read that
     /// may go to a replica: where [`reads::pick`] says).
+    #[inline]
     pub fn dispatch_now(&mut self, req: BackendRequest) {
         let node = if req.reads == ReadFrom::Master {
             self.target_node(req.target)
