@@ -73,6 +73,7 @@ ensure_binary() {
 tracked_pids=()
 cluster_dir=""
 cluster_port=""
+cluster_replicas=0
 work_dir=""
 
 track() {
@@ -109,7 +110,7 @@ cleanup() {
     stop_pid "${tracked_pids[$i]}"
   done
   if [ -n "$cluster_dir" ]; then
-    "$repo/deploy/local-cluster.sh" -m 3 -r 0 -p "$cluster_port" -d "$cluster_dir" down >/dev/null 2>&1 ||
+    "$repo/deploy/local-cluster.sh" -m 3 -r "${cluster_replicas:-0}" -p "$cluster_port" -d "$cluster_dir" down >/dev/null 2>&1 ||
       note "stopping the cluster in $cluster_dir failed"
   fi
   if [ -n "$work_dir" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
@@ -167,17 +168,18 @@ wait_ping() {
   done
 }
 
-# start_cluster BASE_PORT: 3 masters, no replicas, under $work_dir/cluster. Sets
-# cluster_seeds and cluster_pids.
+# start_cluster BASE_PORT [REPLICAS]: 3 masters with REPLICAS (0) replicas each, under
+# $work_dir/cluster. Sets cluster_seeds and cluster_pids (every node's).
 start_cluster() {
   cluster_port="$1"
+  cluster_replicas="${2:-0}"
   cluster_dir="$work_dir/cluster"
   local out p
-  out="$("$repo/deploy/local-cluster.sh" -m 3 -r 0 -p "$cluster_port" -d "$cluster_dir" up)" ||
+  out="$("$repo/deploy/local-cluster.sh" -m 3 -r "$cluster_replicas" -p "$cluster_port" -d "$cluster_dir" up)" ||
     die "deploy/local-cluster.sh up failed"
   cluster_seeds="$(tail -n 1 <<<"$out")"
   cluster_pids=()
-  for ((p = cluster_port; p < cluster_port + 3; p++)); do
+  for ((p = cluster_port; p < cluster_port + 3 * (1 + cluster_replicas); p++)); do
     cluster_pids+=("$(tr -dc '0-9' <"$cluster_dir/$p/redis.pid")")
   done
   note "cluster up: $cluster_seeds (pids ${cluster_pids[*]})"

@@ -46,6 +46,9 @@ pub struct Cli {
     /// Admin HTTP port (metrics, health, status page), or `off` [default: 127.0.0.1:9380]
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
+    /// Where reads go: master, replica, prefer-replica or nearest [default: master]
+    #[arg(long, value_name = "MODE")]
+    pub read_from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,9 @@ struct FileConfig {
     max_clients_per_ip: Option<u64>,
     workers: Option<u64>,
     timeout: Option<u64>,
+    read_from: Option<String>,
+    replica_max_lag: Option<u64>,
+    replica_timeout_ms: Option<u64>,
     requirepass: Option<String>,
     requirepass_env: Option<String>,
     requirepass_file: Option<PathBuf>,
@@ -204,9 +210,80 @@ pub struct Config {
     /// per-client flow control that keeps a big pipeline from crowding out others.
     pub reply_window: usize,
     pub limits: Limits,
+    /// Reads from replicas: where reads go, and which replicas may serve them.
+    pub reads: ReadsConfig,
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
     pub admin: AdminConfig,
+}
+
+/// Where a client's reads go (`read_from`; a client's `READONLY` makes it `Replica`).
+/// Writes always go to masters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Every request to its slot's master: what a client reading its own writes needs.
+    #[default]
+    Master,
+    /// Reads to a usable replica of the slot's shard; to the master while the shard has
+    /// none.
+    Replica,
+    /// Reads to a usable replica, else the master (the same routing as `Replica`; the
+    /// name says the intent: the master is a normal place for reads to end up).
+    PreferReplica,
+    /// Reads to the node of the shard (master or usable replica) with the lowest
+    /// measured round trip.
+    Nearest,
+}
+
+impl ReadFrom {
+    /// The mode a `read_from` value names.
+    pub fn parse(text: &str) -> Option<ReadFrom> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "master" | "primary" => Some(ReadFrom::Master),
+            "replica" => Some(ReadFrom::Replica),
+            "prefer-replica" => Some(ReadFrom::PreferReplica),
+            "nearest" => Some(ReadFrom::Nearest),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadFrom::Master => "master",
+            ReadFrom::Replica => "replica",
+            ReadFrom::PreferReplica => "prefer-replica",
+            ReadFrom::Nearest => "nearest",
+        }
+    }
+}
+
+/// `replica_max_lag` unless configured: bytes of replication stream a replica may be
+/// behind its master and still serve reads.
+pub const DEFAULT_REPLICA_MAX_LAG: u64 = 4 * 1024 * 1024;
+/// `replica_timeout_ms` unless configured.
+pub const DEFAULT_REPLICA_TIMEOUT_MS: u64 = 500;
+
+/// Reads from replicas (`read_from`, `replica_max_lag`, `replica_timeout_ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadsConfig {
+    /// Where a client's reads go until it sends `READONLY` or `READWRITE`.
+    pub read_from: ReadFrom,
+    /// A replica further behind its master than this many bytes of replication offset
+    /// serves no reads; 0: no lag check.
+    pub max_lag: u64,
+    /// A read at a replica with no reply for this long goes to the master instead (and
+    /// the replica's connection is closed, as for `backend.timeout_ms`).
+    pub replica_timeout: Duration,
+}
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        ReadsConfig {
+            read_from: ReadFrom::Master,
+            max_lag: DEFAULT_REPLICA_MAX_LAG,
+            replica_timeout: Duration::from_millis(DEFAULT_REPLICA_TIMEOUT_MS),
+        }
+    }
 }
 
 /// `admin.listen` unless configured.
@@ -459,6 +536,26 @@ impl Config {
             )?,
         )?;
 
+        let read_text = cli.read_from.clone().or(file.read_from);
+        let read_from = match read_text.as_deref() {
+            None => ReadFrom::Master,
+            Some(text) => ReadFrom::parse(text).ok_or_else(|| {
+                invalid(
+                    "read_from",
+                    format!("`{text}`: use master, replica, prefer-replica or nearest"),
+                )
+            })?,
+        };
+        let reads = ReadsConfig {
+            read_from,
+            max_lag: file.replica_max_lag.unwrap_or(DEFAULT_REPLICA_MAX_LAG),
+            replica_timeout: millis(
+                "replica_timeout_ms",
+                file.replica_timeout_ms,
+                DEFAULT_REPLICA_TIMEOUT_MS,
+            )?,
+        };
+
         let mut address_map = HashMap::new();
         for (from, to) in &file.address_map {
             let f = NodeAddr::parse(from)
@@ -500,6 +597,7 @@ impl Config {
             max_output_total: usize::try_from(max_output_total).unwrap_or(usize::MAX),
             reply_window: reply_window as usize,
             limits,
+            reads,
             address_map,
             admin: AdminConfig {
                 listen: admin_listen,
@@ -722,6 +820,46 @@ fn millis(key: &'static str, value: Option<u64>, default: u64) -> Result<Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_from_and_replica_limits() {
+        let c = Config::from_toml("seeds = [\"a:1\"]").unwrap();
+        assert_eq!(c.reads, ReadsConfig::default());
+        assert_eq!(c.reads.read_from, ReadFrom::Master);
+        let c = Config::from_toml(
+            "seeds = [\"a:1\"]\nread_from = \"prefer-replica\"\nreplica_max_lag = 0\nreplica_timeout_ms = 200",
+        )
+        .unwrap();
+        assert_eq!(c.reads.read_from, ReadFrom::PreferReplica);
+        assert_eq!(c.reads.max_lag, 0);
+        assert_eq!(c.reads.replica_timeout, Duration::from_millis(200));
+        for (text, mode) in [
+            ("master", ReadFrom::Master),
+            ("replica", ReadFrom::Replica),
+            ("Nearest", ReadFrom::Nearest),
+        ] {
+            let c = Config::from_toml(&format!("seeds = [\"a:1\"]\nread_from = \"{text}\""));
+            assert_eq!(c.unwrap().reads.read_from, mode);
+        }
+        let e = Config::from_toml("seeds = [\"a:1\"]\nread_from = \"slave\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("read_from") && e.contains("prefer-replica"),
+            "{e}"
+        );
+        let e = Config::from_toml("seeds = [\"a:1\"]\nreplica_timeout_ms = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("replica_timeout_ms"), "{e}");
+        let cli = Cli {
+            read_from: Some("replica".into()),
+            seeds: Some(vec!["a:1".into()]),
+            ..Cli::default()
+        };
+        let c = Config::build(&cli, FileConfig::default()).unwrap();
+        assert_eq!(c.reads.read_from, ReadFrom::Replica);
+    }
 
     #[test]
     fn pinned_connection_caps_and_wait() {

@@ -5,7 +5,7 @@
 //! # Layout
 //! Modules import downwards in this order: `server` → `event_loop` → `session` →
 //! `dispatch` → `shared` → `clients`/`backend` → `cluster`/`command`/`protocol`/`slot`, with
-//! `refresh` and `reload` beside `server` and `config`, `admin` and `net` underneath all.
+//! `refresh`, `reload` and `replicas` beside `server` and `config`, `admin` and `net` underneath all.
 //! - [`config`]: configuration from the TOML file and the command line, validated.
 //! - [`acl`]: client users, their passwords (SHA-256 digests, compared in constant
 //!   time) and their Redis ACL rules compiled per user (pure).
@@ -52,6 +52,8 @@
 //!   ([`reload::diff`], pure), what applies live and what needs a restart, swapped in for
 //!   the workers to take at their next tick; which login a client keeps
 //!   ([`reload::rebind`], pure; the sessions call it).
+//! - [`replicas`]: the replica poller (tokio): each node's round trip, each replica's
+//!   lag and fitness for reads, once a second while reads may go to replicas.
 //! - [`server`]: worker threads, listeners, the control runtime (tokio: topology
 //!   refresh, signals, reload, the admin port), shutdown.
 //! - [`admin`]: counters shown by `INFO` and `/metrics`, process-wide and per worker
@@ -76,6 +78,7 @@ pub mod net;
 pub mod protocol;
 pub mod refresh;
 pub mod reload;
+pub mod replicas;
 pub mod scripts;
 pub mod server;
 pub mod session;

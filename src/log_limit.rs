@@ -79,6 +79,27 @@ pub fn refused(text: &str) {
     }
 }
 
+static FALLBACKS: LazyLock<Mutex<Limiter>> = LazyLock::new(Mutex::default);
+
+/// A read meant for a replica went to the master instead, for the reason `err` (which
+/// names the replica): logged at info once a minute per reason.
+#[cold]
+#[inline(never)]
+pub fn replica_read_fallback(err: &dyn std::fmt::Display) {
+    let text = err.to_string();
+    let verdict = match FALLBACKS.lock() {
+        Ok(mut limiter) => limiter.note(&text, Instant::now()),
+        Err(_) => return,
+    };
+    if let Verdict::Log { count } = verdict {
+        tracing::info!(
+            count,
+            reason = %text,
+            "a read meant for a replica went to the master (one line per reason a minute)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,12 +41,15 @@ use crate::config::{log_filter, Cli, Config};
 use crate::shared::Shared;
 
 /// Keys a reload cannot change: the running value stays until a restart.
-pub const RESTART_KEYS: [&str; 5] = [
+pub const RESTART_KEYS: [&str; 6] = [
     "listen",
     "workers",
     "admin.listen",
     "log_format",
     "backend.connections_per_node",
+    // Each client takes its read mode when it connects, and the replica poller starts
+    // once: the mode of connected clients does not move under them.
+    "read_from",
 ];
 
 /// How long a reload waits for every worker to take the new config (they look every
@@ -70,7 +73,7 @@ pub struct Diff {
 pub fn diff(old: &Config, new: &Config) -> Diff {
     let (o, n) = (old, new);
     let (ob, nb) = (&o.backend, &n.backend);
-    let changes: [(&'static str, bool); 27] = [
+    let changes: [(&'static str, bool); 30] = [
         ("listen", o.listen != n.listen),
         ("seeds", o.seeds != n.seeds),
         ("log_level", o.log_level != n.log_level),
@@ -128,6 +131,12 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         ("limits.reply_window", o.reply_window != n.reply_window),
         ("address_map", o.address_map != n.address_map),
         ("admin.listen", o.admin.listen != n.admin.listen),
+        ("read_from", o.reads.read_from != n.reads.read_from),
+        ("replica_max_lag", o.reads.max_lag != n.reads.max_lag),
+        (
+            "replica_timeout_ms",
+            o.reads.replica_timeout != n.reads.replica_timeout,
+        ),
     ];
     let mut diff = Diff::default();
     for (key, changed) in changes {
@@ -152,6 +161,7 @@ pub fn merge(old: &Config, mut new: Config) -> Config {
     new.admin = old.admin.clone();
     new.log_format = old.log_format;
     new.backend.connections_per_node = old.backend.connections_per_node;
+    new.reads.read_from = old.reads.read_from;
     if same_users(&old.users, &new.users) {
         new.users = Arc::clone(&old.users);
     }

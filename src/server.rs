@@ -158,6 +158,7 @@ pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
             #[cfg(unix)]
             hangup,
         ));
+        tokio::spawn(crate::replicas::run(shared.clone()));
         shutdown_signal().await;
         tracing::info!(
             open = METRICS.connections_open.load(Relaxed),

@@ -6,7 +6,7 @@
 //! through `ArcSwap`, a watch channel or a `OnceLock`, never a lock held across network
 //! calls.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -70,6 +70,12 @@ pub struct Shared {
     pub clients: Arc<ClientRegistry>,
     /// Connections open per client address (`max_clients_per_ip`).
     pub per_address: PerAddress,
+    /// Wakes the replica poller (`replicas::run`) when `read_from` is `master` and a
+    /// client first sends `READONLY` (the session that sets `replica_reads_asked`
+    /// notifies, once); the poller waits on it and runs from then on.
+    pub replica_reads_wanted: Notify,
+    /// Some client sent `READONLY` (set once, by the first).
+    pub replica_reads_asked: AtomicBool,
 }
 
 impl Shared {
@@ -95,6 +101,8 @@ impl Shared {
             started: std::time::Instant::now(),
             run_id: run_id(),
             clients: Arc::new(ClientRegistry::new(workers)),
+            replica_reads_wanted: Notify::new(),
+            replica_reads_asked: AtomicBool::new(false),
         })
     }
 

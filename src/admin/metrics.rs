@@ -363,6 +363,13 @@ impl Collector for SlotgateCollector {
         )?;
         counter(
             e,
+            "slotgate_replica_read_fallbacks",
+            "Reads meant for a replica sent to the master instead (replica unreachable, \
+             connection lost, or reply later than replica_timeout_ms).",
+            at(&METRICS.replica_read_fallbacks),
+        )?;
+        counter(
+            e,
             "slotgate_scripts_healed",
             "EVALSHA requests a node answered NOSCRIPT, sent again with the script.",
             at(&METRICS.scripts_healed),

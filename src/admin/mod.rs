@@ -394,6 +394,9 @@ pub struct Metrics {
     pub config_last_reload_unix: AtomicU64,
     /// 1 when the last reload was refused.
     pub config_last_reload_failed: AtomicU64,
+    /// Reads meant for a replica sent to the master instead: the replica could not be
+    /// reached, lost the connection or answered too late (`replica_timeout_ms`).
+    pub replica_read_fallbacks: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -420,6 +423,7 @@ pub static METRICS: Metrics = Metrics {
     config_reloads_failed: AtomicU64::new(0),
     config_last_reload_unix: AtomicU64::new(0),
     config_last_reload_failed: AtomicU64::new(0),
+    replica_read_fallbacks: AtomicU64::new(0),
 };
 
 impl Metrics {

@@ -22,6 +22,9 @@ pub enum Step {
     /// `HELLO 3`, with `AUTH user password` when there are credentials: picks RESP3
     /// and authenticates in the same round trip.
     Hello3,
+    /// `READONLY`: a connection that carries reads to a replica (the replica serves
+    /// them instead of answering `MOVED` to its master).
+    ReadOnly,
 }
 
 impl fmt::Display for Step {
@@ -29,6 +32,7 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Step::Auth => "AUTH",
             Step::Hello3 => "HELLO 3",
+            Step::ReadOnly => "READONLY",
         })
     }
 }
@@ -52,6 +56,8 @@ pub struct Handshake<'a> {
     proto: Proto,
     /// `(user, password)`; the user is `default` when only a password is configured.
     credentials: Option<(&'a str, &'a str)>,
+    /// Ends with `READONLY` (a connection for reads at replicas).
+    readonly: bool,
 }
 
 /// Shows the user, never the password.
@@ -60,6 +66,7 @@ impl std::fmt::Debug for Handshake<'_> {
         f.debug_struct("Handshake")
             .field("proto", &self.proto)
             .field("user", &self.credentials.map(|(user, _)| user))
+            .field("readonly", &self.readonly)
             .finish()
     }
 }
@@ -70,15 +77,25 @@ impl<'a> Handshake<'a> {
         Handshake {
             proto,
             credentials: config.password.as_deref().map(|pass| (user, pass)),
+            readonly: false,
         }
+    }
+
+    /// The same handshake, ending with `READONLY` when `readonly` (a connection that
+    /// carries reads to a replica).
+    pub fn readonly(self, readonly: bool) -> Handshake<'a> {
+        Handshake { readonly, ..self }
     }
 
     /// The commands in the order they are sent; their replies come in the same order.
     pub fn steps(&self) -> &'static [Step] {
-        match (self.proto, self.credentials) {
-            (Proto::Resp3, _) => &[Step::Hello3],
-            (Proto::Resp2, Some(_)) => &[Step::Auth],
-            (Proto::Resp2, None) => &[],
+        match (self.proto, self.credentials.is_some(), self.readonly) {
+            (Proto::Resp3, _, false) => &[Step::Hello3],
+            (Proto::Resp2, true, false) => &[Step::Auth],
+            (Proto::Resp2, false, false) => &[],
+            (Proto::Resp3, _, true) => &[Step::Hello3, Step::ReadOnly],
+            (Proto::Resp2, true, true) => &[Step::Auth, Step::ReadOnly],
+            (Proto::Resp2, false, true) => &[Step::ReadOnly],
         }
     }
 
@@ -87,6 +104,7 @@ impl<'a> Handshake<'a> {
         let mut args: Vec<&'a [u8]> = match step {
             Step::Auth => vec![b"AUTH"],
             Step::Hello3 => vec![b"HELLO", b"3"],
+            Step::ReadOnly => return vec![b"READONLY"],
         };
         if let Some((user, pass)) = self.credentials {
             if step == Step::Hello3 {
@@ -232,6 +250,32 @@ mod tests {
             wire(Proto::Resp3, &config),
             "*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$2\r\npw\r\n"
         );
+    }
+
+    #[test]
+    fn a_connection_for_replica_reads_ends_with_readonly() {
+        let plain = config(None, None);
+        let ro = Handshake::new(Proto::Resp2, &plain).readonly(true);
+        assert_eq!(ro.steps(), [Step::ReadOnly]);
+        assert_eq!(
+            String::from_utf8(ro.encode().to_vec()).unwrap(),
+            "*1\r\n$8\r\nREADONLY\r\n"
+        );
+        let auth = config(Some("app"), Some("pw"));
+        let ro = Handshake::new(Proto::Resp2, &auth).readonly(true);
+        assert_eq!(ro.steps(), [Step::Auth, Step::ReadOnly]);
+        assert_eq!(
+            String::from_utf8(ro.encode().to_vec()).unwrap(),
+            "*3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$2\r\npw\r\n*1\r\n$8\r\nREADONLY\r\n"
+        );
+        let ro = Handshake::new(Proto::Resp3, &auth).readonly(true);
+        assert_eq!(ro.steps(), [Step::Hello3, Step::ReadOnly]);
+        // A replica that refuses (a node not in cluster mode) refuses the connection.
+        let refused = b"-ERR This instance has cluster support disabled\r\n";
+        let err = Step::ReadOnly
+            .read_reply(Reply::from_wire(refused))
+            .unwrap_err();
+        assert!(err.to_string().contains("(reply to READONLY)"), "{err}");
     }
 
     #[test]

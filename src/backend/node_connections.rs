@@ -45,6 +45,10 @@ struct Node {
     spare: Vec<usize>,
     /// Reconnect backoff after failed connects.
     backoff: Duration,
+    /// Its connections carry reads to a replica: they open with `READONLY`, their
+    /// replies are due within `replica_timeout_ms`, and what they had in flight when
+    /// they fail is handed back to be sent again (to the master), not failed.
+    readonly: bool,
 }
 
 /// Spare pinned connections a worker keeps per node; more are closed.
@@ -60,10 +64,15 @@ pub struct NodeConnections {
     /// `backend` of the configuration: connections per node, pinned cap, timeouts,
     /// credentials for the handshake. A reload replaces it ([`NodeConnections::reconfigure`]).
     config: BackendConfig,
+    /// `replica_timeout_ms`: the reply deadline of a read at a replica.
+    replica_timeout: Duration,
     limits: Limits,
     registry: Registry,
     nodes: Vec<Node>,
     by_addr: HashMap<NodeAddr, usize>,
+    /// The nodes for reads at replicas ([`NodeConnections::read_node`]), apart from
+    /// `by_addr`'s: a node keeps both kinds of connection.
+    by_addr_reads: HashMap<NodeAddr, usize>,
     conns: Vec<Conn>,
     /// Connections with something to write (or to connect) at the end of this turn.
     dirty: Vec<usize>,
@@ -107,10 +116,12 @@ impl NodeConnections {
     pub fn new(config: &Config, registry: Registry) -> NodeConnections {
         NodeConnections {
             config: config.backend.clone(),
+            replica_timeout: config.reads.replica_timeout,
             limits: config.limits,
             registry,
             nodes: Vec::new(),
             by_addr: HashMap::new(),
+            by_addr_reads: HashMap::new(),
             conns: Vec::new(),
             dirty: Vec::new(),
             unread: Vec::new(),
@@ -138,6 +149,7 @@ impl NodeConnections {
         self.config = config.backend.clone();
         self.config.connections_per_node = per_node;
         self.limits = config.limits;
+        self.replica_timeout = config.reads.replica_timeout;
     }
 
     /// `backend` of the configuration in force on this worker.
@@ -157,7 +169,30 @@ impl NodeConnections {
         if let Some(&index) = self.by_addr.get(addr) {
             return index;
         }
-        let shared = record();
+        let index = self.add_node(record(), false);
+        self.by_addr.insert(addr.clone(), index);
+        index
+    }
+
+    /// The node at `addr` as a replica serving reads: connections of its own, apart from
+    /// [`NodeConnections::node`]'s, that send `READONLY` after the handshake, so a
+    /// request meant for a master never lands on one of them and is served stale by a
+    /// node that became a replica meanwhile (it gets `MOVED` instead).
+    pub fn read_node(
+        &mut self,
+        addr: &NodeAddr,
+        record: impl FnOnce() -> Arc<NodeShared>,
+    ) -> usize {
+        if let Some(&index) = self.by_addr_reads.get(addr) {
+            return index;
+        }
+        let index = self.add_node(record(), true);
+        self.by_addr_reads.insert(addr.clone(), index);
+        index
+    }
+
+    /// A new node entry with its shared connections (not connected yet).
+    fn add_node(&mut self, shared: Arc<NodeShared>, readonly: bool) -> usize {
         let index = self.nodes.len();
         let per_node = self.config.connections_per_node;
         let limits = self.limits;
@@ -179,9 +214,14 @@ impl NodeConnections {
             resp3,
             spare: Vec::new(),
             backoff: MIN_BACKOFF,
+            readonly,
         });
-        self.by_addr.insert(addr.clone(), index);
         index
+    }
+
+    /// What all workers share about node `node` (its address, down state, read health).
+    pub fn node_shared(&self, node: usize) -> &Arc<NodeShared> {
+        &self.conns[self.nodes[node].resp2[0]].node
     }
 
     /// Queue a request on one of the node's shared connections (chosen by its
@@ -766,7 +806,8 @@ impl NodeConnections {
             return None;
         }
         if self.conns[ci].state == State::Connecting {
-            let handshake = Handshake::new(self.conns[ci].proto, &self.config);
+            let readonly = self.nodes[self.conns[ci].node_index].readonly;
+            let handshake = Handshake::new(self.conns[ci].proto, &self.config).readonly(readonly);
             let tick = self.tick;
             match self.conns[ci].finish_connect(handshake, tick) {
                 Ok(false) => return None,
@@ -942,8 +983,16 @@ impl NodeConnections {
     fn close_with(&mut self, ci: usize, err: BackendError) -> usize {
         let in_flight = self.conns[ci].close(&self.registry);
         let count = in_flight.len();
-        for req in in_flight {
-            self.failed.push((req.reply, err.clone()));
+        if self.nodes[self.conns[ci].node_index].readonly {
+            // Reads at a replica: safe to send again, and the owner sends them to the
+            // master rather than fail them.
+            for req in in_flight {
+                self.unsent.push((req, err.clone()));
+            }
+        } else {
+            for req in in_flight {
+                self.failed.push((req.reply, err.clone()));
+            }
         }
         if self.conns[ci].owner != Owner::Shared {
             self.drop_hold(ci);
@@ -994,6 +1043,7 @@ impl NodeConnections {
         let limit = (config.timeout.as_millis() / tick_ms).max(1) as u64;
         let connect_limit = (config.connect_timeout.as_millis() / tick_ms).max(1) as u64;
         let connect_timeout = config.connect_timeout;
+        let replica_limit = (self.replica_timeout.as_millis() / tick_ms).max(1) as u64;
         for ci in 0..self.conns.len() {
             let conn = &self.conns[ci];
             let waited = self.tick.saturating_sub(conn.progress);
@@ -1006,6 +1056,9 @@ impl NodeConnections {
                     // The oldest request's own deadline, from when its turn came.
                     let allowed = match conn.front_deadline() {
                         None | Some(ReplyDeadline::Never) => continue,
+                        Some(ReplyDeadline::Backend) if self.nodes[conn.node_index].readonly => {
+                            replica_limit
+                        }
                         Some(ReplyDeadline::Backend) => limit,
                         Some(ReplyDeadline::Extra(extra)) => {
                             limit + (extra.as_millis() / tick_ms) as u64
@@ -1017,6 +1070,10 @@ impl NodeConnections {
                     let addr = conn.addr().clone();
                     let millis = u128::from(allowed) * tick_ms;
                     tracing::warn!(node = %addr, millis, pinned = conn.owner != Owner::Shared, "backend reply overdue; closing the connection");
+                    if self.nodes[conn.node_index].readonly {
+                        // No more reads there until the replica poller finds it well.
+                        conn.node.reads.set_unfit(true);
+                    }
                     self.close_with(ci, BackendError::Timeout { addr, millis });
                     self.settle_pinned(ci);
                 }

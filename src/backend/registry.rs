@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
+use super::read_health::ReadHealth;
 use crate::cluster::NodeAddr;
 
 /// What all workers share about one node.
@@ -40,6 +41,8 @@ pub struct NodeShared {
     /// Why the last lookup of `dial` failed, until one succeeds: workers then fail
     /// fast with it instead of blocking on the resolver again.
     unresolved: Mutex<Option<String>>,
+    /// For reads at replicas: round trip, lag, fitness ([`ReadHealth`]).
+    pub reads: ReadHealth,
 }
 
 impl NodeShared {
@@ -178,6 +181,7 @@ impl NodeRegistry {
                     unreachable: AtomicBool::new(false),
                     resolved: Mutex::new(None),
                     unresolved: Mutex::new(None),
+                    reads: ReadHealth::default(),
                 })
             })
             .clone()

@@ -43,7 +43,7 @@ impl RequestState {
     #[inline]
     pub fn of(req: &BackendRequest) -> RequestState {
         RequestState {
-            redirects: req.redirects,
+            redirects: u32::from(req.redirects),
             retries: req.retries,
             retry_deadline: req.retry_deadline,
             in_transaction: req.in_transaction(),
@@ -53,7 +53,7 @@ impl RequestState {
     /// Store this state in `req` (after a decision that keeps the request going).
     #[inline]
     pub fn write_to(self, req: &mut BackendRequest) {
-        req.redirects = self.redirects;
+        req.redirects = u16::try_from(self.redirects).unwrap_or(u16::MAX);
         req.retries = self.retries;
         req.retry_deadline = self.retry_deadline;
     }

@@ -9,12 +9,15 @@
 //! be sent again queue in [`retry`], in each slot's order. The replies of a request
 //! split per slot or fanned out to every master become the client's one reply in
 //! [`merge`](mod@merge) (pure). The worker's [`pubsub`] hub holds its clients'
-//! subscriptions, one per channel at a node, and fans messages out.
+//! subscriptions, one per channel at a node, and fans messages out. A client's reads
+//! under `read_from` or `READONLY` go where [`reads`] (pure) picks: a replica, the
+//! master, or the nearest node.
 
 pub mod decide;
 pub mod merge;
 pub mod plan;
 pub mod pubsub;
+pub mod reads;
 pub mod retry;
 pub mod split;
 pub mod support;

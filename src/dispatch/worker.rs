@@ -16,19 +16,20 @@ use mio::{Registry, Token};
 
 use super::decide::{self, decide, Cause, Decision, Failure, Outcome, Policy, RequestState};
 use super::pubsub::{PubSub, PubSubIo};
+use super::reads::{self, Candidate, Pick};
 use super::retry::{Due, RetryQueue, When};
 use crate::admin::metrics::RefreshCause;
 use crate::admin::{
     bump, ErrorKind, Latency, Metrics, Redirect, RequestClass, WorkerStats, METRICS, SAMPLE_EVERY,
 };
 use crate::backend::{
-    take_dropped, BackendError, BackendRequest, Hold, NodeConnections, Place, Push, ReplyResult,
-    ReplyTo, Side, Target,
+    take_dropped, BackendError, BackendRequest, Hold, NodeConnections, NodeShared, Place, Push,
+    ReplyResult, ReplyTo, Side, Target,
 };
 use crate::clients::Unblock;
 use crate::cluster::table::SlotTable;
 use crate::cluster::NodeAddr;
-use crate::config::Config;
+use crate::config::{Config, ReadFrom};
 use crate::shared::Shared;
 use crate::slot::Slot;
 
@@ -71,6 +72,9 @@ pub struct Worker {
     table: Cache<PublishedTable, Arc<SlotTable>>,
     /// Shard index → node index, for the table of `generation`.
     by_shard: (u64, Vec<usize>),
+    /// Shard index → where its reads may go, for the table of `generation`; made the
+    /// first time a read may go to a replica ([`Worker::read_node`]).
+    reads: (u64, Vec<ShardReads>),
     /// The slot ownership's fingerprint, for the table of `generation`.
     fingerprint: (u64, u8),
     /// Requests waiting to be sent again, in order.
@@ -90,6 +94,14 @@ pub struct Worker {
     until_sample: u32,
     /// This worker's latency histogram of each node (by node index), once it timed one.
     node_latency: Vec<Option<Arc<Latency>>>,
+}
+
+/// One shard's nodes as a read sees them: the master (its shared connections), and each
+/// replica the slot table lists as serving (its connections for reads, which open with
+/// `READONLY`), with what all workers know of each.
+struct ShardReads {
+    master: (usize, Arc<NodeShared>),
+    replicas: Vec<(usize, Arc<NodeShared>)>,
 }
 
 /// The slot table as a `SCAN` sees it.
@@ -117,6 +129,7 @@ impl Worker {
             shared,
             index,
             by_shard: (u64::MAX, Vec::new()),
+            reads: (u64::MAX, Vec::new()),
             fingerprint: (u64::MAX, 0),
             retry: RetryQueue::default(),
             deliveries: Vec::new(),
@@ -311,9 +324,16 @@ impl Worker {
         self.dispatch_now(req);
     }
 
-    /// Send a request to the node its target names in the current table.
+    /// Send a request to the node its target names in the current table (a read that
+    /// may go to a replica: where [`reads::pick`] says).
+    #[inline]
     pub fn dispatch_now(&mut self, req: BackendRequest) {
-        match self.target_node(req.target) {
+        let node = if req.reads == ReadFrom::Master {
+            self.target_node(req.target)
+        } else {
+            self.read_node(&req)
+        };
+        match node {
             Some(node) => self.send(node, req),
             None => {
                 let err = match req.target {
@@ -375,6 +395,78 @@ impl Worker {
             .nth(i as usize)?
             .clone();
         Some(self.node(&addr))
+    }
+
+    /// The node for a read that may go to a replica ([`BackendRequest::reads`]): its
+    /// shard's master or one of its replicas, as [`reads::pick`] chooses.
+    #[cold]
+    #[inline(never)]
+    fn read_node(&mut self, req: &BackendRequest) -> Option<usize> {
+        let Target::Slot(slot) = req.target else {
+            return self.target_node(req.target);
+        };
+        let table = self.table.load();
+        let shard = table.shard_for(slot)?;
+        if self.reads.0 != table.generation() {
+            self.map_reads();
+        }
+        let max_lag = self.config.reads.max_lag;
+        let reads = self.reads.1.get(shard)?;
+        let master = Candidate {
+            usable: true,
+            rtt_us: reads.master.1.reads.rtt_us(),
+        };
+        let replica = |i: usize| {
+            let node: &NodeShared = &reads.replicas[i].1;
+            Candidate {
+                usable: !node.is_down() && node.reads.fit_for_reads(max_lag),
+                rtt_us: node.reads.rtt_us(),
+            }
+        };
+        let count = reads.replicas.len();
+        Some(
+            match reads::pick(req.reads, master, count, replica, req.conn_hint) {
+                Pick::Master => reads.master.0,
+                Pick::Replica(i) => reads.replicas[i].0,
+            },
+        )
+    }
+
+    /// A new table (rare), with reads at replicas: map each shard's master and serving
+    /// replicas to this worker's nodes once.
+    #[cold]
+    #[inline(never)]
+    fn map_reads(&mut self) {
+        let table = Arc::clone(self.table.load());
+        let mut shards = Vec::with_capacity(table.shards().len());
+        for shard in table.shards() {
+            let master = self.node(&shard.master);
+            let replicas = (shard.replicas.iter())
+                .map(|addr| {
+                    let shared = &self.shared;
+                    let node = self.conns.read_node(addr, || shared.node_record(addr));
+                    (node, Arc::clone(self.conns.node_shared(node)))
+                })
+                .collect();
+            shards.push(ShardReads {
+                master: (master, Arc::clone(self.conns.node_shared(master))),
+                replicas,
+            });
+        }
+        self.reads = (table.generation(), shards);
+    }
+
+    /// A read meant for a replica did not get its answer there (the replica could not
+    /// be reached, its connection was lost, its reply was overdue): it goes to the
+    /// master now, once, rather than fail or wait for a refresh (reads are safe to send
+    /// again).
+    #[cold]
+    #[inline(never)]
+    fn read_at_master(&mut self, mut req: BackendRequest, err: &BackendError) {
+        Metrics::inc(&METRICS.replica_read_fallbacks);
+        crate::log_limit::replica_read_fallback(err);
+        req.reads = ReadFrom::Master;
+        self.dispatch_now(req);
     }
 
     /// The parts of a cluster-wide command, from the current slot table: every master
@@ -577,6 +669,12 @@ impl Worker {
             self.deliveries.push((req.reply.into_place(), Ok(frame)));
             return;
         }
+        let mut req = req;
+        if req.reads != ReadFrom::Master {
+            // An error from where a read was sent (a replica's `MOVED` or `LOADING`,
+            // say): whatever is retried goes to the master.
+            req.reads = ReadFrom::Master;
+        }
         if frame.starts_with(b"-NOSCRIPT") && !req.pinned {
             if let Some(eval) = self.shared.scripts.as_eval(&req.bytes) {
                 return self.heal_noscript(req, eval, conn);
@@ -628,6 +726,9 @@ impl Worker {
 
     /// A request that never reached its node (it could not be connected).
     fn unsent(&mut self, req: BackendRequest, err: BackendError) {
+        if req.reads != ReadFrom::Master {
+            return self.read_at_master(req, &err);
+        }
         Metrics::inc(&METRICS.retries_unreachable);
         self.not_sent(req, err);
     }

@@ -92,7 +92,11 @@ impl Session {
             Local::ClientNoEvict => self.client_no_evict(req),
             Local::ClientNoTouch => self.client_no_touch(req),
             Local::Monitor => self.monitor(),
-            Local::ReadOnly | Local::ReadWrite => self.push_local(|w| w.ok()),
+            Local::ReadOnly => self.read_only(),
+            Local::ReadWrite => {
+                self.read_write();
+                self.push_local(|w| w.ok())
+            }
             // `Session::info` answers it with the masters' figures; here without them.
             Local::Info => {
                 let text = self.render_info(&["server".to_string(), "proxy".to_string()], None);
@@ -103,6 +107,7 @@ impl Session {
                 self.name = None;
                 self.end_transaction();
                 self.reset_client_state();
+                self.read_write();
                 self.reset_user();
                 self.publish_names();
                 self.push_local(|w| w.simple("RESET"))

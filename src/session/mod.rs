@@ -22,6 +22,7 @@ mod info;
 mod local;
 mod monitor;
 mod pubsub;
+mod reads;
 mod transaction;
 mod unblock;
 mod wait;
@@ -197,6 +198,8 @@ pub struct Session {
     pub written: u64,
     /// The class of the request being handled, given to what it sends to nodes.
     class: RequestClass,
+    /// Where this client's reads go: `read_from`, until `READONLY`/`READWRITE` ([`reads`]).
+    reads: crate::config::ReadFrom,
 }
 
 impl Session {
@@ -214,6 +217,7 @@ impl Session {
         let limits = config.limits;
         let reply_estimate = (config.reply_window / FIRST_WINDOW_REQUESTS).max(MIN_REPLY_ESTIMATE);
         let (user, guarded) = access::first_user(&config.users);
+        let shared_reads = config.reads.read_from;
         Session {
             shared,
             config,
@@ -255,6 +259,7 @@ impl Session {
             written: 0,
             class: RequestClass::default(),
             client: clients::ClientState::default(),
+            reads: shared_reads,
             user,
             guarded,
             busy_at: 0,
@@ -740,6 +745,11 @@ impl Session {
                         self.last_write = slot.get();
                     }
                 }
+                if self.reads != crate::config::ReadFrom::Master
+                    && flags & crate::command::flags::READONLY != 0
+                {
+                    return self.forward_read(w, request, target);
+                }
                 self.forward(w, request, target)
             }
             Ok(Plan::Split) => {
@@ -752,6 +762,11 @@ impl Session {
                 let parts = (split.parts.into_iter())
                     .map(|(bytes, slot)| (bytes, Target::Slot(slot)))
                     .collect();
+                if self.reads != crate::config::ReadFrom::Master
+                    && flags & crate::command::flags::READONLY != 0
+                {
+                    return self.gather_read(w, split.merge, parts);
+                }
                 self.gather(w, split.merge, parts);
             }
             Ok(Plan::FanOut(kind)) => self.fan_out(w, request, kind),
@@ -855,6 +870,17 @@ impl Session {
     /// `merge` into one place. The parts go in order, like requests, through the reply
     /// window.
     fn gather(&mut self, w: &mut Worker, combine: impl Into<Combine>, parts: Vec<(Bytes, Target)>) {
+        self.gather_as(w, combine, parts, crate::config::ReadFrom::Master)
+    }
+
+    /// [`Session::gather`], the parts going where `reads` says when they are reads.
+    fn gather_as(
+        &mut self,
+        w: &mut Worker,
+        combine: impl Into<Combine>,
+        parts: Vec<(Bytes, Target)>,
+        reads: crate::config::ReadFrom,
+    ) {
         if parts.is_empty() {
             let text = crate::backend::BackendError::NoNodes.to_string();
             return self.push_error(&format!("ERR slotgate: {text}"));
@@ -874,13 +900,14 @@ impl Session {
                 seq,
                 part: part as u16,
             };
-            let req = BackendRequest::new(
+            let mut req = BackendRequest::new(
                 bytes,
                 target,
                 self.proto,
                 self.id.0 as u32,
                 ReplyTo::new(place),
             );
+            req.reads = reads;
             self.submit(w, req);
         }
     }
