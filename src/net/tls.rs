@@ -1,0 +1,311 @@
+//! TLS with rustls (the `ring` provider) over the data plane's non-blocking sockets,
+//! both ways: clients of the `[tls]` listener (a server session) and nodes reached
+//! through `[backend.tls]` (a client session); plus loading the PEM files of the
+//! configuration into rustls configurations, checked at start.
+//!
+//! [`TlsStream`] keeps the contract [`super::Transport`]'s callers rely on with plain
+//! TCP under edge-triggered readiness:
+//! - a read returns fewer bytes than asked only when the socket said "would block" (or
+//!   ended): plaintext rustls already decrypted is handed out first, so none is left
+//!   waiting for an event that will not come;
+//! - bytes a write took may still sit, encrypted, inside rustls when the socket is full:
+//!   `flush` says "would block" until they are out, and the caller waits for writable;
+//! - the handshake runs inside reads (server) or [`TlsStream::handshake`] (client)
+//!   before the first request; what it has to send goes out as it can;
+//! - dropping the stream sends `close_notify`; a peer's `close_notify` or a bare end of
+//!   the TCP stream reads as the end.
+
+use std::fs;
+use std::io::{self, IoSlice, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
+use rustls::{ServerConnection, crypto::CryptoProvider};
+
+/// One TLS session over a non-blocking TCP socket.
+pub struct TlsStream {
+    pub(super) sock: TcpStream,
+    conn: Connection,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("sock", &self.sock)
+            .field("handshaking", &self.conn.is_handshaking())
+            .finish()
+    }
+}
+
+impl TlsStream {
+    /// The server side of a session with a client just accepted.
+    pub fn server(sock: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        Ok(TlsStream {
+            sock,
+            conn: conn.into(),
+        })
+    }
+
+    /// The client side of a session with a node, over a socket whose connect is under
+    /// way; `name` is what the node's certificate must show.
+    pub fn client(
+        sock: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Ok(TlsStream {
+            sock,
+            conn: conn.into(),
+        })
+    }
+
+    /// Encrypted bytes wait inside rustls for the socket.
+    #[inline]
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Drive the handshake as far as the socket allows: true once it is done (what it
+    /// still has to send goes out before the next write's bytes), false while it waits
+    /// for the peer or for the socket. An error is a failed handshake (the peer's
+    /// certificate refused, a protocol error, the peer gone).
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        loop {
+            match self.send_pending() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if !self.conn.is_handshaking() {
+                return Ok(true);
+            }
+            if !self.conn.wants_read() {
+                return Ok(false);
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed by the peer during the TLS handshake",
+                    ))
+                }
+                Ok(_) => self.process()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Decrypt what was read; send what that produced (handshake messages, alerts) as
+    /// far as the socket takes it. A TLS error sends its alert first.
+    fn process(&mut self) -> io::Result<()> {
+        if let Err(e) = self.conn.process_new_packets() {
+            let _ = self.send_pending();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("tls: {e}"),
+            ));
+        }
+        match self.send_pending() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Write the encrypted bytes rustls holds until none is left (`Ok`) or the socket
+    /// would block (that error).
+    fn send_pending(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for TlsStream {
+    /// Plaintext rustls holds first, then more from the socket until `buf` is full or
+    /// the socket would block: a short read means the socket is drained.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut filled = 0;
+        let mut ended = false;
+        loop {
+            match self.conn.reader().read(&mut buf[filled..]) {
+                // `close_notify` received and everything before it handed out.
+                Ok(0) => return Ok(filled),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(filled);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The TCP stream ended without `close_notify`: most clients just close.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+                Err(e) => return Err(e),
+            }
+            if ended {
+                // Nothing more will come (rustls says so above in every other case).
+                return Ok(filled);
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => ended = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return if filled > 0 { Ok(filled) } else { Err(e) };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.process()?;
+        }
+    }
+}
+
+impl Write for TlsStream {
+    /// Takes plaintext only once what rustls held is out (so at most its buffer limit,
+    /// 64 KiB, waits inside it), encrypts it and writes as much as the socket takes.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send_pending()?;
+        let n = self.conn.writer().write(buf)?;
+        if n == 0 && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match self.send_pending() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.send_pending()?;
+        let n = self.conn.writer().write_vectored(bufs)?;
+        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match self.send_pending() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    /// `Ok` once every byte written is on the socket; "would block" while some wait.
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_pending()
+    }
+}
+
+impl Drop for TlsStream {
+    /// Say goodbye (`close_notify`) as far as the socket takes it without waiting.
+    fn drop(&mut self) {
+        if !self.conn.is_handshaking() {
+            self.conn.send_close_notify();
+            let _ = self.send_pending();
+        }
+    }
+}
+
+/// The crypto every configuration here uses: rustls's `ring` provider.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Every certificate in the PEM file at `path` (a chain: the leaf first); at least one.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = read(path)?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&text).collect();
+    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The private key in the PEM file at `path` (PKCS#8, PKCS#1 or SEC1).
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let text = read(path)?;
+    PrivateKeyDer::from_pem_slice(&text)
+        .map_err(|e| format!("{} holds no usable PEM private key: {e}", path.display()))
+}
+
+/// The certificates of the PEM file at `path` as trusted roots.
+pub fn roots(path: &Path) -> Result<Arc<RootCertStore>, String> {
+    let mut store = RootCertStore::empty();
+    for cert in certificates(path)? {
+        store
+            .add(cert)
+            .map_err(|e| format!("{}: not a CA certificate rustls takes: {e}", path.display()))?;
+    }
+    Ok(Arc::new(store))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The listener's configuration: its certificate chain and key, and with `clients`
+/// (a CA), only clients showing a certificate that CA signed are let in.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    clients: Option<Arc<RootCertStore>>,
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match clients {
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the key does not go with the certificate: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// The configuration for connections to nodes: the CA their certificates must chain
+/// to, and a certificate of our own when the nodes ask for one.
+pub fn client_config(
+    roots: Arc<RootCertStore>,
+    own: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<ClientConfig>, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match own {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the key does not go with the certificate: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// `host` (a DNS name or an IP address) as the name a node's certificate must show.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string())
+        .map_err(|_| format!("`{host}` is neither a DNS name nor an IP address"))
+}
