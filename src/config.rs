@@ -605,8 +605,7 @@ fn tls_listen(file: TlsFile) -> Result<TlsListen, ConfigError> {
         None => None,
     };
     let verify_clients = clients.is_some();
-    let server =
-        tls::server_config(chain, key, clients).map_err(|e| invalid("tls.key_file", e))?;
+    let server = tls::server_config(chain, key, clients).map_err(|e| invalid("tls.key_file", e))?;
     Ok(TlsListen {
         listen,
         server,
@@ -646,7 +645,9 @@ fn backend_tls(file: BackendTlsFile) -> Result<BackendTls, ConfigError> {
     };
     let client = tls::client_config(roots, own).map_err(|e| invalid("backend.tls.key_file", e))?;
     let server_name = match file.server_name.filter(|n| !n.is_empty()) {
-        Some(name) => Some(tls::server_name(&name).map_err(|e| invalid("backend.tls.server_name", e))?),
+        Some(name) => {
+            Some(tls::server_name(&name).map_err(|e| invalid("backend.tls.server_name", e))?)
+        }
         None => None,
     };
     Ok(BackendTls {

@@ -259,10 +259,12 @@ impl EventLoop {
         };
         let max_clients = self.worker.shared.config.max_clients as u64;
         loop {
-            let accepted = listener.accept().and_then(|(stream, peer)| match tls_config {
-                None => Ok((Transport::from(stream), peer)),
-                Some(config) => Ok((Transport::accept_tls(stream, config.clone())?, peer)),
-            });
+            let accepted = listener
+                .accept()
+                .and_then(|(stream, peer)| match tls_config {
+                    None => Ok((Transport::from(stream), peer)),
+                    Some(config) => Ok((Transport::accept_tls(stream, config.clone())?, peer)),
+                });
             let (mut stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -127,7 +127,6 @@ pub fn write_chunks(
     (written, flushed(stream))
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;

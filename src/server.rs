@@ -138,12 +138,18 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         let poll = mio::Poll::new().map_err(ServerError::Runtime)?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Runtime)?;
         wakers.push(Arc::new(waker));
-        let event_loop =
-            EventLoop::new(shared.clone(), index, poll, listener, tls_listener, stop.clone())
-            .map_err(|source| ServerError::Bind {
-                addr: local,
-                source,
-            })?;
+        let event_loop = EventLoop::new(
+            shared.clone(),
+            index,
+            poll,
+            listener,
+            tls_listener,
+            stop.clone(),
+        )
+        .map_err(|source| ServerError::Bind {
+            addr: local,
+            source,
+        })?;
         let running = running.clone();
         running.fetch_add(1, Relaxed);
         let thread = std::thread::Builder::new()

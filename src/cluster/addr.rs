@@ -72,7 +72,10 @@ mod tests {
         );
         assert_eq!(NodeAddr::new("::1", 7001).as_str(), "[::1]:7001");
         assert_eq!(NodeAddr::parse("[::1]:7001").unwrap().host(), "::1");
-        assert_eq!(NodeAddr::parse("redis-1.svc:7001").unwrap().host(), "redis-1.svc");
+        assert_eq!(
+            NodeAddr::parse("redis-1.svc:7001").unwrap().host(),
+            "redis-1.svc"
+        );
         assert!(NodeAddr::parse("127.0.0.1").is_none());
         assert!(NodeAddr::parse(":7001").is_none());
         assert!(NodeAddr::parse("h:99999").is_none());

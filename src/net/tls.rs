@@ -24,8 +24,8 @@ use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{crypto::CryptoProvider, ServerConnection};
 use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig};
-use rustls::{ServerConnection, crypto::CryptoProvider};
 
 /// One TLS session over a non-blocking TCP socket.
 pub struct TlsStream {
@@ -308,4 +308,146 @@ pub fn client_config(
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string())
         .map_err(|_| format!("`{host}` is neither a DNS name nor an IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use mio::{Events, Interest, Poll, Token};
+
+    use super::*;
+    use crate::net::{read_some, write_all_now, ReadSome, Transport, Written};
+
+    /// A CA and a certificate for 127.0.0.1 it signed, as rustls takes them.
+    fn test_pki() -> (
+        Arc<RootCertStore>,
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+    ) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (Arc::new(roots), vec![leaf.der().clone()], key)
+    }
+
+    /// Eight megabytes one way through TLS on a loopback socket, more than the socket
+    /// buffers hold, read and written only as edge-triggered events allow (a short
+    /// read means drained, a blocked write waits for writable): every byte arrives in
+    /// order, and the writer's drop reads as the end at the other side.
+    #[test]
+    fn bulk_bytes_under_edge_triggered_readiness_then_close_notify() {
+        let (roots, chain, key) = test_pki();
+        let server_config = server_config(chain, key, None).unwrap();
+        let client_config = client_config(roots, None).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let name = server_name("127.0.0.1").unwrap();
+        let mut client = Transport::connect_tls(addr, client_config, name).unwrap();
+        let both = Interest::READABLE | Interest::WRITABLE;
+        poll.registry()
+            .register(&mut client, Token(1), both)
+            .unwrap();
+        let mut client = Some(client);
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let mut server =
+            Transport::accept_tls(mio::net::TcpStream::from_std(sock), server_config).unwrap();
+        poll.registry()
+            .register(&mut server, Token(2), both)
+            .unwrap();
+
+        let total = 8 << 20;
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        let mut connected = false;
+        let mut blocked = false;
+        let mut got = Vec::with_capacity(total);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut ended = false;
+        let mut events = Events::with_capacity(16);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ended {
+            assert!(
+                Instant::now() < deadline,
+                "stuck at {} of {total} bytes",
+                got.len()
+            );
+            poll.poll(&mut events, Some(Duration::from_millis(500)))
+                .unwrap();
+            for event in events.iter() {
+                if event.token() == Token(1) {
+                    let Some(client) = client.as_mut() else {
+                        continue;
+                    };
+                    if !connected && client.peer_addr().is_ok() {
+                        connected = client.handshake().unwrap();
+                    }
+                    if event.is_writable() {
+                        blocked = false;
+                    }
+                } else {
+                    // Edge-triggered: read until a short read, as the sessions do.
+                    loop {
+                        match read_some(&mut server, &mut buf) {
+                            ReadSome::Data(n) => {
+                                got.extend_from_slice(&buf[..n]);
+                                if n < buf.len() {
+                                    break;
+                                }
+                            }
+                            ReadSome::Drained => break,
+                            ReadSome::Closed => {
+                                ended = true;
+                                break;
+                            }
+                            ReadSome::Failed(e) => panic!("server read: {e}"),
+                        }
+                    }
+                }
+            }
+            if let Some(stream) = client.as_mut().filter(|_| connected && !blocked) {
+                let (n, end) = write_all_now(stream, &data[sent..]);
+                sent += n;
+                match end {
+                    Written::All => {
+                        // Everything is out: the goodbye (`close_notify`) follows.
+                        assert_eq!(sent, total);
+                        poll.registry().deregister(stream).unwrap();
+                        client = None;
+                    }
+                    Written::Blocked => blocked = true,
+                    Written::Failed(e) => panic!("client write: {e}"),
+                }
+            }
+        }
+        assert_eq!(got.len(), total);
+        assert!(got == data, "the bytes arrived changed");
+    }
+
+    #[test]
+    fn files_that_are_not_what_they_should_be_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not pem\n").unwrap();
+        assert!(certificates(&empty)
+            .unwrap_err()
+            .contains("no PEM certificate"));
+        assert!(private_key(&empty)
+            .unwrap_err()
+            .contains("no usable PEM private key"));
+        let missing = dir.path().join("missing.pem");
+        assert!(roots(&missing).unwrap_err().contains("cannot read"));
+        assert!(server_name("not a name!").is_err());
+        assert!(server_name("127.0.0.1").is_ok());
+        assert!(server_name("redis.internal").is_ok());
+    }
 }

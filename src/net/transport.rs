@@ -45,7 +45,9 @@ impl Transport {
         name: ServerName<'static>,
     ) -> io::Result<Transport> {
         let sock = TcpStream::connect(addr)?;
-        Ok(Transport::Tls(Box::new(TlsStream::client(sock, config, name)?)))
+        Ok(Transport::Tls(Box::new(TlsStream::client(
+            sock, config, name,
+        )?)))
     }
 
     /// A client accepted on the TLS listener; its handshake runs in its first reads.

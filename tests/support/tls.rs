@@ -101,7 +101,11 @@ fn make_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
     (cert, key)
 }
 
-fn make_leaf(name: &str, ca: &rcgen::Certificate, ca_key: &KeyPair) -> (rcgen::Certificate, KeyPair) {
+fn make_leaf(
+    name: &str,
+    ca: &rcgen::Certificate,
+    ca_key: &KeyPair,
+) -> (rcgen::Certificate, KeyPair) {
     let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
         .expect("leaf params");
     params.distinguished_name.push(DnType::CommonName, name);
@@ -110,7 +114,9 @@ fn make_leaf(name: &str, ca: &rcgen::Certificate, ca_key: &KeyPair) -> (rcgen::C
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let key = KeyPair::generate().expect("leaf key");
-    let cert = params.signed_by(&key, ca, ca_key).expect("leaf signed by the CA");
+    let cert = params
+        .signed_by(&key, ca, ca_key)
+        .expect("leaf signed by the CA");
     (cert, key)
 }
 
