@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::acl::{Rules, Secret, User, Users, DEFAULT_RULES};
 use crate::cluster::NodeAddr;
+use crate::net::tls;
 use crate::protocol::scan::Limits;
 
 /// Command-line flags. Each overrides the same key of the config file.
@@ -109,6 +110,27 @@ struct FileConfig {
     address_map: HashMap<String, String>,
     #[serde(default)]
     admin: AdminFile,
+    tls: Option<TlsFile>,
+}
+
+/// `[tls]`: the TLS listener for clients.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    listen: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+}
+
+/// `[backend.tls]`: TLS to the nodes.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct BackendTlsFile {
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    server_name: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -130,6 +152,7 @@ struct BackendFile {
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    tls: Option<BackendTlsFile>,
 }
 
 /// One `[[users]]` table.
@@ -215,6 +238,41 @@ pub struct Config {
     /// Announced address → address to dial (Docker, Kubernetes, NAT).
     pub address_map: HashMap<NodeAddr, NodeAddr>,
     pub admin: AdminConfig,
+    /// The TLS listener beside the plain one (`[tls]`); `None`: none.
+    pub tls: Option<TlsListen>,
+}
+
+/// The TLS listener for clients (`[tls]`), its files loaded and checked at start.
+#[derive(Clone, Debug)]
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    /// Certificate, key, and the client verifier when `ca_file` is given.
+    pub server: Arc<rustls::ServerConfig>,
+    /// Clients must show a certificate signed by `tls.ca_file`.
+    pub verify_clients: bool,
+}
+
+/// TLS to the nodes (`[backend.tls]`), its files loaded and checked at start.
+#[derive(Clone, Debug)]
+pub struct BackendTls {
+    /// The CA the nodes' certificates must chain to, and our client certificate.
+    pub client: Arc<rustls::ClientConfig>,
+    /// The name every node's certificate must show; `None`: each node's own host
+    /// (name or address) as dialled.
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+impl BackendTls {
+    /// The name the certificate of the node dialled at `dial` must show.
+    pub fn name_for(
+        &self,
+        dial: &NodeAddr,
+    ) -> Result<rustls::pki_types::ServerName<'static>, String> {
+        match &self.server_name {
+            Some(name) => Ok(name.clone()),
+            None => tls::server_name(dial.host()),
+        }
+    }
 }
 
 /// Where a client's reads go (`read_from`; a client's `READONLY` makes it `Replica`).
@@ -314,6 +372,8 @@ pub struct BackendConfig {
     pub connect_timeout: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `[backend.tls]`: data and control connections to the nodes speak TLS.
+    pub tls: Option<BackendTls>,
 }
 
 /// Shows no password.
@@ -326,6 +386,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -341,6 +402,7 @@ impl Default for BackendConfig {
             connect_timeout: Duration::from_secs(1),
             username: None,
             password: None,
+            tls: None,
         }
     }
 }
@@ -460,6 +522,7 @@ impl Config {
                 file.backend.password_env,
                 file.backend.password_file,
             )?,
+            tls: file.backend.tls.map(backend_tls).transpose()?,
         };
         if backend.connections_per_node > 64 {
             return Err(invalid("backend.connections_per_node", "at most 64"));
@@ -578,6 +641,16 @@ impl Config {
             })?),
         };
 
+        let tls = file.tls.map(tls_listen).transpose()?;
+        if let Some(tls) = &tls {
+            if tls.listen == listen && listen.port() != 0 {
+                return Err(invalid(
+                    "tls.listen",
+                    format!("{} is the plain listener's address too", tls.listen),
+                ));
+            }
+        }
+
         Ok(Config {
             listen,
             seeds,
@@ -603,8 +676,82 @@ impl Config {
                 listen: admin_listen,
                 explicit,
             },
+            tls,
         })
     }
+}
+
+/// `[tls]`: the address, and the files loaded now so that a bad one stops the start
+/// with its key named.
+fn tls_listen(file: TlsFile) -> Result<TlsListen, ConfigError> {
+    let text = file
+        .listen
+        .ok_or_else(|| invalid("tls.listen", "the address for TLS clients is missing"))?;
+    let listen: SocketAddr = text
+        .parse()
+        .map_err(|_| invalid("tls.listen", format!("`{text}` is not an ip:port address")))?;
+    let cert_file = file
+        .cert_file
+        .ok_or_else(|| invalid("tls.cert_file", "a TLS listener needs its certificate"))?;
+    let key_file = file
+        .key_file
+        .ok_or_else(|| invalid("tls.key_file", "a TLS listener needs its private key"))?;
+    let chain = tls::certificates(&cert_file).map_err(|e| invalid("tls.cert_file", e))?;
+    let key = tls::private_key(&key_file).map_err(|e| invalid("tls.key_file", e))?;
+    let clients = match &file.ca_file {
+        Some(path) => Some(tls::roots(path).map_err(|e| invalid("tls.ca_file", e))?),
+        None => None,
+    };
+    let verify_clients = clients.is_some();
+    let server = tls::server_config(chain, key, clients).map_err(|e| invalid("tls.key_file", e))?;
+    Ok(TlsListen {
+        listen,
+        server,
+        verify_clients,
+    })
+}
+
+/// `[backend.tls]`: the CA, our certificate and key (both or neither), the name to check.
+fn backend_tls(file: BackendTlsFile) -> Result<BackendTls, ConfigError> {
+    let ca_file = file.ca_file.ok_or_else(|| {
+        invalid(
+            "backend.tls.ca_file",
+            "the CA the nodes' certificates are signed by is missing",
+        )
+    })?;
+    let roots = tls::roots(&ca_file).map_err(|e| invalid("backend.tls.ca_file", e))?;
+    let own = match (file.cert_file, file.key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let chain =
+                tls::certificates(&cert).map_err(|e| invalid("backend.tls.cert_file", e))?;
+            let key = tls::private_key(&key).map_err(|e| invalid("backend.tls.key_file", e))?;
+            Some((chain, key))
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "backend.tls.key_file",
+                "a client certificate needs its private key",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "backend.tls.cert_file",
+                "a private key needs its client certificate",
+            ))
+        }
+    };
+    let client = tls::client_config(roots, own).map_err(|e| invalid("backend.tls.key_file", e))?;
+    let server_name = match file.server_name.filter(|n| !n.is_empty()) {
+        Some(name) => {
+            Some(tls::server_name(&name).map_err(|e| invalid("backend.tls.server_name", e))?)
+        }
+        None => None,
+    };
+    Ok(BackendTls {
+        client,
+        server_name,
+    })
 }
 
 /// A password given in clear (`key`), by environment variable (`key_env`) or in a file

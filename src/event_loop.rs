@@ -32,6 +32,8 @@ use crate::shared::Shared;
 
 const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(2);
+/// The `[tls]` listener.
+const TLS_LISTENER: Token = Token(4);
 /// How long a shutdown waits for sessions to write the replies they still owe.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed accept (out of file descriptors), try again this much later.
@@ -40,9 +42,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// came in the same read (replies from the other nodes usually take a fraction of it).
 const HOLD_AT_MOST: Duration = Duration::from_millis(1);
 
-/// Session tokens are even, from 4 up; backend connections' are odd.
+/// Session tokens are even, from 6 up; backend connections' are odd.
 fn session_token(key: usize) -> Token {
-    Token((key + 2) * 2)
+    Token((key + 3) * 2)
+}
+
+/// The session of a session token.
+#[inline]
+fn session_key(token: Token) -> usize {
+    token.0 / 2 - 3
 }
 
 /// Put session `key` on the list of sessions to flush at the end of this turn, once.
@@ -62,6 +70,8 @@ pub struct EventLoop {
     worker: Worker,
     sessions: Slab<Session>,
     listener: Option<TcpListener>,
+    /// The `[tls]` listener and its configuration: its clients' sessions speak TLS.
+    tls_listener: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     /// Set by the main thread on SIGTERM/SIGINT (then it wakes the loop).
     stop: Arc<AtomicBool>,
     /// Sessions with replies to write at the end of this turn.
@@ -86,18 +96,31 @@ impl EventLoop {
         index: usize,
         poll: Poll,
         listener: std::net::TcpListener,
+        tls_listener: Option<std::net::TcpListener>,
         stop: Arc<AtomicBool>,
     ) -> io::Result<EventLoop> {
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let config = shared.config.load_full();
+        let tls_listener = match (tls_listener, &config.tls) {
+            (Some(tls_listener), Some(tls)) => {
+                tls_listener.set_nonblocking(true)?;
+                let mut tls_listener = TcpListener::from_std(tls_listener);
+                poll.registry()
+                    .register(&mut tls_listener, TLS_LISTENER, Interest::READABLE)?;
+                Some((tls_listener, tls.server.clone()))
+            }
+            _ => None,
+        };
         let registry = poll.registry().try_clone()?;
         Ok(EventLoop {
             poll,
             worker: Worker::new(shared, index, registry),
             sessions: Slab::new(),
             listener: Some(listener),
+            tls_listener,
             stop,
             dirty: Vec::new(),
             held: Vec::new(),
@@ -145,11 +168,13 @@ impl EventLoop {
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 if token.0 & 1 == 1 {
                     self.worker.conn_event(token, readable, event.is_writable());
-                } else if token == LISTENER {
-                    self.accept();
-                } else if token != WAKER {
+                } else if token > TLS_LISTENER {
                     let gone = event.is_read_closed() || event.is_error();
-                    self.session_event(token.0 / 2 - 2, readable, event.is_writable(), gone);
+                    self.session_event(session_key(token), readable, event.is_writable(), gone);
+                } else if token == LISTENER {
+                    self.accept(false);
+                } else if token == TLS_LISTENER {
+                    self.accept(true);
                 } else {
                     woken = true;
                 }
@@ -179,7 +204,8 @@ impl EventLoop {
             }
             if self.accept_again.is_some_and(|t| now >= t) {
                 self.accept_again = None;
-                self.accept();
+                self.accept(false);
+                self.accept(true);
             }
             if retry_at.is_some() || !self.worker.retry.is_empty() {
                 retry_at = self.worker.run_retries(now);
@@ -221,15 +247,30 @@ impl EventLoop {
         tracing::debug!(worker = self.worker.index, left, "worker stopped");
     }
 
-    /// Accept every waiting client.
-    fn accept(&mut self) {
-        let Some(listener) = self.listener.as_ref() else {
-            return;
+    /// Accept every waiting client of the plain listener, or with `tls` of the TLS one
+    /// (its sessions' handshake runs in their first reads).
+    fn accept(&mut self, tls: bool) {
+        let (listener, tls_config) = if tls {
+            match self.tls_listener.as_ref() {
+                Some((listener, config)) => (listener, Some(config)),
+                None => return,
+            }
+        } else {
+            match self.listener.as_ref() {
+                Some(listener) => (listener, None),
+                None => return,
+            }
         };
         let max_clients = self.worker.config.max_clients as u64;
         loop {
-            let (mut stream, peer) = match listener.accept() {
-                Ok((stream, peer)) => (Transport::from(stream), peer),
+            let accepted = listener
+                .accept()
+                .and_then(|(stream, peer)| match tls_config {
+                    None => Ok((Transport::from(stream), peer)),
+                    Some(config) => Ok((Transport::accept_tls(stream, config.clone())?, peer)),
+                });
+            let (mut stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -242,6 +283,7 @@ impl EventLoop {
             if METRICS.connections_open.load(Relaxed) >= max_clients {
                 Metrics::inc(&METRICS.connections_rejected);
                 tracing::warn!(%peer, max_clients, "client refused: max_clients reached");
+                // A TLS client gets no words: its handshake has not run.
                 let _ = stream.write(b"-ERR max number of clients reached\r\n");
                 continue;
             }
@@ -573,6 +615,9 @@ impl EventLoop {
     /// replies are written.
     fn begin_stop(&mut self) {
         if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if let Some((mut listener, _)) = self.tls_listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();

@@ -43,8 +43,8 @@
 //! - [`event_loop`]: one edge-triggered epoll loop (mio) per worker thread over its
 //!   listener, sessions and backend connections; writes once per turn.
 //! - [`net`]: `Transport`, the one socket type sessions and node connections read and
-//!   write through (plain TCP; TLS is to be one more variant), and the non-blocking
-//!   read/write helpers over it.
+//!   write through (plain TCP, or TLS with rustls: `net::tls`, which also loads the
+//!   `[tls]`/`[backend.tls]` PEM files), and the non-blocking read/write helpers over it.
 //! - [`refresh`]: the task that keeps the slot table fresh (tokio: at start-up,
 //!   periodically, on request; several nodes asked at once, every owner change logged),
 //!   and learns the server version and commands.

@@ -1,8 +1,10 @@
 //! The sockets of the data plane: [`Transport`], the one stream type that client
-//! sessions and backend connections hold (plain TCP now, TLS as one more variant), and
+//! sessions and backend connections hold (plain TCP, or TLS over it: [`tls`]), and
 //! the non-blocking reads and writes the event loop does on it: interrupted calls are
-//! retried, "would block" is an outcome rather than an error.
+//! retried, "would block" is an outcome rather than an error, and a write is over once
+//! the stream's `flush` says so (TLS may still hold encrypted bytes).
 
+pub mod tls;
 mod transport;
 
 use std::io::{self, Read, Write};
@@ -44,7 +46,7 @@ pub enum Written {
 }
 
 /// Write `buf` until all of it is written or the socket would block; the bytes written
-/// and how it ended.
+/// and how it ended. All of it written but not yet flushed (TLS) counts as blocked.
 pub fn write_all_now(stream: &mut impl Write, buf: &[u8]) -> (usize, Written) {
     let mut written = 0;
     while written < buf.len() {
@@ -59,7 +61,21 @@ pub fn write_all_now(stream: &mut impl Write, buf: &[u8]) -> (usize, Written) {
             Err(e) => return (written, Written::Failed(e)),
         }
     }
-    (written, Written::All)
+    (written, flushed(stream))
+}
+
+/// How the end of a write stands: all out, or bytes the stream holds wait for the
+/// socket (plain TCP holds none: inlined to nothing).
+#[inline]
+fn flushed(stream: &mut impl Write) -> Written {
+    loop {
+        return match stream.flush() {
+            Ok(()) => Written::All,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Written::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Written::Failed(e),
+        };
+    }
 }
 
 /// How many chunks one vectored write takes at most.
@@ -67,7 +83,8 @@ const MAX_IOVECS: usize = 32;
 
 /// Write the chunks at the front of `chunks` (the first from `offset` on) with vectored
 /// writes until all are written or the socket would block. Written chunks are removed
-/// and `offset` follows the first one left. Returns the bytes written and how it ended.
+/// and `offset` follows the first one left. Returns the bytes written and how it ended
+/// (all written but not yet flushed counts as blocked).
 pub fn write_chunks(
     stream: &mut impl Write,
     chunks: &mut std::collections::VecDeque<bytes::Bytes>,
@@ -107,7 +124,7 @@ pub fn write_chunks(
             Err(e) => return (written, Written::Failed(e)),
         }
     }
-    (written, Written::All)
+    (written, flushed(stream))
 }
 
 #[cfg(test)]

@@ -162,6 +162,10 @@ pub fn merge(old: &Config, mut new: Config) -> Config {
     new.log_format = old.log_format;
     new.backend.connections_per_node = old.backend.connections_per_node;
     new.reads.read_from = old.reads.read_from;
+    // Certificates and keys are loaded at start; a reload keeps the TLS in force
+    // (README: restart to change or rotate them).
+    new.tls = old.tls.clone();
+    new.backend.tls = old.backend.tls.clone();
     if same_users(&old.users, &new.users) {
         new.users = Arc::clone(&old.users);
     }

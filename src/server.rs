@@ -48,6 +48,7 @@ pub enum ServerError {
 /// with `reloader` ([`crate::reload`]).
 pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
     let listen = config.listen;
+    let tls_listen = config.tls.as_ref().map(|tls| tls.listen);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chosen = config.workers;
     let shared = Shared::new(config, chosen.unwrap_or(cores));
@@ -76,6 +77,18 @@ pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
             addr: listen,
             source,
         })?;
+        // The TLS listener the same way: one socket now, one more per worker later.
+        let first_tls = match tls_listen {
+            Some(addr) => {
+                probe(addr)?;
+                let socket = bind(addr)?;
+                let local = socket
+                    .local_addr()
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some((socket, local))
+            }
+            None => None,
+        };
         // The admin port first, so /healthz and /readyz answer while the cluster is
         // being learned. Scripts and tests read this line for the address.
         if let Some(admin) = crate::admin::http::start(&shared, reload_tx).await? {
@@ -101,12 +114,29 @@ pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
             all.push(bind(local)?);
         }
         let std: Result<Vec<_>, _> = all.into_iter().map(|l| l.into_std()).collect();
-        std.map(|l| (local, l)).map_err(|source| ServerError::Bind {
+        let std = std.map_err(|source| ServerError::Bind {
             addr: listen,
             source,
-        })
+        })?;
+        let mut tls = Vec::new();
+        let mut tls_local = None;
+        if let Some((first_tls, addr)) = first_tls {
+            let mut all = vec![first_tls];
+            for _ in 1..workers {
+                all.push(bind(addr)?);
+            }
+            for listener in all {
+                let listener = listener
+                    .into_std()
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                tls.push(Some(listener));
+            }
+            tls_local = Some(addr);
+        }
+        tls.resize_with(std.len(), || None);
+        Ok::<_, ServerError>((local, std, tls, tls_local))
     });
-    let (local, listeners) = listeners?;
+    let (local, listeners, tls_listeners, tls_local) = listeners?;
 
     // One event loop per worker thread; the main thread keeps the control runtime
     // (refresher, signals, admin port).
@@ -119,15 +149,22 @@ pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
     let running = Arc::new(AtomicUsize::new(0));
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
         let poll = mio::Poll::new().map_err(ServerError::Runtime)?;
         let waker = mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Runtime)?;
         wakers.push(Arc::new(waker));
-        let event_loop = EventLoop::new(shared.clone(), index, poll, listener, stop.clone())
-            .map_err(|source| ServerError::Bind {
-                addr: local,
-                source,
-            })?;
+        let event_loop = EventLoop::new(
+            shared.clone(),
+            index,
+            poll,
+            listener,
+            tls_listener,
+            stop.clone(),
+        )
+        .map_err(|source| ServerError::Bind {
+            addr: local,
+            source,
+        })?;
         let running = running.clone();
         running.fetch_add(1, Relaxed);
         let thread = std::thread::Builder::new()
@@ -145,7 +182,13 @@ pub fn run(config: Config, reloader: Reloader) -> Result<(), ServerError> {
     shared.clients.set_wakers(wakers.clone());
     let workers = threads.len();
     tracing::info!(%local, workers, masters = shared.table.load().masters().count(), "slotgate ready");
-    log_posture(&shared.config.load().users, local);
+    let config = shared.config.load_full();
+    log_posture(&config.users, local);
+    if let (Some(tls_local), Some(tls)) = (tls_local, &config.tls) {
+        tracing::info!(%tls_local, client_certificates = tls.verify_clients, "TLS clients accepted");
+        // Before the plain line, which scripts and tests take as "ready".
+        println!("slotgate tls listening on {tls_local}");
+    }
     println!("slotgate listening on {local}");
     let _ = std::io::stdout().flush();
 

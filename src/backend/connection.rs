@@ -16,6 +16,7 @@ use mio::{Interest, Registry, Token};
 use super::handshake::{Handshake, HandshakeError, Reply, Step};
 use super::{BackendRequest, NodeShared, ReplyDeadline};
 use crate::cluster::NodeAddr;
+use crate::config::BackendTls;
 use crate::net::{read_some, write_all_now, ReadSome, Transport, Written};
 use crate::protocol::reply::Proto;
 use crate::protocol::scan::{parse_int, Limits, ProtocolError, ReplyScanner};
@@ -57,6 +58,12 @@ pub enum ConnError {
     /// Opening or registering the socket, or the connect itself, failed.
     #[error("{0}")]
     Connect(#[source] io::Error),
+    /// The TLS handshake failed (the node's certificate refused, ours refused, ...).
+    #[error("tls handshake: {0}")]
+    TlsHandshake(#[source] io::Error),
+    /// No name to check the node's certificate against.
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("no socket")]
     NoSocket,
     #[error("write: {0}")]
@@ -218,10 +225,23 @@ impl Conn {
         self.awaits(seq) || self.queue.iter().any(|req| req.reply.place().seq == seq)
     }
 
-    /// Start a non-blocking connect to the node's dial address.
-    pub fn start_connect(&mut self, registry: &Registry, tick: u64) -> Result<(), ConnError> {
+    /// Start a non-blocking connect to the node's dial address, in TLS when `tls` is
+    /// configured (`[backend.tls]`).
+    pub fn start_connect(
+        &mut self,
+        registry: &Registry,
+        tick: u64,
+        tls: Option<&BackendTls>,
+    ) -> Result<(), ConnError> {
         let addr = resolve(&self.node)?;
-        let mut stream = Transport::connect(addr).map_err(ConnError::Connect)?;
+        let mut stream = match tls {
+            None => Transport::connect(addr),
+            Some(tls) => {
+                let name = tls.name_for(&self.node.dial()).map_err(ConnError::Tls)?;
+                Transport::connect_tls(addr, tls.client.clone(), name)
+            }
+        }
+        .map_err(ConnError::Connect)?;
         registry
             .register(
                 &mut stream,
@@ -235,15 +255,15 @@ impl Conn {
         Ok(())
     }
 
-    /// After an event on a connecting socket: `Ok(true)` once connected (then the
-    /// handshake's commands, if any, are written next), `Ok(false)` while still
-    /// connecting.
+    /// After an event on a connecting socket: `Ok(true)` once connected, and past the
+    /// TLS handshake on a TLS connection (then the handshake's commands, if any, are
+    /// written next), `Ok(false)` while still connecting.
     pub fn finish_connect(
         &mut self,
         handshake: Handshake<'_>,
         tick: u64,
     ) -> Result<bool, ConnError> {
-        let Some(stream) = self.stream.as_ref() else {
+        let Some(stream) = self.stream.as_mut() else {
             return Err(ConnError::NoSocket);
         };
         if let Some(e) = stream.take_error().map_err(ConnError::Connect)? {
@@ -255,6 +275,9 @@ impl Conn {
             Err(e) => return Err(ConnError::Connect(e)),
         }
         stream.set_nodelay(true).map_err(ConnError::Connect)?;
+        if !stream.handshake().map_err(ConnError::TlsHandshake)? {
+            return Ok(false);
+        }
         self.progress = tick;
         let steps = handshake.steps();
         if !steps.is_empty() {
@@ -304,12 +327,16 @@ impl Conn {
     /// Write what the write buffer holds, until done or the socket would block; true
     /// when something was written.
     pub fn write_out(&mut self) -> Result<bool, ConnError> {
-        if self.write_blocked || self.wbuf.is_empty() {
+        if self.write_blocked {
             return Ok(false);
         }
         let Some(stream) = self.stream.as_mut() else {
             return Err(ConnError::NoSocket);
         };
+        // An empty buffer still flushes what TLS holds (it was blocked, now writable).
+        if self.wbuf.is_empty() && !stream.wants_write() {
+            return Ok(false);
+        }
         let (written, end) = write_all_now(stream, &self.wbuf);
         match end {
             Written::All => {}

@@ -2,7 +2,8 @@
 //! `COMMAND`, `INFO`) on the tokio runtime: a tokio socket framed by tokio-util's
 //! [`Framed`] with redis-protocol's RESP2 codec, opened with the one [`Handshake`].
 //! A query opens a connection of its own, so a slow or dead node cannot hold up the
-//! workers' client traffic, and client traffic cannot hold up a refresh.
+//! workers' client traffic, and client traffic cannot hold up a refresh. With
+//! `[backend.tls]` it speaks TLS (tokio-rustls, the data plane's rustls configuration).
 
 use std::io;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use redis_protocol::codec::Resp2;
 use redis_protocol::error::RedisProtocolError;
 use redis_protocol::resp2::types::{BorrowedFrame, BytesFrame};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
@@ -33,6 +35,10 @@ pub enum ControlError {
     ConnectTimeout(Duration),
     #[error("cannot connect: {0}")]
     Connect(#[source] io::Error),
+    #[error("tls handshake: {0}")]
+    TlsHandshake(#[source] io::Error),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("handshake timed out after {0:?}")]
     HandshakeTimeout(Duration),
     #[error(transparent)]
@@ -67,9 +73,13 @@ pub async fn query(
         .map_err(|_| ControlError::Timeout(limit))?
 }
 
+/// A control connection's byte stream: plain TCP or TLS over it.
+trait ControlIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ControlIo for T {}
+
 /// One control-plane connection to a node, past its handshake.
 pub struct ControlConnection {
-    framed: Framed<TcpStream, BoundedResp2>,
+    framed: Framed<Box<dyn ControlIo>, BoundedResp2>,
 }
 
 impl ControlConnection {
@@ -85,6 +95,19 @@ impl ControlConnection {
             .map_err(|_| ControlError::ConnectTimeout(config.connect_timeout))?
             .map_err(ControlError::Connect)?;
         stream.set_nodelay(true).map_err(ControlError::Connect)?;
+        let stream: Box<dyn ControlIo> = match &config.tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let name = tls.name_for(dial).map_err(ControlError::Tls)?;
+                let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+                let handshake = connector.connect(name, stream);
+                let stream = tokio::time::timeout(config.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| ControlError::HandshakeTimeout(config.connect_timeout))?
+                    .map_err(ControlError::TlsHandshake)?;
+                Box::new(stream)
+            }
+        };
         let mut conn = ControlConnection {
             framed: Framed::new(stream, BoundedResp2::new(MAX_REPLY)),
         };

@@ -793,7 +793,8 @@ impl NodeConnections {
             return;
         }
         let tick = self.tick;
-        if let Err(e) = self.conns[ci].start_connect(&self.registry, tick) {
+        let tls = self.config.tls.as_ref();
+        if let Err(e) = self.conns[ci].start_connect(&self.registry, tick, tls) {
             self.connect_failed(ci, &e.to_string());
         }
     }

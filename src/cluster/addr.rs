@@ -31,6 +31,12 @@ impl NodeAddr {
         &self.0
     }
 
+    /// The host part (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        let host = self.0.rsplit_once(':').map_or(&*self.0, |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     /// A loopback address (`127.0.0.0/8`, `::1`) or `localhost`: a node on this host.
     pub fn is_loopback(&self) -> bool {
         let Some((host, _)) = self.0.rsplit_once(':') else {
@@ -65,6 +71,11 @@ mod tests {
             "[::1]:7001"
         );
         assert_eq!(NodeAddr::new("::1", 7001).as_str(), "[::1]:7001");
+        assert_eq!(NodeAddr::parse("[::1]:7001").unwrap().host(), "::1");
+        assert_eq!(
+            NodeAddr::parse("redis-1.svc:7001").unwrap().host(),
+            "redis-1.svc"
+        );
         assert!(NodeAddr::parse("127.0.0.1").is_none());
         assert!(NodeAddr::parse(":7001").is_none());
         assert!(NodeAddr::parse("h:99999").is_none());

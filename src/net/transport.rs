@@ -1,21 +1,32 @@
 //! The one socket type that client sessions and backend connections read and write
-//! through. Today it is plain TCP; TLS (rustls) becomes one more variant here, and the
-//! sessions, connections and event loop that hold a [`Transport`] do not change.
+//! through: plain TCP, or TLS over it ([`TlsStream`]); the sessions, connections and
+//! event loop that hold a [`Transport`] do not care which.
 //!
-//! Every method is one `match` over the variants, inlined: with one variant the match
-//! compiles away, so the plain-TCP data path pays nothing for the seam.
+//! Every method is one `match` over the variants, inlined, so the plain-TCP data path
+//! pays one well-predicted branch for the seam. Callers keep to what TLS needs too:
+//! a write is done once `flush` says so (TLS may hold encrypted bytes until the socket
+//! is writable again), and [`Transport::wants_write`] says when a writable event must
+//! be answered with a flush even though nothing new is to be written.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
+
+use super::tls::TlsStream;
 
 /// A non-blocking byte stream to a client or a node, registered with a worker's poll.
 #[derive(Debug)]
 pub enum Transport {
     Tcp(TcpStream),
+    /// Boxed: a TLS session is a few hundred bytes more than a socket, and plain
+    /// sessions should not carry them.
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
@@ -26,10 +37,53 @@ impl Transport {
         TcpStream::connect(addr).map(Transport::Tcp)
     }
 
+    /// Start a non-blocking connect to a node that speaks TLS; the handshake runs in
+    /// [`Transport::handshake`] once the connect ends.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<Transport> {
+        let sock = TcpStream::connect(addr)?;
+        Ok(Transport::Tls(Box::new(TlsStream::client(
+            sock, config, name,
+        )?)))
+    }
+
+    /// A client accepted on the TLS listener; its handshake runs in its first reads.
+    pub fn accept_tls(sock: TcpStream, config: Arc<ServerConfig>) -> io::Result<Transport> {
+        Ok(Transport::Tls(Box::new(TlsStream::server(sock, config)?)))
+    }
+
+    /// The client side's handshake, driven as far as the socket allows: true once done
+    /// (at once for plain TCP). An error is a failed handshake.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        match self {
+            Transport::Tcp(_) => Ok(true),
+            Transport::Tls(s) => s.handshake(),
+        }
+    }
+
+    /// Bytes already written wait for the socket to become writable (TLS only): a
+    /// writable event should flush even with nothing new to write.
+    #[inline]
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Tcp(_) => false,
+            Transport::Tls(s) => s.wants_write(),
+        }
+    }
+
+    /// Plain TCP or TLS, for `CLIENT LIST` and logs.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
     #[inline]
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Transport::Tcp(s) => s.peer_addr(),
+            Transport::Tls(s) => s.sock.peer_addr(),
         }
     }
 
@@ -37,6 +91,7 @@ impl Transport {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Transport::Tcp(s) => s.local_addr(),
+            Transport::Tls(s) => s.sock.local_addr(),
         }
     }
 
@@ -44,6 +99,7 @@ impl Transport {
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.set_nodelay(nodelay),
+            Transport::Tls(s) => s.sock.set_nodelay(nodelay),
         }
     }
 
@@ -52,8 +108,10 @@ impl Transport {
         match self {
             #[cfg(unix)]
             Transport::Tcp(s) => std::os::fd::AsRawFd::as_raw_fd(s),
+            #[cfg(unix)]
+            Transport::Tls(s) => std::os::fd::AsRawFd::as_raw_fd(&s.sock),
             #[cfg(not(unix))]
-            Transport::Tcp(_) => -1,
+            _ => -1,
         }
     }
 
@@ -62,6 +120,7 @@ impl Transport {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         match self {
             Transport::Tcp(s) => s.take_error(),
+            Transport::Tls(s) => s.sock.take_error(),
         }
     }
 }
@@ -78,6 +137,7 @@ impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
         }
     }
 
@@ -85,6 +145,7 @@ impl Read for Transport {
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.read_vectored(bufs),
+            Transport::Tls(s) => s.read_vectored(bufs),
         }
     }
 }
@@ -94,6 +155,7 @@ impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
         }
     }
 
@@ -101,6 +163,7 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => s.write_vectored(bufs),
+            Transport::Tls(s) => s.write_vectored(bufs),
         }
     }
 
@@ -108,6 +171,7 @@ impl Write for Transport {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
         }
     }
 }
@@ -122,6 +186,7 @@ impl Source for Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.register(registry, token, interests),
+            Transport::Tls(s) => s.sock.register(registry, token, interests),
         }
     }
 
@@ -134,6 +199,7 @@ impl Source for Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.reregister(registry, token, interests),
+            Transport::Tls(s) => s.sock.reregister(registry, token, interests),
         }
     }
 
@@ -141,6 +207,7 @@ impl Source for Transport {
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.deregister(registry),
+            Transport::Tls(s) => s.sock.deregister(registry),
         }
     }
 }

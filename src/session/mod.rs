@@ -433,9 +433,10 @@ impl Session {
         self.closing = true;
     }
 
-    /// The socket became writable again.
+    /// The socket became writable again: true when the session should flush (its
+    /// writes were blocked, or TLS holds bytes, e.g. of its handshake).
     pub fn writable(&mut self) -> bool {
-        std::mem::replace(&mut self.write_blocked, false)
+        std::mem::replace(&mut self.write_blocked, false) || self.stream.wants_write()
     }
 
     /// Fill `place` with a node's reply (or the error that stands for it); true when
@@ -549,7 +550,8 @@ impl Session {
                 out.clear();
                 self.take_ready(|bytes| out.extend_from_slice(&bytes));
                 let (written, end) = write_all_now(&mut self.stream, out);
-                if matches!(end, Written::Blocked) {
+                // Blocked with all of it taken: TLS holds the rest, flushed when writable.
+                if matches!(end, Written::Blocked) && written < out.len() {
                     self.unwritten
                         .push_back(Bytes::copy_from_slice(&out[written..]));
                 }

@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     pub node_config: Option<fn(usize, u16) -> Vec<String>>,
     /// How the nodes reach each other and what they announce.
     pub network: Network,
+    /// TLS only: every node listens with `tls-port` (no plain port), talks TLS on the
+    /// cluster bus and for replication, and asks clients for a certificate signed by
+    /// the CA. The harness reaches the nodes with these files too.
+    pub tls: Option<super::tls::TlsPeer>,
 }
 
 impl Default for ClusterConfig {
@@ -47,6 +51,7 @@ impl Default for ClusterConfig {
             extra_config: Vec::new(),
             node_config: None,
             network: Network::Direct,
+            tls: None,
         }
     }
 }
@@ -555,6 +560,9 @@ impl Cluster {
             hidden_bus_port: None,
         };
         self.set_up_network(&mut node);
+        if let Some(tls) = &self.config.tls {
+            super::tls::mark_tls_port(port, tls.clone());
+        }
         write_config(&node, &self.config);
         node.child = Some(spawn_redis(&node));
         self.nodes.push(node);
@@ -632,6 +640,9 @@ impl Cluster {
                     self.nodes[i].gateway = None;
                     self.ports.retain(|_, real| *real != port);
                     self.set_up_network(&mut node);
+                    if let Some(tls) = &self.config.tls {
+                        super::tls::mark_tls_port(new_port, tls.clone());
+                    }
                     write_config(&node, &self.config);
                     node.child = Some(spawn_redis(&node));
                     self.nodes[i] = node;
@@ -654,6 +665,9 @@ impl Cluster {
             replicas.to_string(),
             "--cluster-yes".into(),
         ]);
+        if let Some(tls) = &self.config.tls {
+            args.extend(tls.cli_args());
+        }
         let out = Command::new("redis-cli")
             .args(&args)
             .stdin(Stdio::null())
@@ -951,7 +965,12 @@ impl Migration {
 // ---- talking to nodes ----
 
 fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let client = match super::tls::tls_port(port) {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}/"))?,
+        Some(tls) => {
+            redis::Client::build_with_tls(format!("rediss://127.0.0.1:{port}/"), tls.redis_certs())?
+        }
+    };
     let con = client.get_connection_with_timeout(NODE_IO_TIMEOUT)?;
     con.set_read_timeout(Some(NODE_IO_TIMEOUT.max(Duration::from_secs(10))))?;
     con.set_write_timeout(Some(NODE_IO_TIMEOUT))?;
@@ -995,9 +1014,11 @@ fn retry(what: &str, mut step: impl FnMut() -> Result<(), String>) {
 }
 
 pub(super) fn redis_cli(port: u16, args: &[&str]) -> String {
+    let tls = super::tls::tls_port(port).map_or_else(Vec::new, |tls| tls.cli_args());
     let out = Command::new("redis-cli")
         .arg("-p")
         .arg(port.to_string())
+        .args(tls)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -1033,6 +1054,20 @@ fn write_config(node: &Node, config: &ClusterConfig) {
         timeout = config.node_timeout_ms,
     );
     let mut lines = config.extra_config.clone();
+    if let Some(tls) = &config.tls {
+        // Listen with TLS only, on the port the test knows; the bus port follows it.
+        text = text.replace(
+            &format!("port {}\n", node.port),
+            &format!("port 0\ntls-port {}\n", node.port),
+        );
+        lines.extend([
+            format!("tls-cert-file \"{}\"", tls.cert.display()),
+            format!("tls-key-file \"{}\"", tls.key.display()),
+            format!("tls-ca-cert-file \"{}\"", tls.ca.display()),
+            "tls-cluster yes".to_string(),
+            "tls-replication yes".to_string(),
+        ]);
+    }
     let source = node.source();
     match config.network {
         Network::Direct => {}

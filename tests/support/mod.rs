@@ -23,6 +23,7 @@
 //!   hidden announced addresses and network partitions on loopback.
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
+//! - `tls`     — certificates made in the test (rcgen), and the ports of TLS-only nodes.
 //! - `python`  — venvs under target/ with packages from PyPI (redis-py, RQ, Celery), and
 //!   the scripts in tests/py run with them.
 //!
@@ -56,14 +57,16 @@ mod ports;
 mod proxy;
 mod python;
 mod raw;
+mod tls;
 
 pub use cluster::{Cluster, ClusterConfig, Network};
 pub use ports::{free_cluster_port, free_port};
-pub use proxy::Proxy;
+pub use proxy::{binary, Proxy};
 pub use python::{
     py_script, python_or_skip, python_venv, python_with_redis_py, run_py_check, venv_or_skip,
 };
 pub use raw::*;
+pub use tls::{mark_tls_port, tls_port, TlsFiles, TlsPeer};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
