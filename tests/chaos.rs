@@ -201,7 +201,6 @@ enum Judged {
 /// - `LOADING`: a node still loading after a restart;
 /// - `transaction aborted` / `partly applied` / `transaction is gone`: a transaction
 ///   whose node connection died;
-/// - `UNBLOCKED`: a blocked `BLPOP` whose node changed role;
 /// - `EXECABORT`: a transaction whose slot moved (or whose node was lost) before `EXEC`:
 ///   slotgate does not follow a slot mid-transaction, nothing of it ran (README,
 ///   Transactions), as a cluster client would see it from the node.
@@ -209,7 +208,7 @@ fn judge(error: &str) -> Judged {
     if error.starts_with("MOVED") || error.starts_with("ASK") {
         return Judged::Redirect;
     }
-    const TOLERATED: [(&str, &str); 12] = [
+    const TOLERATED: [(&str, &str); 11] = [
         ("connection lost", "connection lost"),
         ("cannot connect", "cannot connect"),
         ("no reply within", "no reply within"),
@@ -220,7 +219,6 @@ fn judge(error: &str) -> Judged {
         ("transaction aborted", "transaction aborted"),
         ("partly applied", "transaction partly applied"),
         ("transaction is gone", "transaction gone"),
-        ("UNBLOCKED", "UNBLOCKED"),
         ("EXECABORT", "EXECABORT"),
     ];
     TOLERATED
