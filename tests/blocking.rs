@@ -425,3 +425,31 @@ fn a_client_blocked_at_a_master_that_fails_over_is_served_by_the_new_master() {
         )]
     );
 }
+
+#[test]
+fn blocking_commands_refused_for_a_dead_node_give_their_pinned_connections_back() {
+    require_redis();
+    let mut cluster = Cluster::start(3, 0);
+    // A short backend timeout: each BLPOP is retried for that long, then fails.
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "workers = 1\n[backend]\ntimeout_ms = 500\n",
+    );
+    let queue = "{dead-node}q";
+    let dead = cluster.node_for_key(queue);
+    cluster.kill(dead);
+    let before = info_counter(&proxy, "pinned_connections");
+    // Each BLPOP pins a connection to the dead node; while the node counts as down it
+    // fails at once ("cannot connect ... recently"), and its connection must be given
+    // back (kept as one of a few spares or closed), not stay pinned to the client.
+    let mut client = RawClient::connect(proxy.port());
+    for _ in 0..10 {
+        let reply = client.pipeline(&[&format!("BLPOP {queue} 1")]);
+        assert!(reply[0].contains("cannot connect"), "{reply:?}");
+    }
+    let after = info_counter(&proxy, "pinned_connections");
+    assert!(
+        after <= before + 8,
+        "{after} pinned connections after 10 refused BLPOPs, {before} before"
+    );
+}

@@ -1184,6 +1184,27 @@ fn chaos_under_mixed_load() {
 
     // The fault script, on this thread (it owns the cluster).
     let started = Instant::now();
+    // `SLOTGATE_CHAOS_TRACE=1`: slotgate's pinned connections twice a second on stderr,
+    // to line up with the faults' times (how the pinned-connection leak was found).
+    if std::env::var_os("SLOTGATE_CHAOS_TRACE").is_some() {
+        let (port, run) = (proxy.port(), run.clone());
+        std::thread::spawn(move || {
+            while !run.stopped() {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "INFO", "proxy"])
+                    .output()
+                    .unwrap();
+                let info = String::from_utf8_lossy(&out.stdout).to_string();
+                let pinned = info
+                    .lines()
+                    .find(|l| l.starts_with("pinned_connections"))
+                    .unwrap_or("")
+                    .to_string();
+                eprintln!("trace {:>6.1?} {pinned}", started.elapsed());
+                sleep(Duration::from_millis(500));
+            }
+        });
+    }
     sleep(Duration::from_secs(2));
     let mut script = Script {
         faults: Vec::new(),
