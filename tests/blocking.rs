@@ -390,3 +390,66 @@ fn a_client_blocked_on_a_slot_that_moves_is_served_by_the_new_owner() {
         )]
     );
 }
+
+#[test]
+fn a_client_blocked_at_a_master_that_fails_over_is_served_by_the_new_master() {
+    require_redis();
+    let cluster = Cluster::start(3, 1);
+    let proxy = Proxy::start(&cluster.seeds(), &[]);
+    let queue = "{failing-over}q";
+    let master = cluster.node_for_key(queue);
+    let replica = cluster.replica_of(master).expect("a replica");
+    let mut blocked = RawClient::connect(proxy.port());
+    blocked.write(format!("BLPOP {queue} 0\r\n").as_bytes());
+    wait_until("the BLPOP blocks at its node", || {
+        blocked_on_node(&cluster, master) == 1
+    });
+    // A coordinated failover: the old master turns replica and tells its blocked client
+    // `-UNBLOCKED force unblock from blocking operation, instance state changed`; nothing
+    // was popped, so slotgate sends the BLPOP again to the new master.
+    assert_eq!(cluster.cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
+    wait_until("the BLPOP blocks at the new master", || {
+        blocked_on_node(&cluster, replica) == 1
+    });
+    let mut con = proxy.client();
+    let _: () = redis::cmd("RPUSH")
+        .arg(queue)
+        .arg("job")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        blocked.read_replies(1, Duration::from_secs(10)),
+        [format!(
+            "*2\r\n${}\r\n{queue}\r\n$3\r\njob\r\n",
+            queue.len()
+        )]
+    );
+}
+
+#[test]
+fn blocking_commands_refused_for_a_dead_node_give_their_pinned_connections_back() {
+    require_redis();
+    let mut cluster = Cluster::start(3, 0);
+    // A short backend timeout: each BLPOP is retried for that long, then fails.
+    let proxy = Proxy::start_with_config(
+        &cluster.seeds(),
+        "workers = 1\n[backend]\ntimeout_ms = 500\n",
+    );
+    let queue = "{dead-node}q";
+    let dead = cluster.node_for_key(queue);
+    cluster.kill(dead);
+    let before = info_counter(&proxy, "pinned_connections");
+    // Each BLPOP pins a connection to the dead node; while the node counts as down it
+    // fails at once ("cannot connect ... recently"), and its connection must be given
+    // back (kept as one of a few spares or closed), not stay pinned to the client.
+    let mut client = RawClient::connect(proxy.port());
+    for _ in 0..10 {
+        let reply = client.pipeline(&[&format!("BLPOP {queue} 1")]);
+        assert!(reply[0].contains("cannot connect"), "{reply:?}");
+    }
+    let after = info_counter(&proxy, "pinned_connections");
+    assert!(
+        after <= before + 8,
+        "{after} pinned connections after 10 refused BLPOPs, {before} before"
+    );
+}

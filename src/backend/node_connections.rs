@@ -781,7 +781,10 @@ impl NodeConnections {
     }
 
     /// Start connecting, unless the node failed a connect moments ago (on any worker):
-    /// then the queued requests fail at once, reported as never sent.
+    /// then the queued requests fail at once, reported as never sent, and a pinned
+    /// connection is given back as after a failed connect (else each retry of a blocking
+    /// command or transaction for a dead node kept one more pinned to its client, until
+    /// `backend.max_pinned` refused everyone's).
     fn connect(&mut self, ci: usize) {
         let node = &self.conns[ci].node;
         if node.is_down() {
@@ -790,6 +793,8 @@ impl NodeConnections {
                 node.last_failure()
             );
             self.fail_queued(ci, &reason);
+            self.drop_hold(ci);
+            self.settle_pinned(ci);
             return;
         }
         let tick = self.tick;

@@ -1,7 +1,9 @@
 //! Redirects: what an error reply from a node means for routing. Pure.
 //!
 //! Only the error code (the first word) and, for `MOVED`/`ASK`, the slot and address
-//! are read; the rest of the text is Redis's own prose and may change. Anything
+//! are read; the rest of the text is Redis's own prose and may change. The one
+//! exception is `UNBLOCKED`, which means two things: the role change below is told
+//! apart from `CLIENT UNBLOCK ... ERROR` (delivered) by its text. Anything
 //! that does not parse cleanly is "not a redirect" (`None`), so the reply goes to
 //! the client as it is rather than being acted on wrongly.
 
@@ -25,7 +27,10 @@ pub enum Redirect {
     ClusterDown,
     /// `MASTERDOWN`: a replica lost its link to its master (with
     /// `replica-serve-stale-data no`) — usually a failover under way. Treated like
-    /// `ClusterDown`: refresh and retry until the deadline.
+    /// `ClusterDown`: refresh and retry until the deadline. Also what
+    /// `UNBLOCKED force unblock from blocking operation, instance state changed` means:
+    /// a master that turned replica (a coordinated failover) unblocked a blocking command
+    /// before it popped anything; it goes to the new master.
     MasterDown,
     /// `LOADING`: the node is loading its dataset (just restarted or resynced) and
     /// answers nothing else yet. Retry after a backoff until the deadline; the
@@ -45,7 +50,7 @@ pub fn parse_redirect(reply: &[u8], from: &NodeAddr) -> Option<Redirect> {
     let [b'-', first, ..] = reply else {
         return None;
     };
-    if !matches!(first, b'M' | b'A' | b'T' | b'C' | b'L') {
+    if !matches!(first, b'M' | b'A' | b'T' | b'C' | b'L' | b'U') {
         return None;
     }
     let text = reply.get(1..)?;
@@ -70,9 +75,15 @@ pub fn parse_error_text(text: &[u8], from: &NodeAddr) -> Option<Redirect> {
         b"CLUSTERDOWN" => Some(Redirect::ClusterDown),
         b"MASTERDOWN" => Some(Redirect::MasterDown),
         b"LOADING" => Some(Redirect::Loading),
+        b"UNBLOCKED" if rest.starts_with(ROLE_CHANGED) => Some(Redirect::MasterDown),
         _ => None,
     }
 }
+
+/// How Redis (7.0 to 7.2, `disconnectAllBlockedClients`) words the unblocking of a
+/// blocked client when its master turns replica; `CLIENT UNBLOCK id ERROR` says
+/// `UNBLOCKED client unblocked via CLIENT UNBLOCK` instead.
+const ROLE_CHANGED: &[u8] = b"force unblock from blocking operation, instance state changed";
 
 /// `<slot> <host>:<port>` with nothing after it. The host may be a name, an IPv4
 /// address, an IPv6 address bare (`::1:7000`, as Redis prints it) or bracketed
@@ -143,6 +154,10 @@ mod tests {
     const CAPTURED_NOT_SERVED: &[u8] = b"-CLUSTERDOWN Hash slot not served\r\n";
     const CAPTURED_MASTERDOWN: &[u8] =
         b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n";
+    /// Told a `BLPOP` blocked at a master turned replica by `CLUSTER FAILOVER`.
+    const CAPTURED_UNBLOCKED_ROLE: &[u8] =
+        b"-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n";
+    const CAPTURED_UNBLOCKED_CLIENT: &[u8] = b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
     const CAPTURED_CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
 
     #[test]
@@ -257,6 +272,13 @@ mod tests {
             parse_redirect(CAPTURED_MASTERDOWN, &from),
             Some(Redirect::MasterDown)
         );
+        // A blocked command unblocked by a failover goes to the new master; one
+        // unblocked by `CLIENT UNBLOCK ... ERROR` gets its error.
+        assert_eq!(
+            parse_redirect(CAPTURED_UNBLOCKED_ROLE, &from),
+            Some(Redirect::MasterDown)
+        );
+        assert_eq!(parse_redirect(CAPTURED_UNBLOCKED_CLIENT, &from), None);
         assert_eq!(
             parse_redirect(
                 b"-LOADING Redis is loading the dataset in memory\r\n",
@@ -368,7 +390,8 @@ mod tests {
     #[test]
     fn never_panics() {
         // Every truncation of every sample, then pseudo-random mutations of them.
-        let samples: [&[u8]; 8] = [
+        let samples: [&[u8]; 9] = [
+            CAPTURED_UNBLOCKED_ROLE,
             CAPTURED_ASK,
             CAPTURED_MOVED,
             CAPTURED_MOVED_HOSTNAME,
