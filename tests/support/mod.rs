@@ -23,6 +23,7 @@
 //!   hidden announced addresses and network partitions on loopback.
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
+//! - `standalone` — [`Standalone`]: one plain (non-cluster) redis-server, to compare with.
 //! - `python`  — venvs under target/ with packages from PyPI (redis-py, RQ, Celery), and
 //!   the scripts in tests/py run with them.
 //!
@@ -56,6 +57,7 @@ mod ports;
 mod proxy;
 mod python;
 mod raw;
+mod standalone;
 
 pub use cluster::{Cluster, ClusterConfig, Network};
 pub use ports::{free_cluster_port, free_port};
@@ -64,6 +66,7 @@ pub use python::{
     py_script, python_or_skip, python_venv, python_with_redis_py, run_py_check, venv_or_skip,
 };
 pub use raw::*;
+pub use standalone::Standalone;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
