@@ -14,14 +14,14 @@ cd "$(dirname "$0")"
 seconds="${1:-30}"
 targets="${TARGETS:-scan_request scan_reply classify topology redirect split_merge}"
 
-cargo +nightly fuzz build
+cargo +nightly fuzz build -O
 for target in $targets; do
   work="corpus/$target.work"
   mkdir -p "$work" "corpus/$target"
   echo "fuzz: $target for ${seconds}s"
   log="$(mktemp)"
   status=0
-  cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- \
+  cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- \
     -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
   # The last status line (executions, coverage) and the final stats.

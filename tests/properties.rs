@@ -127,7 +127,11 @@ fn reply() -> impl Strategy<Value = Vec<u8>> {
         Just(b"$-1\r\n".to_vec()),
         Just(b"*-1\r\n".to_vec()),
         Just(b"_\r\n".to_vec()),
-        any::<bool>().prop_map(|b| if b { b"#t\r\n".to_vec() } else { b"#f\r\n".to_vec() }),
+        any::<bool>().prop_map(|b| if b {
+            b"#t\r\n".to_vec()
+        } else {
+            b"#f\r\n".to_vec()
+        }),
         any::<f64>().prop_map(|f| format!(",{f}\r\n").into_bytes()),
         (1u64..).prop_map(|n| format!("({n}{n}\r\n").into_bytes()),
         blob().prop_map(|b| [format!("!{}\r\n", b.len()).as_bytes(), &b, b"\r\n"].concat()),
@@ -142,7 +146,9 @@ fn reply() -> impl Strategy<Value = Vec<u8>> {
                 b'%' | b'|' => {
                     let pairs = items.len() / 2;
                     out.extend_from_slice(format!("{}{pairs}\r\n", ty as char).as_bytes());
-                    items[..pairs * 2].iter().for_each(|i| out.extend_from_slice(i));
+                    items[..pairs * 2]
+                        .iter()
+                        .for_each(|i| out.extend_from_slice(i));
                     if ty == b'|' {
                         out.extend_from_slice(b":1\r\n");
                     }
@@ -199,7 +205,8 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
     let part = || prop::collection::vec(prop::sample::select(b"ab{}x0\x00\xff".to_vec()), 0..6);
     prop_oneof![
         prop::collection::vec(prop::num::u8::ANY, 0..24),
-        (part(), part(), part()).prop_map(|(a, tag, b)| [a, b"{".to_vec(), tag, b"}".to_vec(), b].concat()),
+        (part(), part(), part())
+            .prop_map(|(a, tag, b)| [a, b"{".to_vec(), tag, b"}".to_vec(), b].concat()),
         prop::collection::vec(prop::sample::select(b"{}ab".to_vec()), 0..12),
     ]
 }
@@ -208,16 +215,24 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
 fn key_slots_match_cluster_keyslot_on_a_real_node() {
     require_redis();
     let cluster = Cluster::start(1, 0);
-    let mut node = cluster.node_client(cluster.ports()[0]);
+    // TestRunner::run takes an `Fn`: the connection is borrowed per case.
+    let node = std::cell::RefCell::new(cluster.node_client(cluster.ports()[0]));
     TestRunner::new(config(24))
         .run(&prop::collection::vec(key(), 64), |keys| {
             let mut pipe = redis::pipe();
             for key in &keys {
                 pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
             }
-            let theirs: Vec<u16> = pipe.query(&mut node).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let theirs: Vec<u16> = pipe
+                .query(&mut *node.borrow_mut())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             for (key, slot) in keys.iter().zip(theirs) {
-                prop_assert_eq!(Slot::of_key(key).get(), slot, "key {:?}", String::from_utf8_lossy(key));
+                prop_assert_eq!(
+                    Slot::of_key(key).get(),
+                    slot,
+                    "key {:?}",
+                    String::from_utf8_lossy(key)
+                );
             }
             Ok(())
         })
@@ -280,8 +295,9 @@ fn split_mget_mset_del_exists_reply_as_a_standalone_server() {
     let cluster = Cluster::start(3, 0);
     let proxy = Proxy::start(&cluster.seeds(), &[]);
     let standalone = Standalone::start();
-    let mut through = proxy.client();
-    let mut plain = standalone.client();
+    // TestRunner::run takes an `Fn`: the connections are borrowed per case.
+    let through = std::cell::RefCell::new(proxy.client());
+    let plain = std::cell::RefCell::new(standalone.client());
     let case = std::cell::Cell::new(0u32);
     TestRunner::new(config(40))
         .run(&prop::collection::vec(multi(), 1..12), |commands| {
@@ -291,8 +307,8 @@ fn split_mget_mset_del_exists_reply_as_a_standalone_server() {
             let prefix = format!("p{}:", case.get());
             for command in &commands {
                 let cmd = command.cmd(&prefix);
-                let ours: redis::RedisResult<redis::Value> = cmd.query(&mut through);
-                let theirs: redis::RedisResult<redis::Value> = cmd.query(&mut plain);
+                let ours: redis::RedisResult<redis::Value> = cmd.query(&mut *through.borrow_mut());
+                let theirs: redis::RedisResult<redis::Value> = cmd.query(&mut *plain.borrow_mut());
                 prop_assert_eq!(
                     format!("{ours:?}"),
                     format!("{theirs:?}"),
@@ -310,7 +326,12 @@ fn split_mget_mset_del_exists_reply_as_a_standalone_server() {
 
 #[test]
 fn scan_cursors_round_trip() {
-    let cursor = (0..ScanCursor::SHARDS_MAX, 0..=ScanCursor::NODE_MAX, any::<u8>(), any::<bool>());
+    let cursor = (
+        0..ScanCursor::SHARDS_MAX,
+        0..=ScanCursor::NODE_MAX,
+        any::<u8>(),
+        any::<bool>(),
+    );
     TestRunner::new(config(2000))
         .run(&cursor, |(shard, node, fingerprint, rescan)| {
             let cursor = ScanCursor {

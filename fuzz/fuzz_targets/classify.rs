@@ -33,7 +33,10 @@ fn flip_case(arg: &[u8]) -> Vec<u8> {
 }
 
 fn one_line(text: &[u8]) {
-    assert!(!text.contains(&b'\r') && !text.contains(&b'\n'), "error text is one line: {text:?}");
+    assert!(
+        !text.contains(&b'\r') && !text.contains(&b'\n'),
+        "error text is one line: {text:?}"
+    );
 }
 
 fn check(args: &[Vec<u8>]) {
@@ -75,7 +78,10 @@ fn check(args: &[Vec<u8>]) {
             assert!(!slots.is_empty() && one_slot, "one node for one slot");
             assert_eq!(slots[0], slot);
         }
-        Ok(Plan::Pinned { target: Target::Slot(slot), .. }) => {
+        Ok(Plan::Pinned {
+            target: Target::Slot(slot),
+            ..
+        }) => {
             assert!(one_slot);
             assert_eq!(slots[0], slot);
         }

@@ -21,11 +21,22 @@ fn check(redirect: &Option<Redirect>, from: &NodeAddr) {
     };
     assert!(usize::from(slot.get()) < SLOT_COUNT);
     let text = addr.as_str();
-    assert!(!text.bytes().any(|b| b == b' ' || b.is_ascii_control()), "{text:?}");
-    assert_eq!(NodeAddr::parse(text).as_ref(), Some(addr), "{text:?} re-parses");
+    assert!(
+        !text.bytes().any(|b| b == b' ' || b.is_ascii_control()),
+        "{text:?}"
+    );
+    assert_eq!(
+        NodeAddr::parse(text).as_ref(),
+        Some(addr),
+        "{text:?} re-parses"
+    );
     assert!(!text.ends_with(":0"));
     let again = format!("-{word} {slot} {text}\r\n");
-    assert_eq!(&parse_redirect(again.as_bytes(), from), redirect, "{again:?}");
+    assert_eq!(
+        &parse_redirect(again.as_bytes(), from),
+        redirect,
+        "{again:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

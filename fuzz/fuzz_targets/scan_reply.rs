@@ -68,7 +68,11 @@ fuzz_target!(|data: &[u8]| {
     let mut at = 0;
     for &len in &whole.frames {
         let frame = &stream[at..at + len];
-        assert_eq!(ReplyScanner::new(limits).scan(frame), Ok(Some(len)), "re-scan");
+        assert_eq!(
+            ReplyScanner::new(limits).scan(frame),
+            Ok(Some(len)),
+            "re-scan"
+        );
         assert_eq!(
             ReplyScanner::new(limits).scan(&frame[..len - 1]),
             Ok(None),

@@ -45,7 +45,8 @@ fn scan(limits: Limits, chunks: &[&[u8]], requests: &mut Vec<Request>) -> Outcom
         loop {
             match scanner.next_request(&mut buf) {
                 Ok(Some(request)) => {
-                    out.requests.push(request.args().map(<[u8]>::to_vec).collect());
+                    out.requests
+                        .push(request.args().map(<[u8]>::to_vec).collect());
                     requests.push(request);
                 }
                 Ok(None) => break,
@@ -72,12 +73,18 @@ fn check_request(request: &Request) {
     let raw = request.raw();
     let mut fresh = RequestScanner::new(Limits::default());
     let mut buf = BytesMut::from(&raw[..]);
-    let again = fresh.next_request(&mut buf).expect("re-scan").expect("complete");
+    let again = fresh
+        .next_request(&mut buf)
+        .expect("re-scan")
+        .expect("complete");
     assert!(buf.is_empty());
     assert!(again.args().eq(request.args()));
     let mut fresh = RequestScanner::new(Limits::default());
     let mut prefix = BytesMut::from(&raw[..raw.len() - 1]);
-    assert!(matches!(fresh.next_request(&mut prefix), Ok(None)), "a proper prefix is incomplete");
+    assert!(
+        matches!(fresh.next_request(&mut prefix), Ok(None)),
+        "a proper prefix is incomplete"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -96,7 +103,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(scan(limits, &[a, b], &mut ignore), whole, "cut at {cut}");
     let size = usize::from(*c0 % 7) + 2;
     let chunks: Vec<&[u8]> = stream.chunks(size).collect();
-    assert_eq!(scan(limits, &chunks, &mut ignore), whole, "chunks of {size}");
+    assert_eq!(
+        scan(limits, &chunks, &mut ignore),
+        whole,
+        "chunks of {size}"
+    );
     if stream.len() <= 512 {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(scan(limits, &bytes, &mut ignore), whole, "byte by byte");

@@ -46,7 +46,10 @@ fn standalone(args: &[Vec<u8>], proto: Proto) -> Bytes {
     let name = args[0].to_ascii_lowercase();
     let keys = &args[1..];
     let mut out = BytesMut::new();
-    let mut w = ReplyWriter { out: &mut out, proto };
+    let mut w = ReplyWriter {
+        out: &mut out,
+        proto,
+    };
     match &name[..] {
         b"mget" => {
             w.array(keys.len());
@@ -71,7 +74,11 @@ fn standalone(args: &[Vec<u8>], proto: Proto) -> Bytes {
 
 fn structured(control: u8, fail: u8, rest: &[u8]) {
     let name = COMMANDS[usize::from(control) % COMMANDS.len()];
-    let proto = if control & 0x40 != 0 { Proto::Resp3 } else { Proto::Resp2 };
+    let proto = if control & 0x40 != 0 {
+        Proto::Resp3
+    } else {
+        Proto::Resp2
+    };
     let mut args: Vec<Vec<u8>> = vec![name.to_vec()];
     args.extend(rest.split(|&b| b == b'\n').map(<[u8]>::to_vec));
     let mset = name.eq_ignore_ascii_case(b"mset");
@@ -94,7 +101,10 @@ fn structured(control: u8, fail: u8, rest: &[u8]) {
             .expect("a part is whole");
         assert!(buf.is_empty(), "a part is one request");
         let a: Vec<Vec<u8>> = request.args().map(<[u8]>::to_vec).collect();
-        assert_eq!(a[0], name, "the part names the command as the client wrote it");
+        assert_eq!(
+            a[0], name,
+            "the part names the command as the client wrote it"
+        );
         assert!(a.len() > 1 && (a.len() - 1) % step == 0);
         for key in a[1..].iter().step_by(step) {
             assert_eq!(Slot::of_key(key), *slot, "a part's keys are of its slot");
@@ -116,13 +126,19 @@ fn structured(control: u8, fail: u8, rest: &[u8]) {
         taken[part] += 1;
     }
     for (part, n) in taken.iter().enumerate() {
-        assert_eq!(1 + n * step, part_args[part].len(), "nothing else in a part");
+        assert_eq!(
+            1 + n * step,
+            part_args[part].len(),
+            "nothing else in a part"
+        );
     }
     if let Merge::Interleave(order) = &the_split.merge {
         assert_eq!(order.len(), groups.len());
     }
     // Each part answered by a node holding the simulated data; some may fail.
-    let failing = |i: usize| fail & 0x80 != 0 && (i == usize::from(fail & 7) || i == usize::from(fail >> 3 & 7));
+    let failing = |i: usize| {
+        fail & 0x80 != 0 && (i == usize::from(fail & 7) || i == usize::from(fail >> 3 & 7))
+    };
     let replies: Vec<_> = part_args
         .iter()
         .enumerate()
@@ -143,7 +159,11 @@ fn structured(control: u8, fail: u8, rest: &[u8]) {
 }
 
 fn raw(pick: u8, rest: &[u8]) {
-    let proto = if pick & 0x80 != 0 { Proto::Resp3 } else { Proto::Resp2 };
+    let proto = if pick & 0x80 != 0 {
+        Proto::Resp3
+    } else {
+        Proto::Resp2
+    };
     let mut parts = Vec::new();
     let mut buf = rest;
     while !buf.is_empty() && parts.len() < 16 {
@@ -158,13 +178,19 @@ fn raw(pick: u8, rest: &[u8]) {
     if parts.is_empty() {
         return;
     }
-    let nodes: Vec<String> = (0..parts.len()).map(|i| format!("127.0.0.1:{}", 7000 + i)).collect();
+    let nodes: Vec<String> = (0..parts.len())
+        .map(|i| format!("127.0.0.1:{}", 7000 + i))
+        .collect();
     let counts = SubscriptionCounts {
         clients: u64::from(pick & 3),
         at_nodes: u64::from(pick >> 2 & 3),
     };
     let policy = match pick & 0x1f {
-        0 => Merge::Interleave(buf.iter().map(|&b| u16::from(b) % parts.len() as u16).collect()),
+        0 => Merge::Interleave(
+            buf.iter()
+                .map(|&b| u16::from(b) % parts.len() as u16)
+                .collect(),
+        ),
         1 => Merge::Sum,
         2 => Merge::AllOk,
         3 => Merge::Concat,
@@ -178,17 +204,24 @@ fn raw(pick: u8, rest: &[u8]) {
         11 => Merge::Tagged { nodes },
         12 => Merge::Texts { nodes },
         13 => Merge::SlowlogGet { count: None, nodes },
-        14 => Merge::SlowlogGet { count: Some(i64::from(pick >> 5) - 2), nodes },
+        14 => Merge::SlowlogGet {
+            count: Some(i64::from(pick >> 5) - 2),
+            nodes,
+        },
         15 => Merge::LatencyHistogram,
         16 => Merge::FunctionStats,
         17 => Merge::Scan {
             at: ScanCursor::shard_start(1, 2, false),
             next: Some(ScanCursor::shard_start(2, 2, pick & 0x20 != 0)),
         },
-        18 => Merge::Scan { at: ScanCursor::shard_start(3, 0, true), next: None },
+        18 => Merge::Scan {
+            at: ScanCursor::shard_start(3, 0, true),
+            next: None,
+        },
         _ => return,
     };
-    let merged = merge(&policy, parts.into_iter().map(Ok).collect(), proto).expect("no backend error");
+    let merged =
+        merge(&policy, parts.into_iter().map(Ok).collect(), proto).expect("no backend error");
     one_frame(&merged);
 }
 

@@ -20,7 +20,14 @@ impl Standalone {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no", "--logfile", "redis.log"])
             .current_dir(dir.path())
             .stdin(Stdio::null())
