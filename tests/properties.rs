@@ -108,7 +108,7 @@ fn requests_cut_at_any_byte_scan_to_the_same_requests() {
         .run(&strategy, |(requests, cuts)| {
             let stream: Vec<u8> = requests.iter().flat_map(|(b, _)| b.clone()).collect();
             let expected: Vec<Vec<Vec<u8>>> = requests.into_iter().map(|(_, a)| a).collect();
-            prop_assert_eq!(&scan_requests(&[stream.clone()]), &expected);
+            prop_assert_eq!(&scan_requests(std::slice::from_ref(&stream)), &expected);
             prop_assert_eq!(&scan_requests(&pieces(&stream, &cuts)), &expected);
             Ok(())
         })
@@ -189,7 +189,7 @@ fn replies_cut_at_any_byte_scan_to_the_same_frames() {
         .run(&strategy, |(replies, cuts)| {
             let stream = replies.concat();
             let expected: Vec<usize> = replies.iter().map(Vec::len).collect();
-            prop_assert_eq!(&scan_replies(&[stream.clone()]), &expected);
+            prop_assert_eq!(&scan_replies(std::slice::from_ref(&stream)), &expected);
             prop_assert_eq!(&scan_replies(&pieces(&stream, &cuts)), &expected);
             Ok(())
         })
