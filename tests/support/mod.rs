@@ -24,6 +24,7 @@
 //! - `proxy`   — [`Proxy`]: starts the `slotgate` binary on port 0 and reads its listening line.
 //! - `raw`     — a plain-socket client and key/config helpers for the data-path tests.
 //! - `tls`     — certificates made in the test (rcgen), and the ports of TLS-only nodes.
+//! - `standalone` — [`Standalone`]: one plain (non-cluster) redis-server, to compare with.
 //! - `python`  — venvs under target/ with packages from PyPI (redis-py, RQ, Celery), and
 //!   the scripts in tests/py run with them.
 //!
@@ -58,6 +59,7 @@ mod proxy;
 mod python;
 mod raw;
 mod tls;
+mod standalone;
 
 pub use cluster::{Cluster, ClusterConfig, Network};
 pub use ports::{free_cluster_port, free_port};
@@ -67,6 +69,7 @@ pub use python::{
 };
 pub use raw::*;
 pub use tls::{mark_tls_port, tls_port, TlsFiles, TlsPeer};
+pub use standalone::Standalone;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
