@@ -35,7 +35,11 @@ impl View {
             .unwrap_or(0)
     }
 
-    /// `(start, end, shard index)` of every range this view assigns, sorted by start.
+    /// `(start, end, shard index)` of every range this view assigns, sorted by start
+    /// and disjoint. A view whose ranges overlap (no healthy node sends one; the fuzzer
+    /// built one) gives each slot to the range that starts first: a range inside an
+    /// earlier one is dropped and one reaching past it keeps only its tail, so every slot
+    /// the view covers keeps exactly one claim.
     fn ranges(&self) -> Vec<(u16, u16, usize)> {
         let mut ranges: Vec<(u16, u16, usize)> = self
             .topology
@@ -43,9 +47,19 @@ impl View {
             .iter()
             .enumerate()
             .flat_map(|(i, shard)| shard.slots.iter().map(move |&(a, b)| (a, b, i)))
+            .filter(|&(a, b, _)| a <= b)
             .collect();
         ranges.sort_unstable();
-        ranges
+        let mut disjoint: Vec<(u16, u16, usize)> = Vec::with_capacity(ranges.len());
+        for (a, b, shard) in ranges {
+            let start = match disjoint.last() {
+                Some(&(_, end, _)) if end >= b => continue,
+                Some(&(_, end, _)) => a.max(end + 1),
+                None => a,
+            };
+            disjoint.push((start, b, shard));
+        }
+        disjoint
     }
 }
 
@@ -307,6 +321,26 @@ mod tests {
         // Alone, a partial view leaves its gap uncovered.
         assert_eq!(merge(&[without_last]).uncovered(), vec![(10923, 16383)]);
         assert_eq!(merge(&[]), Topology::default());
+    }
+
+    #[test]
+    fn overlapping_ranges_in_one_view_keep_every_slot_claimed() {
+        let epochs = [(7001, 1), (7002, 1)];
+        let overlapping = view(
+            1,
+            vec![
+                shard(7001, &[(0, 16383), (100, 200)], &[]),
+                shard(7002, &[(50, 300), (12000, 12100)], &[]),
+            ],
+            &epochs,
+        );
+        let merged = merge(&[overlapping]);
+        assert_eq!(merged.uncovered(), vec![]);
+        let slots: u32 = (merged.shards.iter())
+            .flat_map(|s| &s.slots)
+            .map(|&(a, b)| u32::from(b - a) + 1)
+            .sum();
+        assert_eq!(slots, 16384, "each slot claimed once");
     }
 
     #[test]
