@@ -58,8 +58,8 @@ mod ports;
 mod proxy;
 mod python;
 mod raw;
-mod tls;
 mod standalone;
+mod tls;
 
 pub use cluster::{Cluster, ClusterConfig, Network};
 pub use ports::{free_cluster_port, free_port};
@@ -68,8 +68,8 @@ pub use python::{
     py_script, python_or_skip, python_venv, python_with_redis_py, run_py_check, venv_or_skip,
 };
 pub use raw::*;
-pub use tls::{mark_tls_port, tls_port, TlsFiles, TlsPeer};
 pub use standalone::Standalone;
+pub use tls::{mark_tls_port, tls_port, TlsFiles, TlsPeer};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
