@@ -824,20 +824,26 @@ impl Session {
     /// Send to a node, or queue behind the requests waiting for room in the reply
     /// window; the reply fills this request's place in the queue.
     fn forward(&mut self, w: &mut Worker, request: Request, target: Target) {
+        let req = self.whole(request, target);
+        self.submit(w, req);
+    }
+
+    /// `request` for `target`, its reply filling the next place of this client's queue.
+    #[inline(always)]
+    fn whole(&mut self, request: Request, target: Target) -> BackendRequest {
         let place = Place {
             session: self.key,
             client: self.id.0,
             seq: self.reserve(),
             part: Place::WHOLE,
         };
-        let req = BackendRequest::new(
+        BackendRequest::new(
             request.into_raw(),
             target,
             self.proto,
             self.id.0 as u32,
             ReplyTo::new(place),
-        );
-        self.submit(w, req);
+        )
     }
 
     /// A blocking command: on a connection pinned to this client while it waits, with
@@ -850,19 +856,7 @@ impl Session {
         target: Target,
         deadline: ReplyDeadline,
     ) {
-        let place = Place {
-            session: self.key,
-            client: self.id.0,
-            seq: self.reserve(),
-            part: Place::WHOLE,
-        };
-        let mut req = BackendRequest::new(
-            request.into_raw(),
-            target,
-            self.proto,
-            self.id.0 as u32,
-            ReplyTo::new(place),
-        );
+        let mut req = self.whole(request, target);
         req.pinned = true;
         req.deadline = deadline;
         self.submit(w, req);

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 
 use super::Session;
-use crate::backend::{BackendRequest, Place, ReplyTo, Target};
+use crate::backend::Target;
 use crate::config::ReadFrom;
 use crate::dispatch::Worker;
 use crate::protocol::scan::Request;
@@ -46,19 +46,7 @@ impl Session {
     #[cold]
     #[inline(never)]
     pub(super) fn forward_read(&mut self, w: &mut Worker, request: Request, target: Target) {
-        let place = Place {
-            session: self.key,
-            client: self.id.0,
-            seq: self.reserve(),
-            part: Place::WHOLE,
-        };
-        let mut req = BackendRequest::new(
-            request.into_raw(),
-            target,
-            self.proto,
-            self.id.0 as u32,
-            ReplyTo::new(place),
-        );
+        let mut req = self.whole(request, target);
         req.reads = self.read_mode();
         self.submit(w, req);
     }
