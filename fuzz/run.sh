@@ -3,6 +3,8 @@
 # committed seeds in fuzz/corpus/<target>/. What a run finds goes to a scratch corpus
 # (fuzz/corpus/<target>.work/, ignored by git), so the committed seeds stay small; a
 # crash is saved under fuzz/artifacts/<target>/ and stops the script with its status.
+# Once fixed, the input goes to fuzz/regressions/<target>/: libFuzzer reads it as a seed
+# and `cargo test --test fuzz_corpus` (stable) replays it with every corpus input.
 #
 #   fuzz/run.sh            # 30 s per target
 #   fuzz/run.sh 10         # the CI smoke run
@@ -21,7 +23,9 @@ for target in $targets; do
   echo "fuzz: $target for ${seconds}s"
   log="$(mktemp)"
   status=0
-  cargo +nightly fuzz run -O "$target" "$work" "corpus/$target" -- \
+  seeds=("corpus/$target")
+  [ -d "regressions/$target" ] && seeds+=("regressions/$target")
+  cargo +nightly fuzz run -O "$target" "$work" "${seeds[@]}" -- \
     -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
   # The last status line (executions, coverage) and the final stats.
@@ -30,7 +34,7 @@ for target in $targets; do
   if [ "$status" != 0 ]; then
     tail -40 "$log"
     rm -f "$log"
-    echo "fuzz: $target FAILED (the input is under fuzz/artifacts/$target/)"
+    echo "fuzz: $target FAILED (the input is under fuzz/artifacts/$target/; once fixed, keep it in fuzz/regressions/$target/)"
     exit 1
   fi
   rm -f "$log"
