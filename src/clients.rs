@@ -42,14 +42,17 @@ pub mod flags {
     pub const CLOSING: u32 = 1 << 4;
     /// `e`: `CLIENT NO-EVICT on`.
     pub const NO_EVICT: u32 = 1 << 5;
+    /// `r`: `READONLY`: its reads go to replicas.
+    pub const READONLY: u32 = 1 << 6;
 
     /// In Redis's order; `N` when none is set.
-    pub(super) const LETTERS: [(u32, char); 6] = [
+    pub(super) const LETTERS: [(u32, char); 7] = [
         (MONITOR, 'O'),
         (PUBSUB, 'P'),
         (MULTI, 'x'),
         (BLOCKED, 'b'),
         (CLOSING, 'c'),
+        (READONLY, 'r'),
         (NO_EVICT, 'e'),
     ];
 }
@@ -1099,6 +1102,7 @@ mod tests {
             flag_letters(flags::NO_EVICT | flags::PUBSUB | flags::CLOSING),
             "Pce"
         );
+        assert_eq!(flag_letters(flags::NO_EVICT | flags::READONLY), "re");
     }
 
     #[test]

@@ -239,6 +239,11 @@ fn per_client_readonly_prefer_replica_and_nearest() {
     // Writes of a READONLY client still go to masters.
     let _: () = reader.set(&keys[0], &keys[0]).unwrap();
     assert_eq!(total(&cluster, &masters, "set"), 1);
+    // CLIENT LIST shows it as Redis does: flag `r`.
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut reader).unwrap();
+    assert!(info.contains(" flags=r "), "{info}");
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut plain).unwrap();
+    assert!(info.contains(" flags=N "), "{info}");
     // The other client still reads at masters.
     reset_stats(&cluster, &all);
     for key in &keys {
@@ -248,6 +253,8 @@ fn per_client_readonly_prefer_replica_and_nearest() {
     // READWRITE: back to the masters.
     let ok: String = redis::cmd("READWRITE").query(&mut reader).unwrap();
     assert_eq!(ok, "OK");
+    let info: String = redis::cmd("CLIENT").arg("INFO").query(&mut reader).unwrap();
+    assert!(info.contains(" flags=N "), "{info}");
     reset_stats(&cluster, &all);
     for key in &keys {
         assert_eq!(reader.get::<_, String>(key).unwrap(), *key);

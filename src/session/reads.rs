@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::Session;
 use crate::backend::Target;
+use crate::clients::flags;
 use crate::config::ReadFrom;
 use crate::dispatch::Worker;
 use crate::protocol::scan::Request;
@@ -20,6 +21,7 @@ impl Session {
     /// `READONLY`: this client's reads go to replicas (as `read_from = "replica"`).
     pub(super) fn read_only(&mut self) {
         self.reads = ReadFrom::Replica;
+        self.set_readonly_flag(true);
         if !self.shared.replica_reads_asked.swap(true, Relaxed) {
             // The replica poller waits for this when `read_from` is `master`.
             self.shared.replica_reads_wanted.notify_one();
@@ -30,6 +32,14 @@ impl Session {
     /// `READWRITE` (and `RESET`): back to the configured `read_from`.
     pub(super) fn read_write(&mut self) {
         self.reads = self.config.reads.read_from;
+        self.set_readonly_flag(false);
+    }
+
+    /// `CLIENT LIST`'s `r`: the client asked for `READONLY`.
+    fn set_readonly_flag(&self, on: bool) {
+        if let Some(handle) = &self.client.handle {
+            handle.set_flag(flags::READONLY, on);
+        }
     }
 
     /// Where this read goes, `reads` not being [`ReadFrom::Master`]: its mode, or the
