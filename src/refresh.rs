@@ -74,8 +74,10 @@ pub async fn initial(shared: &Arc<Shared>) -> Result<(), RefreshError> {
 pub async fn run(shared: Arc<Shared>) {
     let mut last = Instant::now();
     let mut owners = owners::OwnerLog::new(shared.table.load_full());
+    let mut syncing = SyncingReplicas::default();
     loop {
-        let interval = shared.config.load_full().refresh_interval;
+        let configured = shared.config.load_full().refresh_interval;
+        let interval = syncing.next_wait(loading_replicas(&shared.table.load()), configured);
         let timer = tokio::select! {
             _ = shared.refresh_wanted.notified() => false,
             _ = tokio::time::sleep(interval) => true,
@@ -100,6 +102,45 @@ pub async fn run(shared: Arc<Shared>) {
         shared.refreshed.send_modify(|n| *n += 1);
         share_functions(&shared, &before).await;
     }
+}
+
+/// The first wait after replicas are seen still syncing.
+const SYNCING_FIRST_WAIT: Duration = Duration::from_secs(1);
+
+/// Replicas still syncing (`loading` in `CLUSTER SHARDS`) serve no reads and get no
+/// `CONFIG SET` fan-out until a refresh sees them online, so while there are some the
+/// next refresh comes sooner than `cluster.refresh_interval_ms`: after 1 s, then
+/// doubling while the same replicas stay loading (on Redis 7.0 a replica of a master
+/// never written to stays `loading`), up to the interval. A replica that finishes its
+/// sync at start-up serves within seconds, not a whole interval later.
+#[derive(Default)]
+struct SyncingReplicas {
+    loading: Vec<NodeAddr>,
+    wait: Duration,
+}
+
+impl SyncingReplicas {
+    /// How long until the next periodic refresh, given the replicas loading now.
+    fn next_wait(&mut self, loading: Vec<NodeAddr>, interval: Duration) -> Duration {
+        self.wait = if loading.is_empty() {
+            interval
+        } else if loading != self.loading {
+            SYNCING_FIRST_WAIT
+        } else {
+            (self.wait * 2).max(SYNCING_FIRST_WAIT)
+        };
+        self.loading = loading;
+        self.wait.min(interval)
+    }
+}
+
+/// Every replica of the table still syncing, sorted.
+fn loading_replicas(table: &SlotTable) -> Vec<NodeAddr> {
+    let mut loading: Vec<NodeAddr> = (table.shards().iter())
+        .flat_map(|shard| shard.loading_replicas.iter().cloned())
+        .collect();
+    loading.sort();
+    loading
 }
 
 /// Masters that joined since `before` (added to the cluster, or promoted) get the
@@ -312,5 +353,31 @@ async fn learn_version(shared: &Arc<Shared>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncing_replicas_bring_the_next_refresh_closer_then_back_off() {
+        let interval = Duration::from_secs(10);
+        let a = NodeAddr::new("127.0.0.1", 7004);
+        let b = NodeAddr::new("127.0.0.1", 7005);
+        let mut syncing = SyncingReplicas::default();
+        assert_eq!(syncing.next_wait(vec![], interval), interval);
+        let waits: Vec<u64> = (0..6)
+            .map(|_| syncing.next_wait(vec![a.clone()], interval).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        // Another replica starts syncing: soon again.
+        assert_eq!(syncing.next_wait(vec![a.clone(), b], interval).as_secs(), 1);
+        // All served: the configured interval.
+        assert_eq!(syncing.next_wait(vec![], interval), interval);
+        assert_eq!(syncing.next_wait(vec![a], interval).as_secs(), 1);
+        // An interval shorter than the first wait wins.
+        let short = Duration::from_millis(300);
+        assert_eq!(syncing.next_wait(vec![], short), short);
     }
 }
