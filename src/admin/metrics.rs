@@ -429,7 +429,7 @@ impl Collector for SlotgateCollector {
         counter(
             e,
             "slotgate_client_connections_rejected",
-            "Client connections refused because max_clients was reached.",
+            "Client connections refused because max_clients or max_clients_per_ip was reached.",
             at(&METRICS.connections_rejected),
         )?;
         counters(
