@@ -77,7 +77,8 @@ pub async fn run(shared: Arc<Shared>) {
     let mut syncing = SyncingReplicas::default();
     loop {
         let configured = shared.config.load_full().refresh_interval;
-        let interval = syncing.next_wait(loading_replicas(&shared.table.load()), configured);
+        let loading = loading_replicas(&shared.table.load());
+        let interval = syncing.next_wait(loading, configured, Instant::now());
         let timer = tokio::select! {
             _ = shared.refresh_wanted.notified() => false,
             _ = tokio::time::sleep(interval) => true,
@@ -104,33 +105,37 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// The first wait after replicas are seen still syncing.
-const SYNCING_FIRST_WAIT: Duration = Duration::from_secs(1);
+/// While replicas are syncing, how often the table is refreshed, and for how long
+/// after the set of syncing replicas last changed.
+const SYNCING_REFRESH: Duration = Duration::from_secs(1);
+const SYNCING_WATCH: Duration = Duration::from_secs(60);
 
 /// Replicas still syncing (`loading` in `CLUSTER SHARDS`) serve no reads and get no
 /// `CONFIG SET` fan-out until a refresh sees them online, so while there are some the
-/// next refresh comes sooner than `cluster.refresh_interval_ms`: after 1 s, then
-/// doubling while the same replicas stay loading (on Redis 7.0 a replica of a master
-/// never written to stays `loading`), up to the interval. A replica that finishes its
-/// sync at start-up serves within seconds, not a whole interval later.
+/// table is refreshed every second instead of every `cluster.refresh_interval_ms`, for
+/// up to a minute after the set of syncing replicas last changed (a replica that
+/// cannot sync does not keep it up for ever). On Redis 7.0 a replica of a master never
+/// written to counts as `loading` until the master's first replication `PING` (10 s);
+/// a replica that finishes its sync serves reads a second later, not an interval later.
 #[derive(Default)]
 struct SyncingReplicas {
     loading: Vec<NodeAddr>,
-    wait: Duration,
+    since: Option<Instant>,
 }
 
 impl SyncingReplicas {
-    /// How long until the next periodic refresh, given the replicas loading now.
-    fn next_wait(&mut self, loading: Vec<NodeAddr>, interval: Duration) -> Duration {
-        self.wait = if loading.is_empty() {
-            interval
-        } else if loading != self.loading {
-            SYNCING_FIRST_WAIT
+    /// How long until the next periodic refresh, given the replicas loading `now`.
+    fn next_wait(&mut self, loading: Vec<NodeAddr>, interval: Duration, now: Instant) -> Duration {
+        if loading != self.loading {
+            self.loading = loading;
+            self.since = Some(now);
+        }
+        let watching = self.since.is_some_and(|since| now - since < SYNCING_WATCH);
+        if !self.loading.is_empty() && watching {
+            SYNCING_REFRESH.min(interval)
         } else {
-            (self.wait * 2).max(SYNCING_FIRST_WAIT)
-        };
-        self.loading = loading;
-        self.wait.min(interval)
+            interval
+        }
     }
 }
 
@@ -361,23 +366,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn syncing_replicas_bring_the_next_refresh_closer_then_back_off() {
+    fn syncing_replicas_are_watched_every_second_for_a_minute() {
         let interval = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         let a = NodeAddr::new("127.0.0.1", 7004);
         let b = NodeAddr::new("127.0.0.1", 7005);
         let mut syncing = SyncingReplicas::default();
-        assert_eq!(syncing.next_wait(vec![], interval), interval);
-        let waits: Vec<u64> = (0..6)
-            .map(|_| syncing.next_wait(vec![a.clone()], interval).as_secs())
-            .collect();
-        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
-        // Another replica starts syncing: soon again.
-        assert_eq!(syncing.next_wait(vec![a.clone(), b], interval).as_secs(), 1);
-        // All served: the configured interval.
-        assert_eq!(syncing.next_wait(vec![], interval), interval);
-        assert_eq!(syncing.next_wait(vec![a], interval).as_secs(), 1);
-        // An interval shorter than the first wait wins.
+        assert_eq!(syncing.next_wait(vec![], interval, at(0)), interval);
+        for secs in [1, 2, 30, 60] {
+            let wait = syncing.next_wait(vec![a.clone()], interval, at(secs));
+            assert_eq!(wait, SYNCING_REFRESH, "at {secs} s");
+        }
+        // A minute after the set last changed: the configured interval.
+        assert_eq!(
+            syncing.next_wait(vec![a.clone()], interval, at(61)),
+            interval
+        );
+        // Another replica starts syncing: watched again.
+        let both = vec![a.clone(), b];
+        assert_eq!(syncing.next_wait(both, interval, at(70)), SYNCING_REFRESH);
+        // All serve: the configured interval.
+        assert_eq!(syncing.next_wait(vec![], interval, at(71)), interval);
+        // An interval shorter than a second wins.
         let short = Duration::from_millis(300);
-        assert_eq!(syncing.next_wait(vec![], short), short);
+        assert_eq!(syncing.next_wait(vec![a], short, at(72)), short);
     }
 }
